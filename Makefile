@@ -1,0 +1,37 @@
+# The two commands of the README's quick start.  Each creates .venv when it is missing
+# and installs the course into it (again only when pyproject.toml changed).
+#   make lab    open the course in JupyterLab at chapter 00
+#   make test   run the whole test suite (what .ci/run runs)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test exercises notebooks benchmarks clean-venv
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab chapters/00_start_here.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: $(STAMP)
+	bash tools/ensure_chromium.sh
+	$(PY) -m pytest -n 2 --dist loadfile tests --nbval chapters solutions --nbval-sanitize-with tools/nbval_sanitize.cfg
+
+# Maintainer commands (see tools/README.md)
+exercises: $(STAMP)
+	$(PY) -m tools.make_exercises
+
+notebooks: $(STAMP)
+	$(PY) -m tools.execute_notebooks chapters solutions
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/conv2d_vs_torch.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,122 @@
+"""Figures used across the chapters: image grids, kernels with their values, feature maps.
+
+Conventions: images in [0, 1] are shown in gray (or RGB for (H, W, 3)); *signed* arrays
+(kernels, feature maps before ReLU, gradients) use a diverging colour map centred on zero so
+that white means 0, red positive and blue negative; every feature map gets a labelled colour
+bar.  Each function returns the matplotlib ``Figure`` so that a notebook can save or tweak it.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+DIVERGING = "RdBu_r"  # red = positive, blue = negative, white = zero
+
+
+def _grid(n: int, ncols: int | None, panel: float):
+    ncols = min(n, ncols or 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes.flat[:n]
+
+
+def _is_signed(a: np.ndarray) -> bool:
+    return bool(np.nanmin(a) < 0)
+
+
+def _symmetric_limit(a: np.ndarray) -> float:
+    lim = float(np.nanmax(np.abs(a)))
+    return lim if lim > 0 else 1.0
+
+
+def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+                ncols: int | None = None, panel: float = 3.0, suptitle: str | None = None):
+    """A grid of images: (H, W) arrays in gray, (H, W, 3) arrays as RGB, values in [0, 1]."""
+    images = list(images)
+    fig, axes = _grid(len(images), ncols, panel)
+    for i, (ax, img) in enumerate(zip(axes, images)):
+        img = np.asarray(img)
+        if img.ndim == 2:
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(np.clip(img, 0, 1))
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str = "{:.2g}"):
+    """A 2D kernel as coloured cells with each value written in its cell (diverging, centred on 0)."""
+    kernel = np.asarray(kernel, dtype=float)
+    if kernel.ndim != 2:
+        raise ValueError(f"show_kernel expects a 2D (kH, kW) kernel, got shape {kernel.shape}")
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(0.6 * kernel.shape[1] + 1, 0.6 * kernel.shape[0] + 0.8))
+    lim = _symmetric_limit(kernel)
+    ax.imshow(kernel, cmap=DIVERGING, vmin=-lim, vmax=lim)
+    for (r, c), v in np.ndenumerate(kernel):
+        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9,
+                color="white" if abs(v) > 0.6 * lim else "black")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    if own:
+        fig.tight_layout()
+        return fig
+    return ax.figure
+
+
+def show_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+                 ncols: int | None = None, panel: float = 2.2):
+    """Several 2D kernels side by side, each with its values written in the cells."""
+    kernels = list(kernels)
+    fig, axes = _grid(len(kernels), ncols, panel)
+    for i, (ax, k) in enumerate(zip(axes, kernels)):
+        show_kernel(k, title=None if titles is None else titles[i], ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def show_feature_maps(maps: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] | None = None,
+                      ncols: int | None = None, panel: float = 3.0, signed: bool | None = None,
+                      label: str = "activation", suptitle: str | None = None):
+    """Feature maps with labelled colour bars.
+
+    Args:
+        maps: a sequence of (H, W) arrays, or an array (C, H, W) / (1, C, H, W).
+        signed: diverging colour map centred on zero; ``None`` decides per map from its values.
+        label: the colour bar's label (what the numbers are).
+    """
+    if isinstance(maps, np.ndarray):
+        if maps.ndim == 4 and maps.shape[0] == 1:
+            maps = maps[0]
+        if maps.ndim == 2:
+            maps = maps[None]
+        if maps.ndim != 3:
+            raise ValueError(f"expected maps of shape (C, H, W) or (1, C, H, W), got {maps.shape}")
+    maps = [np.asarray(m, dtype=float) for m in maps]
+    fig, axes = _grid(len(maps), ncols, panel)
+    for i, (ax, m) in enumerate(zip(axes, maps)):
+        if signed if signed is not None else _is_signed(m):
+            lim = _symmetric_limit(m)
+            im = ax.imshow(m, cmap=DIVERGING, vmin=-lim, vmax=lim)
+        else:
+            im = ax.imshow(m, cmap="viridis")
+        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cbar.set_label(label)
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
