@@ -1,0 +1,199 @@
+"""What a layer costs: parameters, multiply-adds (MACs) and activation memory.
+
+Two ways to get the same numbers, so that each checks the other:
+
+* by formula, from a layer *spec* (:func:`conv2d_cost`, :func:`linear_cost`), before any model exists;
+* by measurement, from a real ``torch.nn.Module`` (:func:`profile_model`), with forward hooks that
+  look at every leaf layer's actual output.
+
+A multiply-add (MAC) is one ``a * b + c``; the bias addition is not counted (as most papers do).
+Activation memory is what one input image leaves behind in a layer's output, the tensor a
+training step keeps for the backward pass: ``activations`` elements, ``activations * 4`` bytes
+in float32.  All counts are *per image* (batch size 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Sequence
+
+import numpy as np
+
+BYTES_PER_FLOAT32 = 4
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """The cost of one layer for one image.
+
+    Attributes:
+        name: the layer's name (``"features.0"`` in a model, or a label given by the caller).
+        kind: ``"conv2d"``, ``"linear"``, or the class name of any other layer.
+        params: number of learnable numbers (weights + biases).
+        macs: multiply-adds of one forward pass.
+        output_shape: shape of the output for one image, ``(C, H, W)`` or ``(F,)``.
+    """
+    name: str
+    kind: str
+    params: int
+    macs: int
+    output_shape: tuple[int, ...]
+
+    @property
+    def activations(self) -> int:
+        """Number of output elements for one image."""
+        return prod(self.output_shape)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes the output of one image takes in float32."""
+        return self.activations * BYTES_PER_FLOAT32
+
+    @property
+    def uses_per_weight(self) -> float:
+        """MACs per parameter: how many times each weight is reused in one forward pass."""
+        return self.macs / self.params if self.params else 0.0
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or any(int(v) < 0 for v in pair):
+        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def conv2d_cost(in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                input_size: int | Sequence[int], stride: int | Sequence[int] = 1,
+                padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
+                groups: int = 1, bias: bool = True, name: str = "conv2d") -> LayerCost:
+    """Cost of a ``Conv2d`` layer by formula (arguments as ``torch.nn.Conv2d``).
+
+    Args:
+        input_size: the input's spatial size ``H`` or ``(H, W)``.
+
+    Returns:
+        a :class:`LayerCost` with ``output_shape == (out_channels, H_out, W_out)``.
+        Each output value costs ``(in_channels / groups) * kH * kW`` MACs.
+    """
+    from utils.functional import conv_output_size  # the one place the output-size formula lives
+
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} "
+                         f"must both be divisible by groups={groups}")
+    kernel, size = _pair(kernel_size, "kernel_size"), _pair(input_size, "input_size")
+    strides, pads, dils = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    out_hw = tuple(conv_output_size(size[i], kernel[i], strides[i], pads[i], dils[i]) for i in range(2))
+    weights_per_output = (in_channels // groups) * kernel[0] * kernel[1]
+    params = out_channels * weights_per_output + (out_channels if bias else 0)
+    macs = out_channels * out_hw[0] * out_hw[1] * weights_per_output
+    return LayerCost(name, "conv2d", params, macs, (out_channels, *out_hw))
+
+
+def linear_cost(in_features: int, out_features: int, bias: bool = True,
+                name: str = "linear") -> LayerCost:
+    """Cost of a ``Linear`` (dense, fully connected) layer by formula.
+
+    Returns:
+        a :class:`LayerCost` with ``output_shape == (out_features,)``; every output value uses
+        every input value once, so ``macs == in_features * out_features``.
+    """
+    if in_features <= 0 or out_features <= 0:
+        raise ValueError(f"in_features={in_features} and out_features={out_features} must be positive")
+    params = in_features * out_features + (out_features if bias else 0)
+    return LayerCost(name, "linear", params, in_features * out_features, (out_features,))
+
+
+def dense_equivalent(conv: LayerCost, input_shape: Sequence[int], name: str = "dense") -> LayerCost:
+    """The dense layer that maps the same input to an output of the same size as ``conv``.
+
+    Args:
+        conv: the cost of a convolutional layer (its ``output_shape`` is ``(C_out, H_out, W_out)``).
+        input_shape: that layer's input for one image, ``(C_in, H, W)``.
+
+    Returns:
+        the :class:`LayerCost` of ``Linear(C_in*H*W, C_out*H_out*W_out)`` (output reshaped to the
+        conv's ``output_shape``): what the conv layer would cost without locality and weight sharing.
+    """
+    dense = linear_cost(prod(input_shape), conv.activations, name=name)
+    return LayerCost(name, "linear", dense.params, dense.macs, conv.output_shape)
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """Number of learnable numbers in a ``torch.nn.Module`` (only ``requires_grad`` ones if asked)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _macs_of(module, output) -> int:
+    """MACs of one leaf module for one image, read off its real output (batch dimension removed)."""
+    import torch.nn as nn
+
+    per_image_outputs = output[0].numel()
+    if isinstance(module, nn.Conv2d):
+        return per_image_outputs * (module.in_channels // module.groups) * prod(module.kernel_size)
+    if isinstance(module, nn.Linear):
+        return per_image_outputs * module.in_features
+    return 0
+
+
+def _kind_of(module) -> str:
+    import torch.nn as nn
+
+    return {nn.Conv2d: "conv2d", nn.Linear: "linear"}.get(type(module), type(module).__name__)
+
+
+def profile_model(model, input_shape: Sequence[int]) -> list[LayerCost]:
+    """Measure every leaf layer of ``model`` on one zero image, in the order they run.
+
+    Args:
+        model: a ``torch.nn.Module``.
+        input_shape: one image, ``(C, H, W)``.
+
+    Returns:
+        one :class:`LayerCost` per leaf module call (conv, linear, activations, pooling, flatten, ...);
+        parameters are counted at a module's first call only, so that
+        ``sum(c.params for c in costs) == count_parameters(model)`` for models whose layers all run.
+    """
+    import torch
+
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be one image (C, H, W), got {tuple(input_shape)}")
+    costs, seen, handles = [], set(), []
+
+    def record(name):
+        def hook(module, inputs, output):
+            params = 0 if id(module) in seen else sum(p.numel() for p in module.parameters(recurse=False))
+            seen.add(id(module))
+            costs.append(LayerCost(name, _kind_of(module), params, _macs_of(module, output),
+                                   tuple(output.shape[1:])))
+        return hook
+
+    for name, module in model.named_modules():
+        if not any(True for _ in module.children()):
+            handles.append(module.register_forward_hook(record(name)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return costs
+
+
+def total(costs: Sequence[LayerCost], name: str = "total") -> LayerCost:
+    """Sum of ``params`` and ``macs`` over layers; ``output_shape`` is the *sum* of activations as ``(n,)``."""
+    return LayerCost(name, "total", sum(c.params for c in costs), sum(c.macs for c in costs),
+                     (sum(c.activations for c in costs),))
+
+
+def cost_table(costs: Sequence[LayerCost]) -> str:
+    """A fixed-width text table of layer costs (one row per layer), for printing in a notebook."""
+    header = f"{'layer':<14}{'kind':<12}{'output':>14}{'params':>12}{'MACs':>14}{'act. KiB':>10}"
+    rows = [header, "-" * len(header)]
+    for c in costs:
+        shape = "x".join(map(str, c.output_shape))
+        rows.append(f"{c.name:<14}{c.kind:<12}{shape:>14}{c.params:>12,}{c.macs:>14,}"
+                    f"{c.activation_bytes / 1024:>10.1f}")
+    return "\n".join(rows)
