@@ -1,10 +1,18 @@
 """NumPy versions of the ``torch.nn.functional`` ops this course builds, NCHW like PyTorch.
 
 Every function takes and returns NumPy arrays with the same name, arguments and defaults as its
-``torch.nn.functional`` namesake (plus ``*_backward`` functions that return the gradients, and
-``conv2d_naive``, the loop-by-loop reference).  Bad arguments raise ``ValueError`` naming the
+``torch.nn.functional`` namesake, plus ``*_backward`` functions that return gradients and
+``conv2d_naive``, the loop-by-loop reference.  Bad arguments raise ``ValueError`` naming the
 shapes or values involved.
-"""
-from .conv import conv2d, conv2d_backward, conv2d_naive, conv_output_size
 
-__all__ = ["conv2d", "conv2d_naive", "conv2d_backward", "conv_output_size"]
+Modules: ``conv`` (convolution), ``pool`` (pooling), ``activation`` (ReLU family); ``_validate``
+and ``_windows`` hold the argument checks and sliding-window plumbing they share.
+"""
+from .activation import leaky_relu, leaky_relu_backward, relu, relu_backward
+from .conv import conv2d, conv2d_backward, conv2d_naive, conv_output_size
+from .pool import (adaptive_avg_pool2d, avg_pool2d, avg_pool2d_backward, max_pool2d,
+                   max_pool2d_backward)
+
+__all__ = ["conv2d", "conv2d_naive", "conv2d_backward", "conv_output_size",
+           "max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward",
+           "adaptive_avg_pool2d", "relu", "relu_backward", "leaky_relu", "leaky_relu_backward"]

@@ -1,0 +1,223 @@
+"""Pooling in NumPy with the semantics of ``torch.nn.functional`` (max, average, adaptive average).
+
+Shapes (NCHW like PyTorch): ``input`` (N, C, H, W) or unbatched (C, H, W) -> output
+(N, C, H_out, W_out) (or unbatched).  Pooling works on each channel plane separately; a window of
+``kernel_size`` moves by ``stride`` (default: ``kernel_size``, so windows tile the plane).
+
+``H_out = floor((H + 2*padding - dilation*(kH - 1) - 1) / stride) + 1`` (``ceil`` instead of
+``floor`` with ``ceil_mode=True``, where a last window must still start inside the input or its
+left/top padding).  Padding counts as ``-inf`` for max pooling and as 0 for average pooling.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import (batched, float_array, non_negative_pair, positive_pair, same_dtype, same_shape,
+                        unbatch)
+from ._windows import WindowGeometry, add_windows, crop_nchw, pad_nchw, window_view
+from .conv import output_length
+
+__all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward",
+           "adaptive_avg_pool2d"]
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def pool_output_length(size: int, kernel: int, stride: int, padding: int, dilation: int,
+                       ceil_mode: bool, axis: str = "size") -> int:
+    """Output length of one spatial axis of a pooling layer (PyTorch's rule, incl. ceil_mode)."""
+    if not ceil_mode:
+        return output_length(size, kernel, stride, 2 * padding, dilation, axis)
+    span = dilation * (kernel - 1) + 1
+    length = -((size + 2 * padding - span) // -stride) + 1     # ceil division
+    if (length - 1) * stride >= size + padding:   # last window would start in the right padding
+        length -= 1
+    if length < 1:
+        raise ValueError(f"kernel {axis} {kernel} (dilation {dilation}) does not fit in the input "
+                         f"{axis} {size} with padding {padding}: output {axis} would be {length}")
+    return length
+
+
+def pool_geometry(input_hw: tuple[int, int], kernel_size, stride, padding, dilation,
+                  ceil_mode: bool) -> WindowGeometry:
+    """Validate pooling arguments and compute where the windows sit.
+
+    The returned bottom/right padding includes the extra rows/columns that ``ceil_mode`` windows
+    hang over the padded input, so every window can be read from one padded array.
+    """
+    kernel = positive_pair(kernel_size, "kernel_size")
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    stride = kernel if no_stride else positive_pair(stride, "stride")
+    padding, dilation = non_negative_pair(padding, "padding"), positive_pair(dilation, "dilation")
+    pads, out_hw = [], []
+    for size, k, s, p, d, axis in zip(input_hw, kernel, stride, padding, dilation, ("height", "width")):
+        if p > (d * (k - 1) + 1) // 2:
+            raise ValueError(f"padding {p} must be at most half of the (dilated) kernel {axis} "
+                             f"{d * (k - 1) + 1} (kernel_size {k}, dilation {d})")
+        length = pool_output_length(size, k, s, p, d, ceil_mode, axis)
+        overhang = max(0, (length - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
+        pads.append((p, p + overhang))
+        out_hw.append(length)
+    return WindowGeometry(kernel, stride, dilation, pads[0], pads[1], tuple(out_hw))
+
+
+def _pool_windows(x: np.ndarray, geo: WindowGeometry, fill: float) -> np.ndarray:
+    """(N, C, H, W) -> window view (N, C, kH, kW, H_out, W_out) of the input padded with ``fill``."""
+    return window_view(pad_nchw(x, geo.pad_h, geo.pad_w, fill), geo)
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum of every window, per channel; same contract as ``F.max_pool2d``.
+
+    Inputs:
+    - input: (N, C, H, W) or unbatched (C, H, W), float32 or float64
+    - kernel_size: int or (kH, kW); stride: int, pair or None (= kernel_size)
+    - padding: int or pair, at most half the dilated kernel (padding counts as -inf)
+    - dilation: int or pair, spacing between window taps; ceil_mode: see the module docstring
+    - return_indices: also return where each maximum came from
+    Returns: output (N, C, H_out, W_out) (unbatched for an unbatched input), and with
+    ``return_indices`` also int64 indices of the same shape: ``h * W + w`` of the maximum in its
+    (unpadded) H x W input plane, as PyTorch's.  Ties go to the first maximum in row-major order.
+    """
+    x, was_unbatched = batched(input)
+    geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    windows = _pool_windows(x, geo, -np.inf)
+    if not return_indices:
+        return unbatch(windows.max(axis=(2, 3)), was_unbatched)
+    output, indices = _max_and_indices(windows, geo, x.shape[3])
+    return unbatch(output, was_unbatched), unbatch(indices, was_unbatched)
+
+
+def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
+    """Windows (N, C, kH, kW, H_out, W_out) -> (max, flat input index of the max), (N, C, H_out, W_out)."""
+    n, c, kh, kw, out_h, out_w = windows.shape
+    taps = windows.reshape(n, c, kh * kw, out_h, out_w)     # copies: the window view is strided
+    tap = taps.argmax(axis=2)                               # first maximum in (i, j) row-major order
+    output = np.take_along_axis(taps, tap[:, :, np.newaxis], axis=2)[:, :, 0]
+    rows = np.arange(out_h)[:, None] * geo.stride[0] + (tap // kw) * geo.dilation[0] - geo.pad_h[0]
+    cols = np.arange(out_w)[None, :] * geo.stride[1] + (tap % kw) * geo.dilation[1] - geo.pad_w[0]
+    return output, (rows * width + cols).astype(np.int64)
+
+
+def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False):
+    """Gradient of :func:`max_pool2d` with respect to its input.
+
+    Inputs: ``grad_output`` (N, C, H_out, W_out) (unbatched if input is), then the arguments given
+    to :func:`max_pool2d`.  Returns grad_input with the input's shape: each output's gradient goes
+    to the one input pixel that was the maximum of its window (summed where windows overlap).
+    """
+    x, was_unbatched = batched(input)
+    geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
+    grad = _batched_pool_grad(grad_output, x, geo, was_unbatched)
+    _, indices = _max_and_indices(_pool_windows(x, geo, -np.inf), geo, x.shape[3])
+    n, c, height, width = x.shape
+    plane_start = (np.arange(n * c) * height * width).reshape(n, c, 1, 1)
+    flat = np.bincount((indices + plane_start).ravel(), weights=grad.ravel(),
+                       minlength=n * c * height * width)
+    return unbatch(flat.reshape(x.shape).astype(x.dtype), was_unbatched)
+
+
+def _batched_pool_grad(grad_output, x: np.ndarray, geo: WindowGeometry,
+                       was_unbatched: bool) -> np.ndarray:
+    """Check grad_output against the pooling output's shape/dtype -> (N, C, H_out, W_out)."""
+    float_array(grad_output, "grad_output")
+    same_dtype(x, grad_output, "input", "grad_output")
+    expected = x.shape[:2] + geo.out_hw
+    same_shape(grad_output, expected[1:] if was_unbatched else expected, "grad_output")
+    return grad_output[np.newaxis] if was_unbatched else grad_output
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+def _avg_divisors(input_hw: tuple[int, int], geo: WindowGeometry, count_include_pad: bool) -> np.ndarray:
+    """(H_out, W_out) number of values each window averages, PyTorch's rule.
+
+    A window is clipped to the padded input (``ceil_mode`` windows may hang over it); with
+    ``count_include_pad=False`` it is clipped to the input itself.
+    """
+    counts = []
+    for size, k, s, pad, length in zip(input_hw, geo.kernel, geo.stride, (geo.pad_h[0], geo.pad_w[0]),
+                                       geo.out_hw):
+        start = np.arange(length) * s - pad                 # in input coordinates
+        end = np.minimum(start + k, size + pad)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, size)
+        counts.append(end - start)
+    return np.outer(counts[0], counts[1])
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Mean of every window, per channel; same contract as ``F.avg_pool2d``.
+
+    Inputs:
+    - input: (N, C, H, W) or unbatched (C, H, W), float32 or float64
+    - kernel_size: int or (kH, kW); stride: int, pair or None (= kernel_size)
+    - padding: int or pair, at most half the kernel (zeros)
+    - ceil_mode: see the module docstring
+    - count_include_pad: whether padded zeros count in the mean's denominator
+    Returns: (N, C, H_out, W_out), or unbatched for an unbatched input; the input's dtype.
+    """
+    x, was_unbatched = batched(input)
+    geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
+    sums = _pool_windows(x, geo, 0.0).sum(axis=(2, 3))
+    output = sums / _avg_divisors(x.shape[2:], geo, count_include_pad).astype(x.dtype)
+    return unbatch(output, was_unbatched)
+
+
+def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                        count_include_pad=True):
+    """Gradient of :func:`avg_pool2d` with respect to its input.
+
+    Inputs: ``grad_output`` (N, C, H_out, W_out) (unbatched if input is), then the arguments given
+    to :func:`avg_pool2d`.  Returns grad_input with the input's shape: each output's gradient is
+    shared equally (divided by the window's divisor) among the pixels of its window.
+    """
+    x, was_unbatched = batched(input)
+    geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
+    grad = _batched_pool_grad(grad_output, x, geo, was_unbatched)
+    shares = grad / _avg_divisors(x.shape[2:], geo, count_include_pad).astype(x.dtype)
+    window_grads = np.broadcast_to(shares[:, :, None, None], shares.shape[:2] + geo.kernel + geo.out_hw)
+    padded_hw = (x.shape[2] + sum(geo.pad_h), x.shape[3] + sum(geo.pad_w))
+    grad_input = crop_nchw(add_windows(window_grads, padded_hw, geo), geo.pad_h, geo.pad_w)
+    return unbatch(grad_input, was_unbatched)
+
+
+# ----------------------------------------------------------------------------- adaptive pooling
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling to a fixed output size, whatever the input size; as ``F.adaptive_avg_pool2d``.
+
+    Inputs:
+    - input: (N, C, H, W) or unbatched (C, H, W), float32 or float64
+    - output_size: int or (H_out, W_out); an entry None keeps that input size.  ``1`` is *global*
+      average pooling: one mean per channel.
+    Returns: (N, C, H_out, W_out) (unbatched for an unbatched input).  Output row ``i`` averages
+    input rows ``floor(i * H / H_out)`` to ``ceil((i + 1) * H / H_out)`` (exclusive), PyTorch's
+    rule, so windows may overlap when H is not a multiple of H_out.
+    """
+    x, was_unbatched = batched(input)
+    out_h, out_w = _adaptive_output_size(output_size, x.shape[2:])
+    rows_averaged = _adaptive_mean(x, out_h, axis=2)            # (N, C, H_out, W)
+    return unbatch(_adaptive_mean(rows_averaged, out_w, axis=3), was_unbatched)
+
+
+def _adaptive_output_size(output_size, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """int, pair, or pair with None entries (= keep that input size) -> (H_out, W_out), each >= 1."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(size if entry is None else entry
+                            for entry, size in zip(output_size, input_hw))
+    return positive_pair(output_size, "output_size")
+
+
+def _adaptive_mean(x: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Average ``x`` along ``axis`` into ``length`` (possibly overlapping) bins, PyTorch's bounds."""
+    size = x.shape[axis]
+    starts = [i * size // length for i in range(length)]
+    ends = [-((i + 1) * size // -length) for i in range(length)]   # ceil((i+1) * size / length)
+    bins = [x.take(np.arange(start, end), axis=axis).mean(axis=axis, keepdims=True)
+            for start, end in zip(starts, ends)]
+    return np.concatenate(bins, axis=axis)
