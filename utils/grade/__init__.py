@@ -1,0 +1,46 @@
+"""The instructor's autograder for the course's exercise sets: ``python -m utils.grade``.
+
+Instructor workflow
+-------------------
+1. Author or edit an exercise set in ``solutions/exNN_<topic>.ipynb`` (the single source):
+   notebook metadata ``"convcourse": {"exercise_set": "exNN", "title": ...}``, nbgrader
+   schema-3 cell metadata, solutions between ``### BEGIN SOLUTION`` / ``### END SOLUTION``,
+   hidden tests between ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``.
+2. ``python -m tools.make_exercises`` (or ``make exercises``) regenerates the learners'
+   ``exercises/exNN_*.ipynb``; ``--check`` (and tests/test_exercises.py) tells when they are stale.
+   nbgrader users can also run ``nbgrader generate_assignment`` on the solutions: same result.
+3. Collect the learners' saved notebooks (any file names, any folder layout), then::
+
+       python -m utils.grade submissions/ --out grades/ --jobs 2
+           [--timeout 30] [--total-timeout 300] [--memory 4] [--max-output 1048576]
+           [--extra-tests instructor_tests/] [--solutions solutions/]
+
+   * each notebook's exercise set comes from its metadata (``convcourse.exercise_set``);
+   * ``grades/grades.csv``: one row per (submission, question), columns ``submission,
+     exercise_set, question, points, max_points, status`` with status passed, failed, error,
+     timeout, invalid or needs-review (quiz free-response answers: grade those by hand);
+   * ``grades/feedback/<submission>.txt``: what to send back to each learner (check messages,
+     never hidden-test source); one summary line per submission on stdout;
+   * exit status 0 when everything was graded (whatever the grades), 1 for a fault of the
+     grader itself, 2 for a usage error.
+4. ``--extra-tests DIR``: instructor-only tests in ``DIR/exNN.py`` (cells introduced by a line
+   ``# %% grade_id=NAME points=N``) or ``DIR/exNN.ipynb`` (nbgrader test cells).  They run like
+   the shipped tests, appear as ``extra:NAME`` rows, and feedback shows only pass/fail and points.
+
+How a submission is graded (and why a submission cannot grade itself)
+---------------------------------------------------------------------
+* The submitted file is only read, never written.  Its code cells (except its copies of the
+  test cells and quiz cells) run in a fresh Jupyter kernel started under a memory cap
+  (RLIMIT_AS), with a per-cell and a total time limit and an output cap.  The values the tests
+  need are then saved as JSON/``np.save`` data (never pickle) and read back.
+* The tests are the *instructor's* test cells from ``solutions/`` (hidden tests included; the
+  learner's edited copies are ignored).  They run in the grader's own clean process with the
+  same ``utils.checks`` functions the learner sees.  Names they use that the learner defined as
+  functions are proxies to a separate limited *runner* process that executed the learner's
+  top-level imports and ``def``/``class`` statements; arguments and results cross as plain
+  data.  So patching numpy, torch or ``utils.checks`` in a submission changes nothing here.
+* Infinite loops, ``os._exit``, memory hogs, floods of output, invalid JSON or another course's
+  notebook each give that submission clear rows; the other submissions are still graded.
+* Limitation: student code runs as the same OS user as the grader.  Run the grader in a
+  throw-away container or account when submissions may be hostile beyond that.
+"""

@@ -1,0 +1,63 @@
+"""``python -m utils.grade SUBMISSION_OR_DIR... --out DIR`` (see ``utils.grade``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __doc__ as DOC
+from .exercise_sets import add_extra_tests, load_exercise_sets
+from .grader import grade_all
+from .kernel import KernelLimits
+from .report import summary_line, write_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(prog="python -m utils.grade", description=DOC.splitlines()[0],
+                                     epilog="exit status: 0 graded (whatever the grades), 1 grader fault, 2 usage error")
+    parser.add_argument("paths", nargs="+", help="submitted notebooks or folders of them (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="folder for grades.csv and feedback/")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per cell and per test (default 30)")
+    parser.add_argument("--total-timeout", type=float, default=300.0, help="seconds for a whole notebook (default 300)")
+    parser.add_argument("--memory", type=float, default=4.0, help="GB of memory for the student's code (default 4)")
+    parser.add_argument("--max-output", type=int, default=2**20, help="bytes of output kept per notebook")
+    parser.add_argument("--extra-tests", type=Path, help="folder of instructor-only tests exNN.py / exNN.ipynb")
+    parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="the instructor's solution notebooks")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.jobs < 1 or args.timeout <= 0 or args.total_timeout <= 0 or args.memory <= 0:
+        print("error: --jobs, --timeout, --total-timeout and --memory must be positive", file=sys.stderr)
+        return 2
+    try:
+        sets = load_exercise_sets(args.solutions)
+        if args.extra_tests:
+            add_extra_tests(sets, args.extra_tests)
+    except (OSError, ValueError, SyntaxError) as exc:
+        print(f"error: cannot load the exercise sets: {exc}", file=sys.stderr)
+        return 2
+    limits = KernelLimits(cell_seconds=args.timeout, total_seconds=args.total_timeout,
+                          memory_bytes=int(args.memory * 2**30), max_output=args.max_output)
+    try:
+        submissions = grade_all(args.paths, sets, limits, args.jobs)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_outputs(submissions, args.out)
+    for submission in submissions:
+        print(summary_line(submission))
+    faults = [s.path for s in submissions if s.grader_fault]
+    for submission in submissions:
+        for note in submission.notes:
+            if note.startswith("GRADER FAULT"):
+                print(f"{submission.path}: {note}", file=sys.stderr)
+    return 1 if faults else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Run a student's notebook in its own limited Jupyter kernel and bring back plain values.
+
+The kernel starts under a memory cap (RLIMIT_AS) and a file-size cap, each cell has a time
+limit and so does the whole notebook, and the output the kernel may send is capped (beyond
+``max_output`` bytes outputs are dropped; beyond ten times that the kernel is killed).  After
+the last cell the values of the requested names are written with ``serialize.dump_names`` and
+decoded here without unpickling anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from .limits import kill_tree, limited_command
+from .serialize import load_names
+
+
+@dataclass
+class KernelLimits:
+    cell_seconds: float = 30.0
+    total_seconds: float = 300.0
+    memory_bytes: int = 4 * 2**30
+    max_output: int = 2**20          # bytes of output kept; 10x this kills the kernel
+    file_bytes: int = 2**30
+
+
+@dataclass
+class KernelReport:
+    """What happened in the kernel: per-cell errors, why it stopped early, the dumped values."""
+    cell_errors: list[str] = field(default_factory=list)
+    stopped: str | None = None        # None when every cell ran
+    stop_status: str = "error"        # "timeout" when stopped by a time limit
+    values: dict[str, dict] = field(default_factory=dict)
+    output_truncated: bool = False
+
+
+class LimitedKernelManager(KernelManager):
+    """A KernelManager whose kernel starts under resource limits."""
+    limits: KernelLimits = KernelLimits()
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        command = super().format_kernel_cmd(extra_arguments)
+        return limited_command(command, self.limits.memory_bytes, self.limits.file_bytes)
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that keeps at most ``max_output`` bytes of output and kills a flooding kernel."""
+    max_output: int = 2**20
+    output_bytes: int = 0
+    flooded: bool = False
+
+    def output(self, outs, msg, display_id, cell_index):
+        self.output_bytes += len(json.dumps(msg["content"]))
+        if self.output_bytes > 10 * self.max_output and not self.flooded:
+            self.flooded = True
+            kill_tree(self.km.provisioner.pid)
+        if self.output_bytes > self.max_output:
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _kernel_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+    return env
+
+
+def _error_of(cell) -> str | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:300]}"
+    return None
+
+
+def _dump_cell(names: list[str], path: Path):
+    source = ("from utils.grade.serialize import dump_names as _convcourse_dump\n"
+              f"_convcourse_dump(globals(), {names!r}, {str(path)!r})")
+    return nbformat.v4.new_code_cell(source)
+
+
+def _run_cells(client: CappedClient, nb, cell_indices: list[int], limits: KernelLimits,
+               report: KernelReport) -> None:
+    deadline = time.monotonic() + limits.total_seconds
+    for index in cell_indices:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            report.stopped, report.stop_status = f"the notebook ran longer than {limits.total_seconds:g} s in total", "timeout"
+            return
+        client.timeout = max(1, int(min(limits.cell_seconds, remaining)))
+        cell = nb.cells[index]
+        try:
+            client.execute_cell(cell, index)
+        except CellTimeoutError:
+            report.stopped, report.stop_status = f"cell {index + 1} ran longer than {client.timeout} s", "timeout"
+            return
+        except DeadKernelError:
+            report.stopped = (f"cell {index + 1} produced more than {10 * limits.max_output} bytes of output"
+                              if client.flooded else
+                              f"the kernel died in cell {index + 1} (os._exit, a crash, or out of memory)")
+            return
+        if client.flooded:
+            report.stopped = f"cell {index + 1} produced more than {10 * limits.max_output} bytes of output"
+            return
+        error = _error_of(cell)
+        if error:
+            report.cell_errors.append(f"cell {index + 1}: {error}")
+
+
+def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: Path,
+                 limits: KernelLimits) -> KernelReport:
+    """Execute ``nb.cells[i]`` for i in ``cell_indices`` (in place) and dump ``value_names``.
+
+    Args:
+        nb: the student's notebook (nbformat v4 node); its cells get outputs.
+        cell_indices: which cells to run, in order.
+        value_names: names whose values are wanted after the run.
+        workdir: the kernel's working directory (a scratch folder).
+    Returns:
+        a KernelReport; ``values`` is empty when the kernel stopped early.
+    """
+    report = KernelReport()
+    km = LimitedKernelManager(kernel_name="python3")
+    km.limits = limits
+    client = CappedClient(nb, km=km, timeout=int(limits.cell_seconds), allow_errors=True,
+                          interrupt_on_timeout=False, startup_timeout=60,
+                          resources={"metadata": {"path": str(workdir)}})
+    client.max_output = limits.max_output
+    try:
+        with client.setup_kernel(env=_kernel_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            _run_cells(client, nb, cell_indices, limits, report)
+            report.output_truncated = client.output_bytes > limits.max_output
+            if report.stopped is None and value_names:
+                dump_path = workdir / "_grader_values.json"
+                client.timeout = max(1, int(limits.cell_seconds))
+                nb.cells.append(_dump_cell(value_names, dump_path))
+                client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+                report.values = load_names(str(dump_path))
+    except (CellTimeoutError, DeadKernelError, OSError, ValueError, TypeError) as exc:
+        report.values = {}
+        report.stopped = report.stopped or f"the values of your notebook could not be read back ({type(exc).__name__})"
+    finally:
+        pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
+        if client.kc is not None:
+            client.kc.stop_channels()
+        if pid:
+            kill_tree(pid)
+        km.cleanup_resources()
+    return report

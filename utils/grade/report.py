@@ -1,0 +1,83 @@
+"""The grader's outputs: ``grades.csv`` (atomic write), one feedback file per submission, and
+one summary line per submission."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .grader import Submission
+
+COLUMNS = ["submission", "exercise_set", "question", "points", "max_points", "status"]
+
+
+def write_csv(submissions: list[Submission], path: Path) -> None:
+    """All rows of all submissions to ``path``, written to a temporary file first then renamed."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".grades-", suffix=".csv")
+    try:
+        with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(COLUMNS)
+            for s in submissions:
+                set_id = s.exercise_set.set_id if s.exercise_set else ""
+                for row in s.rows:
+                    writer.writerow([s.path, set_id, row.question, f"{row.points:g}", f"{row.max_points:g}", row.status])
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def totals(submission: Submission) -> tuple[float, float, int]:
+    """(automatic points, maximum points, number of questions needing review)."""
+    return (sum(r.points for r in submission.rows), sum(r.max_points for r in submission.rows),
+            sum(r.status == "needs-review" for r in submission.rows))
+
+
+def summary_line(submission: Submission) -> str:
+    if submission.exercise_set is None:
+        return f"INVALID  {submission.path}: {submission.rows[0].feedback}"
+    points, maximum, review = totals(submission)
+    extra = f", {review} to review by hand" if review else ""
+    fault = "  [GRADER FAULT]" if submission.grader_fault else ""
+    return f"{points:g}/{maximum:g}  {submission.path}  [{submission.exercise_set.set_id}{extra}]{fault}"
+
+
+def feedback_text(submission: Submission) -> str:
+    """What the student may read: statuses, points, check messages (never hidden-test source)."""
+    lines = [f"Feedback for {submission.path}"]
+    if submission.exercise_set is None:
+        return "\n".join(lines + [f"Not graded: {submission.rows[0].feedback}", ""])
+    points, maximum, review = totals(submission)
+    lines += [f"Exercise set {submission.exercise_set.set_id}: {submission.exercise_set.title}",
+              f"Automatic points: {points:g} of {maximum:g}" + (f" ({review} answer(s) to be graded by hand)" if review else ""), ""]
+    for row in submission.rows:
+        label = "instructor test" if row.question.startswith("extra:") else row.question
+        lines.append(f"[{row.status}] {label}: {row.points:g}/{row.max_points:g}")
+        lines += ["    " + line for line in row.feedback.splitlines() if line.strip()]
+    notes = [n for n in submission.notes if not n.startswith("GRADER FAULT")]
+    if notes:
+        lines += ["", "While running your notebook:"] + [f"  - {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def feedback_name(path: str, taken: set[str]) -> str:
+    """A unique, flat file name for the feedback of ``path``."""
+    stem = re.sub(r"[^\w.-]+", "_", path.strip("./")).strip("_") or "submission"
+    name, number = f"{stem}.txt", 1
+    while name in taken:
+        number += 1
+        name = f"{stem}-{number}.txt"
+    taken.add(name)
+    return name
+
+
+def write_outputs(submissions: list[Submission], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "feedback").mkdir(exist_ok=True)
+    taken: set[str] = set()
+    for submission in submissions:
+        (out_dir / "feedback" / feedback_name(submission.path, taken)).write_text(feedback_text(submission), encoding="utf-8")
+    write_csv(submissions, out_dir / "grades.csv")

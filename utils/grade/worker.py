@@ -1,0 +1,129 @@
+"""Grade one submission (runs in its own forked worker process, started by ``grader``).
+
+The worker runs only grader code: the student's notebook runs in a limited kernel
+(:mod:`.kernel`), the student's functions in a limited runner (:mod:`.runner`), and the
+instructor's test cells here, with the names they use bound to plain values or proxies.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .exercise_sets import ExerciseSet, TestCell, used_names
+from .kernel import KernelLimits, KernelReport, run_notebook
+from .runner import Runner, StudentCodeError, StudentFunction, StudentTimeout
+from .student_code import definitions, student_code_cells
+
+MESSAGE_CHARS = 2000
+
+
+@dataclass
+class Row:
+    """One graded question; ``feedback`` is what the student may read about it."""
+    question: str
+    points: float
+    max_points: float
+    status: str        # passed, failed, error, timeout, invalid, needs-review
+    feedback: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def question_name(test: TestCell) -> str:
+    return f"extra:{test.grade_id}" if test.hidden else test.grade_id
+
+
+class Bindings:
+    """The student's names as the test cells see them: plain values or function proxies."""
+
+    def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport):
+        self.functions, self.runner, self.report = functions, runner, report
+
+    def bind(self, names: set[str]) -> tuple[dict, list[str], str]:
+        """(namespace, problems, status if a name is unavailable)."""
+        namespace, problems = {"__name__": "__grader__"}, []
+        for name in sorted(names):
+            if name in self.functions:
+                namespace[name] = StudentFunction(self.runner, name)
+                continue
+            entry = self.report.values.get(name)
+            if isinstance(entry, dict) and "value" in entry:
+                namespace[name] = entry["value"]
+            elif isinstance(entry, dict) and "unsupported" in entry:
+                problems.append(f"{name}: {entry['unsupported']}")
+            elif self.report.stopped:
+                problems.append(f"{name} is unavailable: {self.report.stopped}")
+            else:
+                problems.append(f"{name} is not defined by your notebook (renamed or deleted a cell?)")
+        status = "timeout" if problems and self.report.stopped and self.report.stop_status == "timeout" else "error"
+        return namespace, problems, status
+
+
+def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: float) -> tuple[str, str]:
+    """Run one instructor test cell: (status, message for the student)."""
+    if runner is not None:
+        runner.deadline = time.monotonic() + seconds
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(test.source, f"<test {test.grade_id}>", "exec"), namespace)
+    except StudentTimeout as exc:
+        return "timeout", f"{exc} ({seconds:g} s per test)"
+    except StudentCodeError as exc:
+        return "error", str(exc)
+    except AssertionError as exc:
+        return "failed", str(exc) or "a check failed"
+    except Exception as exc:                              # noqa: BLE001 - e.g. a wrong return type
+        return "error", f"{type(exc).__name__}: {exc}"
+    return "passed", printed.getvalue().strip()
+
+
+def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seconds: float) -> Row:
+    names = used_names(test.source) & exercise_set.solution_names
+    namespace, problems, status = bindings.bind(names)
+    if problems:
+        outcome = status, "; ".join(problems)
+    else:
+        outcome = _outcome(test, namespace, bindings.runner, seconds)
+    status, message = outcome
+    if test.hidden:
+        message = ""          # instructor-only tests: pass/fail and points, nothing else
+    points = test.points if status == "passed" else 0.0
+    return Row(question_name(test), points, test.points, status, message[:MESSAGE_CHARS])
+
+
+def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple[list[Row], list[str]]:
+    """Rows for every test of ``exercise_set`` (quiz rows excluded) and notes on the run.
+
+    Args:
+        nb: the submitted notebook (nbformat v4 node; executed in place, so pass a copy).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="convcourse-grade-"))
+    runner = None
+    try:
+        cells = student_code_cells(nb, exercise_set)
+        units, functions, notes = definitions([(i + 1, nb.cells[i].source) for i in cells])
+        needed = set().union(*(used_names(t.source) for t in exercise_set.all_tests())) & exercise_set.solution_names
+        functions &= needed
+        if functions:
+            runner = Runner(units, str(workdir), limits.memory_bytes)
+            with contextlib.suppress(StudentCodeError):
+                runner.start()      # before the kernel: fork while this process has no threads
+            notes += [f"loading your definitions: {p}" for p in runner.load_problems]
+        report = run_notebook(nb, cells, sorted(needed - functions), workdir, limits)
+        notes += report.cell_errors + ([f"stopped: {report.stopped}"] if report.stopped else [])
+        if report.output_truncated:
+            notes.append(f"output was over {limits.max_output} bytes and was cut")
+        bindings = Bindings(functions, runner, report)
+        rows = [run_test(t, exercise_set, bindings, limits.cell_seconds) for t in exercise_set.all_tests()]
+        return rows, notes
+    finally:
+        if runner is not None:
+            runner.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
