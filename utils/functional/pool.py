@@ -51,9 +51,9 @@ def pool_geometry(input_hw: tuple[int, int], kernel_size, stride, padding, dilat
     padding, dilation = non_negative_pair(padding, "padding"), positive_pair(dilation, "dilation")
     pads, out_hw = [], []
     for size, k, s, p, d, axis in zip(input_hw, kernel, stride, padding, dilation, ("height", "width")):
-        if p > (d * (k - 1) + 1) // 2:
-            raise ValueError(f"padding {p} must be at most half of the (dilated) kernel {axis} "
-                             f"{d * (k - 1) + 1} (kernel_size {k}, dilation {d})")
+        if p > k // 2:   # PyTorch's rule; it ignores dilation here
+            raise ValueError(f"padding {p} must be at most half of the kernel {axis} "
+                             f"(kernel_size {k}, so padding <= {k // 2})")
         length = pool_output_length(size, k, s, p, d, ceil_mode, axis)
         overhang = max(0, (length - 1) * s + d * (k - 1) + 1 - (size + 2 * p))
         pads.append((p, p + overhang))
@@ -75,7 +75,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Inputs:
     - input: (N, C, H, W) or unbatched (C, H, W), float32 or float64
     - kernel_size: int or (kH, kW); stride: int, pair or None (= kernel_size)
-    - padding: int or pair, at most half the dilated kernel (padding counts as -inf)
+    - padding: int or pair, at most kernel_size // 2 (padding counts as -inf)
     - dilation: int or pair, spacing between window taps; ceil_mode: see the module docstring
     - return_indices: also return where each maximum came from
     Returns: output (N, C, H_out, W_out) (unbatched for an unbatched input), and with
@@ -92,14 +92,35 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
-    """Windows (N, C, kH, kW, H_out, W_out) -> (max, flat input index of the max), (N, C, H_out, W_out)."""
+    """Windows (N, C, kH, kW, H_out, W_out) -> (max, flat input index of the max), (N, C, H_out, W_out).
+
+    Like PyTorch, a window with nothing above -inf (only padding, or -inf inputs) reports the
+    first of its taps that lies at or below/right of the input's top-left corner.
+    """
     n, c, kh, kw, out_h, out_w = windows.shape
     taps = windows.reshape(n, c, kh * kw, out_h, out_w)     # copies: the window view is strided
     tap = taps.argmax(axis=2)                               # first maximum in (i, j) row-major order
     output = np.take_along_axis(taps, tap[:, :, np.newaxis], axis=2)[:, :, 0]
-    rows = np.arange(out_h)[:, None] * geo.stride[0] + (tap // kw) * geo.dilation[0] - geo.pad_h[0]
-    cols = np.arange(out_w)[None, :] * geo.stride[1] + (tap % kw) * geo.dilation[1] - geo.pad_w[0]
+    top, left = _window_origins(geo)
+    rows = top[:, None] + (tap // kw) * geo.dilation[0]
+    cols = left[None, :] + (tap % kw) * geo.dilation[1]
+    first_row, first_col = (_first_tap_inside(start, d) for start, d in zip((top, left), geo.dilation))
+    empty = output == -np.inf
+    rows = np.where(empty, first_row[:, None], rows)
+    cols = np.where(empty, first_col[None, :], cols)
     return output, (rows * width + cols).astype(np.int64)
+
+
+def _window_origins(geo: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Input coordinates (may be negative, in the padding) of the windows' first row and column."""
+    return tuple(np.arange(length) * s - pad
+                 for length, s, pad in zip(geo.out_hw, geo.stride, (geo.pad_h[0], geo.pad_w[0])))
+
+
+def _first_tap_inside(start: np.ndarray, dilation: int) -> np.ndarray:
+    """First coordinate ``start + m * dilation`` (m >= 0) that is >= 0."""
+    steps = -(np.minimum(start, 0) // dilation)             # ceil(-start / dilation) for start < 0
+    return start + steps * dilation
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
@@ -116,7 +137,9 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     _, indices = _max_and_indices(_pool_windows(x, geo, -np.inf), geo, x.shape[3])
     n, c, height, width = x.shape
     plane_start = (np.arange(n * c) * height * width).reshape(n, c, 1, 1)
-    flat = np.bincount((indices + plane_start).ravel(), weights=grad.ravel(),
+    # A window that saw only padding has no input pixel to credit (torch writes out of bounds).
+    inside = (indices >= 0) & (indices < height * width)
+    flat = np.bincount((indices + plane_start)[inside], weights=grad[inside],
                        minlength=n * c * height * width)
     return unbatch(flat.reshape(x.shape).astype(x.dtype), was_unbatched)
 
@@ -156,7 +179,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     Inputs:
     - input: (N, C, H, W) or unbatched (C, H, W), float32 or float64
     - kernel_size: int or (kH, kW); stride: int, pair or None (= kernel_size)
-    - padding: int or pair, at most half the kernel (zeros)
+    - padding: int or pair, at most kernel_size // 2 (zeros)
     - ceil_mode: see the module docstring
     - count_include_pad: whether padded zeros count in the mean's denominator
     Returns: (N, C, H_out, W_out), or unbatched for an unbatched input; the input's dtype.

@@ -1,0 +1,217 @@
+"""utils.functional pooling ops against torch.nn.functional: forward, indices, backward, refusals."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utils.functional import (adaptive_avg_pool2d, avg_pool2d, avg_pool2d_backward, max_pool2d,
+                              max_pool2d_backward)
+
+torch.set_num_threads(1)   # the test machine is shared; tiny shapes gain nothing from threads
+
+TOLERANCE = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+sizes = st.integers(1, 4)
+size_args = st.one_of(sizes, st.tuples(sizes, sizes))
+
+
+@st.composite
+def distinct_inputs(draw, max_side=9):
+    """(N, C, H, W) or (C, H, W) array of distinct values (a shuffled range), so maxima never tie."""
+    batch_shape = (draw(st.integers(1, 2)),) if draw(st.booleans()) else ()
+    side = st.integers(1, max_side) | st.integers(5, max_side)   # tiny planes, but not mostly
+    shape = batch_shape + (draw(st.integers(1, 3)), draw(side), draw(side))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    values = rng.permutation(int(np.prod(shape))) - int(np.prod(shape)) // 2   # exact in float32
+    return (values / 4).reshape(shape).astype(dtype)
+
+
+@st.composite
+def pool_kwargs(draw, dilation=True):
+    """Pooling arguments, valid or not: the tests check we refuse exactly when torch does."""
+    kwargs = dict(kernel_size=draw(size_args), stride=draw(st.one_of(st.none(), size_args)),
+                  # padding 0 often, so that most configurations are valid
+                  padding=draw(st.one_of(st.just(0), st.integers(0, 2),
+                                         st.tuples(st.integers(0, 2), st.integers(0, 2)))),
+                  ceil_mode=draw(st.booleans()))
+    if dilation:
+        kwargs["dilation"] = draw(st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2),
+                                                                         st.integers(1, 2))))
+    return kwargs
+
+
+def torch_or_error(op, x, kwargs, grad_output_seed=None):
+    """torch's result for op(x, **kwargs), or None if torch refuses; with a seed: (out, grad_input)."""
+    x_t = torch.tensor(x, requires_grad=True)
+    try:
+        out = op(x_t, **kwargs)
+    except RuntimeError:
+        return None
+    if grad_output_seed is None:
+        return out
+    values = out[0] if isinstance(out, tuple) else out
+    grad = np.random.default_rng(grad_output_seed).standard_normal(values.shape).astype(x.dtype)
+    values.backward(torch.tensor(grad))
+    return grad, x_t.grad.numpy()
+
+
+@settings(max_examples=150, deadline=None)
+@given(distinct_inputs(), pool_kwargs())
+def test_max_pool2d_matches_torch(x, kwargs):
+    expected = torch_or_error(F.max_pool2d, x, dict(kwargs, return_indices=True))
+    if expected is None:
+        with pytest.raises(ValueError):
+            max_pool2d(x, **kwargs)
+        return
+    out, indices = max_pool2d(x, **kwargs, return_indices=True)
+    assert out.dtype == x.dtype and indices.dtype == np.int64
+    np.testing.assert_array_equal(out, expected[0].detach().numpy())
+    np.testing.assert_array_equal(indices, expected[1].numpy())
+    np.testing.assert_array_equal(max_pool2d(x, **kwargs), out)
+
+
+@settings(max_examples=80, deadline=None)
+@given(distinct_inputs(), pool_kwargs(), st.integers(0, 2**32 - 1))
+def test_max_pool2d_backward_matches_autograd(x, kwargs, seed):
+    expected = torch_or_error(F.max_pool2d, x, kwargs, seed)
+    if expected is None:
+        return   # refusals are covered by test_max_pool2d_matches_torch
+    grad_output, expected_grad = expected
+    if max_pool2d(x, **kwargs).min() == -np.inf:
+        return   # a window of padding only: torch credits a pixel outside the input (undefined)
+    grad_input = max_pool2d_backward(grad_output, x, **kwargs)
+    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
+    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+
+
+@settings(max_examples=150, deadline=None)
+@given(distinct_inputs(), pool_kwargs(dilation=False), st.booleans())
+def test_avg_pool2d_matches_torch(x, kwargs, count_include_pad):
+    kwargs["count_include_pad"] = count_include_pad
+    expected = torch_or_error(F.avg_pool2d, x, kwargs)
+    if expected is None:
+        with pytest.raises(ValueError):
+            avg_pool2d(x, **kwargs)
+        return
+    out = avg_pool2d(x, **kwargs)
+    assert out.dtype == x.dtype and out.shape == tuple(expected.shape)
+    np.testing.assert_allclose(out, expected.detach().numpy(), **TOLERANCE[x.dtype.type])
+
+
+@settings(max_examples=80, deadline=None)
+@given(distinct_inputs(), pool_kwargs(dilation=False), st.booleans(), st.integers(0, 2**32 - 1))
+def test_avg_pool2d_backward_matches_autograd(x, kwargs, count_include_pad, seed):
+    kwargs["count_include_pad"] = count_include_pad
+    expected = torch_or_error(F.avg_pool2d, x, kwargs, seed)
+    if expected is None:
+        return   # refusals are covered by test_avg_pool2d_matches_torch
+    grad_output, expected_grad = expected
+    grad_input = avg_pool2d_backward(grad_output, x, **kwargs)
+    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
+    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+
+
+output_sizes = st.one_of(st.integers(1, 6),
+                         st.tuples(st.one_of(st.none(), st.integers(1, 6)),
+                                   st.one_of(st.none(), st.integers(1, 6))))
+
+
+@settings(max_examples=100, deadline=None)
+@given(distinct_inputs(max_side=13), output_sizes)
+def test_adaptive_avg_pool2d_matches_torch(x, output_size):
+    expected = F.adaptive_avg_pool2d(torch.tensor(x), output_size).numpy()
+    out = adaptive_avg_pool2d(x, output_size)
+    assert out.dtype == x.dtype and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, **TOLERANCE[x.dtype.type])
+
+
+def test_global_average_pooling_is_the_channel_mean():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    np.testing.assert_allclose(adaptive_avg_pool2d(x, 1), x.mean(axis=(2, 3), keepdims=True))
+
+
+def test_max_pool_indices_are_flat_positions_in_the_unpadded_plane():
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 2, 3] = 1.0
+    _, indices = max_pool2d(x, 2, return_indices=True)
+    assert indices[0, 0, 1, 1] == 2 * 4 + 3
+    _, padded_indices = max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
+    assert padded_indices[0, 0, 1, 1] == 2 * 4 + 3
+
+
+@pytest.mark.parametrize("side, kwargs", [(1, dict(kernel_size=2, padding=1, dilation=2)),
+                                          (2, dict(kernel_size=2, padding=1, dilation=3))])
+def test_a_window_of_padding_only_reports_what_torch_reports(side, kwargs):
+    x = np.arange(side * side, dtype=np.float64).reshape(1, 1, side, side)
+    expected_out, expected_indices = F.max_pool2d(torch.tensor(x), **kwargs, return_indices=True)
+    out, indices = max_pool2d(x, **kwargs, return_indices=True)
+    assert out.min() == -np.inf      # the case under test: some window saw no input pixel
+    np.testing.assert_array_equal(out, expected_out.numpy())
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+
+
+def test_ceil_mode_keeps_the_partial_last_window():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    assert max_pool2d(x, 2).shape == (1, 1, 2, 2)
+    out = max_pool2d(x, 2, ceil_mode=True)
+    assert out.shape == (1, 1, 3, 3) and out[0, 0, 2, 2] == 24.0
+
+
+def _input(shape=(1, 2, 5, 5), dtype=np.float32):
+    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+# Each case: (why it is wrong, input, pooling arguments, a word the message must contain)
+BAD_POOLS = [
+    ("2-D input", _input((5, 5)), dict(kernel_size=2), "3-D"),
+    ("5-D input", _input((1, 1, 2, 5, 5)), dict(kernel_size=2), "4-D"),
+    ("padding over half the kernel", _input(), dict(kernel_size=3, padding=2), "half"),
+    ("negative padding", _input(), dict(kernel_size=3, padding=-1), "padding"),
+    ("zero stride", _input(), dict(kernel_size=2, stride=0), "stride"),
+    ("zero kernel", _input(), dict(kernel_size=0), "kernel_size"),
+    ("kernel larger than input", _input(), dict(kernel_size=6), "larger"),
+    ("three kernel sizes", _input(), dict(kernel_size=(2, 2, 2)), "kernel_size"),
+]
+
+
+@pytest.mark.parametrize("why, x, kwargs, word", BAD_POOLS, ids=[case[0] for case in BAD_POOLS])
+@pytest.mark.parametrize("ours, theirs", [(max_pool2d, F.max_pool2d), (avg_pool2d, F.avg_pool2d),
+                                          (max_pool2d_backward, None), (avg_pool2d_backward, None)])
+def test_pooling_refuses_what_torch_refuses(ours, theirs, why, x, kwargs, word):
+    if theirs is not None:
+        with pytest.raises((RuntimeError, IndexError)):
+            theirs(torch.from_numpy(x), **kwargs)
+        call = lambda: ours(x, **kwargs)  # noqa: E731
+    else:
+        call = lambda: ours(np.zeros((1, 2, 2, 2), x.dtype), x, **kwargs)  # noqa: E731
+    with pytest.raises(ValueError, match=word):
+        call()
+
+
+def test_max_pool_refuses_zero_dilation_like_torch():
+    with pytest.raises(RuntimeError):
+        F.max_pool2d(torch.from_numpy(_input()), 2, dilation=0)
+    with pytest.raises(ValueError, match="dilation"):
+        max_pool2d(_input(), 2, dilation=0)
+
+
+@pytest.mark.parametrize("op", [max_pool2d, avg_pool2d, adaptive_avg_pool2d])
+def test_pooling_refuses_integer_images(op):
+    with pytest.raises(ValueError, match=r"float32 or float64.*astype"):
+        op(np.zeros((1, 4, 4), np.uint8), 2)
+
+
+def test_pool_backward_refuses_a_grad_output_of_the_wrong_shape():
+    x = _input()
+    with pytest.raises(ValueError, match=r"grad_output must have shape \(1, 2, 2, 2\)"):
+        max_pool2d_backward(np.zeros((1, 2, 3, 3), np.float32), x, 2)
+    with pytest.raises(ValueError, match="dtype"):
+        avg_pool2d_backward(np.zeros((1, 2, 2, 2), np.float64), x, 2)
+
+
+@pytest.mark.parametrize("output_size", [0, (2, 0), (2, 2, 2), 1.5])
+def test_adaptive_pool_refuses_bad_output_sizes(output_size):
+    with pytest.raises(ValueError, match="output_size"):
+        adaptive_avg_pool2d(_input(), output_size)
