@@ -80,6 +80,9 @@ def _distinct(rng: np.random.Generator, *shape: int, dtype=np.float64) -> np.nda
 
 
 def _describe_value(value: Any) -> str:
+    if isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
+        shapes = ", ".join(f"{k!r}: {v.shape}" for k, v in value.items())
+        return f"dict of arrays with shapes {{{shapes}}} (random values)"
     if isinstance(value, np.ndarray):
         head = f"array of shape {value.shape}, dtype {value.dtype}"
         if value.size <= 40:
@@ -155,6 +158,8 @@ def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_
     if not _same(got, want, rtol, atol):
         if got.dtype == bool or not np.issubdtype(got.dtype, np.number):
             return f"your output has dtype {got.dtype}; expected numbers of dtype {want.dtype}."
+        if got.ndim == 0:
+            return f"you returned {got.item():.6g}, which is not the right value."
         wrong = ~np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
         first = tuple(int(i) for i in np.argwhere(wrong)[0])
         return (f"the shape is right but {int(wrong.sum())} of {wrong.size} values are wrong "
@@ -181,7 +186,9 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
     """
     for case in cases:
         want = np.asarray(reference(*case.args, **case.kwargs))
+        before = [a.copy() if isinstance(a, np.ndarray) else None for a in case.args]
         raw = _call(fn, case, name, arg_names)
+        _unchanged(case, before, name, arg_names)
         got = output(raw) if output else _as_array(raw, name)
         problem = _problem(got, want, rtol, atol, check_dtype)
         if problem is None:
@@ -191,6 +198,14 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
         likely = "".join(f"\n  Likely misconception: {hint}" for hint in hints)
         raise CheckFailed(f"✗ {name} is wrong on the smallest failing input ({case.label}):\n"
                           f"{describe_case(case, arg_names)}\n  Problem: {problem}{likely}")
+
+
+def _unchanged(case: Case, before: list, name: str, arg_names: Sequence[str]) -> None:
+    for arg_name, old, new in zip(arg_names, before, case.args):
+        if old is not None and not (old.shape == new.shape and np.array_equal(old, new, equal_nan=True)):
+            raise CheckFailed(f"✗ {name} changed its argument `{arg_name}` in place; work on a copy "
+                              f"(the caller still needs the original). Input ({case.label}):\n"
+                              f"{describe_case(Case(case.label, tuple(before), case.kwargs), arg_names)}")
 
 
 def expect_value_error(fn: Callable, name: str, arg_names: Sequence[str], case: Case, why: str) -> None:
@@ -395,8 +410,8 @@ def _conv_suspects(view: Callable = lambda out: out, to_nchw: Callable | None = 
                 shape_of(lambda n, f, h, wd, n_in: (n, f, h - 1, wd - 1))),
         suspect("off-by-one window range: one window position too many (or a window sticking out).",
                 shape_of(lambda n, f, h, wd, n_in: (n, f, h + 1, wd + 1))),
-        suspect("output shape from the input size: the output is (N, C_out, H_out, W_out) with "
-                "H_out from the output-size formula, not the input's H.",
+        suspect("output as large as the input: the output's height and width come from the "
+                "output-size formula (H - kH + 1 without padding), not from the input's size.",
                 lambda x, w, b, kw: tuple(conv(x, w, b, kw).shape[:2]) + tuple(x.shape[2:])),
     ]
 
@@ -546,3 +561,703 @@ def check_conv2d_backward(fn: Callable, hidden: bool = False) -> None:
                lambda *a, **kw: F.conv2d_backward(*a, **kw)[part], _backward_suspects(part),
                rtol=1e-4, atol=1e-4, output=lambda v: _unpack_gradients(name)(v)[part])
     passed(f"{name}: grad_input, grad_weight and grad_bias match the reference on {len(cases)} inputs")
+
+
+# ---------------------------------------------------------------- chapter 01: patches and local responses
+
+def _reference_conv_view(to_nchw: Callable, view: Callable) -> Callable:
+    """The reference conv2d seen through another argument layout (e.g. one 2D image and one kernel)."""
+    def reference(*args, **kwargs):
+        x, w, b, kw = to_nchw(*args, **kwargs)
+        return view(_functional().conv2d(x, w, b, **kw))
+    return reference
+
+
+def check_get_patch(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(image, row, col, size) -> image[row:row+size, col:col+size]`` (ValueError if it sticks out).
+
+    image (H, W) or (H, W, C); the patch's top-left pixel is (row, col).
+    """
+    image = np.arange(30.0).reshape(5, 6)
+    cases = [Case("a 2x2 patch at the top-left corner", (image, 0, 0, 2)),
+             Case("a 3x3 patch inside", (image, 1, 2, 3)),
+             Case("a patch touching the bottom-right corner", (image, 3, 4, 2))]
+    if hidden:
+        colour = _rng(5).random((6, 7, 3))
+        cases += [Case("a colour image (H, W, 3)", (colour, 2, 1, 4)), Case("a 1x1 patch", (image, 4, 5, 1))]
+    suspects = [Suspect("row and column swapped: `row` indexes axis 0 (height), `col` axis 1 (width).",
+                        lambda im, r, c, k: im[c:c + k, r:r + k]),
+                Suspect("the patch is centred on (row, col); the task puts its top-left pixel there.",
+                        lambda im, r, c, k: im[max(r - k // 2, 0):r - k // 2 + k, max(c - k // 2, 0):c - k // 2 + k]),
+                Suspect("off by one: a slice `a:b` stops *before* b, so `row:row + size` has size rows.",
+                        lambda im, r, c, k: im[r:r + k + 1, c:c + k + 1]),
+                Suspect("off by one: a slice `a:b` stops *before* b, so `row:row + size` has size rows.",
+                        lambda im, r, c, k: im[r:r + k - 1, c:c + k - 1])]
+    verify(fn, "get_patch", ("image", "row", "col", "size"), cases,
+           lambda im, r, c, k: im[r:r + k, c:c + k], suspects)
+    for bad in [Case("sticks out at the bottom", (image, 4, 0, 2)), Case("sticks out on the right", (image, 0, 5, 3)),
+                Case("negative row", (image, -1, 0, 2))]:
+        expect_value_error(fn, "get_patch", ("image", "row", "col", "size"), bad, f"the patch {bad.label}")
+    passed(f"get_patch cuts the right {len(cases)} patches and refuses patches outside the image")
+
+
+def _scalar(name: str):
+    def convert(value):
+        array = _as_array(value, name)
+        if array.size != 1:
+            raise CheckFailed(f"✗ {name} returned an array of shape {array.shape}; it must return one "
+                              f"number: add up the element-wise products.")
+        return array.reshape(())
+    return convert
+
+
+def check_patch_response(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(patch, kernel) -> float``: the sum of element-wise products (one output of a convolution)."""
+    rng = _rng(6)
+    cases = [Case("a 2x2 patch", (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [2.0, -1.0]]))),
+             Case("a 3x3 edge kernel", (_ints(rng, 3, 3), np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]))),
+             Case("a 2x3 patch", (_ints(rng, 2, 3), _ints(rng, 2, 3)))]
+    if hidden:
+        cases.append(Case("random real values", (rng.normal(size=(5, 5)), rng.normal(size=(5, 5)))))
+    to_nchw = lambda patch, kernel: (patch[None, None], kernel[None, None], None, {})
+    suspects = [Suspect("kernel flipped: the kernel is laid on the patch as it is, kernel[u, v] * patch[u, v].",
+                        lambda p, k: np.sum(p * k[::-1, ::-1])),
+                Suspect("mean instead of sum: a convolution adds the products up.", lambda p, k: np.mean(p * k)),
+                Suspect("matrix product: `patch @ kernel` multiplies rows by columns; use the element-wise "
+                        "product `patch * kernel`.", lambda p, k: np.sum(p @ k) if p.shape[1] == k.shape[0] else None)]
+    verify(fn, "patch_response", ("patch", "kernel"), cases,
+           _reference_conv_view(to_nchw, lambda out: out[0, 0, 0, 0]), suspects, check_dtype=False,
+           output=_scalar("patch_response"))
+    expect_value_error(fn, "patch_response", ("patch", "kernel"),
+                       Case("shapes differ", (np.ones((3, 3)), np.ones((2, 2)))), "patch and kernel shapes differ")
+    passed(f"patch_response gives the weighted sum on {len(cases)} patches and refuses mismatched shapes")
+
+
+def check_response_map(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(image, kernel) -> (H - kH + 1, W - kW + 1)``: the kernel's response at every position."""
+    rng = _rng(7)
+    cases = [Case("a 3x4 image, 2x2 kernel", (np.arange(12.0).reshape(3, 4), np.array([[1.0, 2.0], [0.0, -1.0]]))),
+             Case("a 5x5 image, 3x3 kernel", (_ints(rng, 5, 5), _ints(rng, 3, 3))),
+             Case("a non-square kernel", (_ints(rng, 4, 6), _ints(rng, 2, 3)))]
+    if hidden:
+        cases += [Case("kernel as large as the image", (_ints(rng, 3, 3), _ints(rng, 3, 3))),
+                  Case("random real values", (rng.normal(size=(9, 7)), rng.normal(size=(3, 2))))]
+    to_nchw = lambda image, kernel: (image[None, None], kernel[None, None], None, {})
+    view = lambda out: out[0, 0]
+    suspects = _conv_suspects(view, to_nchw) + [
+        Suspect("height and width swapped in the output.",
+                lambda im, k: _reference_conv_view(to_nchw, view)(im, k).T)]
+    verify(fn, "response_map", ("image", "kernel"), cases, _reference_conv_view(to_nchw, view), suspects,
+           check_dtype=False)
+    passed(f"response_map matches a sliding weighted sum on {len(cases)} images")
+
+
+# ---------------------------------------------------------------- chapter 04: filters and feature maps
+
+def _edge_images(size: int = 8) -> dict[str, np.ndarray]:
+    """Synthetic (1, 1, size, size) images: dark left/bright right, dark top/bright bottom, flat."""
+    ramp = (np.arange(size) >= size // 2).astype(np.float64)
+    return {"vertical edge (dark left, bright right)": np.tile(ramp, (size, 1))[None, None],
+            "horizontal edge (dark top, bright bottom)": np.tile(ramp[:, None], (1, size))[None, None],
+            "flat grey image": np.full((1, 1, size, size), 0.5)}
+
+
+def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn() -> (2, 1, 3, 3)`` filters: 0 detects vertical edges, 1 horizontal ones (dark to bright > 0)."""
+    bank = _as_array(_call(fn, Case("no arguments", ()), "edge_filters", ()), "edge_filters")
+    if bank.shape != (2, 1, 3, 3):
+        raise CheckFailed(f"✗ edge_filters returned shape {bank.shape}; a filter bank for conv2d has shape "
+                          f"(C_out, C_in, kH, kW) = (2, 1, 3, 3).")
+    F = _functional()
+    maps = {name: F.conv2d(image, bank.astype(np.float64))[0] for name, image in _edge_images().items()}
+    vertical, horizontal, flat = maps.values()
+    if np.abs(flat).max() > 1e-6:
+        raise CheckFailed("✗ your filters respond to a flat grey image: an edge detector's weights must sum "
+                          "to zero, so that a constant region gives 0.")
+    detectors = [("filter 0", "vertical", vertical[0], horizontal[0]),
+                 ("filter 1", "horizontal", horizontal[1], vertical[1])]
+    for label, kind, on_edge, off_edge in detectors:
+        strongest, leak = on_edge.max(), np.abs(off_edge).max()
+        if strongest <= 1e-6 and on_edge.min() < -1e-6:
+            raise CheckFailed(f"✗ {label} responds negatively to a {kind} dark-to-bright edge: flip its sign "
+                              f"(remember conv2d does not flip the kernel, so the positive weights go on the "
+                              f"bright side).")
+        if leak > 1e-6 and strongest <= 1e-6:
+            raise CheckFailed(f"✗ {label} responds to the other edge direction but not to {kind} edges: are "
+                              f"filters 0 and 1 swapped, or is the kernel transposed?")
+        if strongest <= 1e-6:
+            raise CheckFailed(f"✗ {label} does not respond to a {kind} edge.")
+        if leak > 0.1 * strongest:
+            raise CheckFailed(f"✗ {label} also responds to edges of the other direction; a {kind}-edge "
+                              f"detector should give 0 there (make each row/column of weights symmetric "
+                              f"along the edge).")
+    passed("edge_filters: filter 0 finds vertical edges, filter 1 horizontal ones, flat regions give 0")
+
+
+def check_feature_maps(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(image, filters) -> (F, H - kH + 1, W - kW + 1)``: one feature map per filter.
+
+    image (H, W), filters (F, kH, kW); stride 1, no padding, cross-correlation.
+    """
+    rng = _rng(8)
+    cases = [Case("one filter", (np.arange(12.0).reshape(3, 4), np.array([[[1.0, 2.0], [0.0, -1.0]]]))),
+             Case("three 2x2 filters", (_ints(rng, 4, 5), _ints(rng, 3, 2, 2))),
+             Case("two 3x3 filters", (_ints(rng, 5, 6), _ints(rng, 2, 3, 3)))]
+    if hidden:
+        cases.append(Case("random real values", (rng.normal(size=(10, 9)), rng.normal(size=(4, 3, 2)))))
+    to_nchw = lambda image, filters: (image[None, None], filters[:, None], None, {})
+    view = lambda out: out[0]
+    suspects = _conv_suspects(view, to_nchw) + [
+        Suspect("feature maps stacked last: return (F, H_out, W_out), one map per filter along axis 0.",
+                lambda im, fs: _reference_conv_view(to_nchw, lambda o: o[0].transpose(1, 2, 0))(im, fs)),
+        Suspect("only the first filter used: loop over all filters.",
+                lambda im, fs: _reference_conv_view(to_nchw, lambda o: o[0, :1])(im, fs))]
+    verify(fn, "feature_maps", ("image", "filters"), cases, _reference_conv_view(to_nchw, view), suspects,
+           check_dtype=False)
+    passed(f"feature_maps returns one correct map per filter on {len(cases)} inputs")
+
+
+def check_multichannel_conv(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(x, weight, bias) -> (C_out, H_out, W_out)`` for one image x (C_in, H, W).
+
+    weight (C_out, C_in, kH, kW), bias (C_out,); stride 1, no padding.
+    """
+    rng = _rng(9)
+    cases = [Case("two channels, one filter", (_ints(rng, 2, 3, 3), _ints(rng, 1, 2, 2, 2), np.array([1.0]))),
+             Case("three channels, two filters", (_ints(rng, 3, 4, 5), _ints(rng, 2, 3, 2, 2), np.array([2.0, 3.0]))),
+             Case("two channels, three 3x3 filters", (_ints(rng, 2, 5, 4), _ints(rng, 3, 2, 3, 3),
+                                                      np.array([1.0, -2.0, 3.0])))]
+    if hidden:
+        cases.append(Case("random real values", (rng.normal(size=(4, 8, 7)), rng.normal(size=(5, 4, 3, 2)),
+                                                 rng.normal(size=5))))
+    to_nchw = lambda x, weight, bias: (x[None], weight, bias, {})
+    view = lambda out: out[0]
+    suspects = _conv_suspects(view, to_nchw) + [
+        Suspect("channels not summed: every filter sees all input channels and adds their products "
+                "into *one* map.", lambda x, w, b: (w.shape[0] * w.shape[1],) + view(
+                    _functional().conv2d(x[None], w, None)).shape[1:])]
+    verify(fn, "multichannel_conv", ("x", "weight", "bias"), cases, _reference_conv_view(to_nchw, view), suspects,
+           check_dtype=False)
+    passed(f"multichannel_conv sums over input channels and adds each filter's bias on {len(cases)} inputs")
+
+
+# ---------------------------------------------------------------- chapter 05: ReLU and composing convolutions
+
+def _relu_cases(hidden: bool) -> list[Case]:
+    rng = _rng(10)
+    cases = [Case("a few values, one of them exactly 0", (np.array([-2.0, -0.5, 0.0, 0.5, 3.0]),)),
+             Case("a (1, 2, 2, 3) feature map", (_ints(rng, 1, 2, 2, 3),)),
+             Case("float32 keeps its dtype", (_ints(rng, 2, 3, dtype=np.float32),))]
+    if hidden:
+        cases.append(Case("random real values", (rng.normal(size=(2, 3, 4, 5)),)))
+    return cases
+
+
+def check_relu(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(x) -> max(x, 0)`` element-wise, any shape, same dtype, input left unchanged."""
+    F = _functional()
+    suspects = [Suspect("absolute value: ReLU sets negative values to 0, it does not flip their sign.", np.abs),
+                Suspect("values clipped to [0, 1]: ReLU only has a lower bound.", lambda x: np.clip(x, 0, 1)),
+                Suspect("a mask, not the values: ReLU returns x where x > 0 (and 0 elsewhere), not 1.",
+                        lambda x: (x > 0).astype(x.dtype)),
+                Suspect("`np.max(x, 0)` reduces along axis 0; the element-wise maximum is `np.maximum(x, 0)`.",
+                        lambda x: np.max(x, 0)),
+                Suspect("positive and negative parts swapped: keep the positive values.", lambda x: np.minimum(x, 0)),
+                Suspect("leaky ReLU: plain ReLU gives exactly 0 for negative inputs.", lambda x: np.where(x > 0, x, 0.01 * x))]
+    cases = _relu_cases(hidden)
+    verify(fn, "relu", ("x",), cases, F.relu, suspects)
+    passed(f"relu is max(x, 0) element-wise on {len(cases)} arrays and keeps the dtype")
+
+
+def check_relu_backward(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(grad_output, x) -> grad_input``: grad_output where x > 0, else 0 (also at x == 0)."""
+    F = _functional()
+    cases = []
+    for i, case in enumerate(_relu_cases(hidden)):
+        x = case.args[0]
+        cases.append(Case(case.label, ((_ints(_rng(20 + i), *x.shape, dtype=x.dtype) + 5), x)))
+    suspects = [Suspect("the mask alone: multiply it by grad_output (chain rule).",
+                        lambda g, x: (x > 0).astype(x.dtype)),
+                Suspect("grad_output passed through unchanged: ReLU blocks the gradient where x <= 0.",
+                        lambda g, x: g),
+                Suspect("multiplied by x: the local derivative of ReLU is 1 (x > 0) or 0, not x.",
+                        lambda g, x: g * np.maximum(x, 0)),
+                Suspect("the mask is inverted: the gradient flows where x > 0.", lambda g, x: np.where(x > 0, 0, g)),
+                Suspect("gradient at exactly 0: PyTorch uses 0 there (`x > 0`, not `x >= 0`).",
+                        lambda g, x: np.where(x >= 0, g, 0))]
+    verify(fn, "relu_backward", ("grad_output", "x"), cases, F.relu_backward, suspects)
+    passed(f"relu_backward lets the gradient through exactly where x > 0 on {len(cases)} arrays")
+
+
+def _composed_kernel(k1: np.ndarray, k2: np.ndarray, flip: bool = True) -> np.ndarray:
+    """The single kernel equivalent to conv2d with k1 then k2: a *full* convolution of k1 and k2."""
+    k2 = k2[::-1, ::-1] if flip else k2
+    padding = (k2.shape[0] - 1, k2.shape[1] - 1)
+    return _functional().conv2d(k1[None, None], k2[None, None].copy(), padding=padding)[0, 0]
+
+
+def check_compose_kernels(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(k1, k2) -> k`` with conv2d(conv2d(x, k1), k2) == conv2d(x, k) for every image x.
+
+    k1 (a, b), k2 (c, d) single-channel kernels (stride 1, no padding, no bias); k is (a+c-1, b+d-1).
+    """
+    rng = _rng(11)
+    cases = [Case("two 2x2 kernels", (np.array([[1.0, 2.0], [0.0, -1.0]]), np.array([[0.0, 1.0], [3.0, 1.0]]))),
+             Case("3x3 then 2x2", (_ints(rng, 3, 3), _ints(rng, 2, 2))),
+             Case("non-square kernels", (_ints(rng, 1, 3), _ints(rng, 2, 1)))]
+    if hidden:
+        cases.append(Case("random real 3x2 and 2x3 kernels", (rng.normal(size=(3, 2)), rng.normal(size=(2, 3)))))
+    suspects = [Suspect("k2 not flipped: composing two cross-correlations gives the *convolution* of the "
+                        "kernels (k2 flipped), not their cross-correlation.",
+                        lambda a, b: _composed_kernel(a, b, flip=False)),
+                Suspect("both kernels flipped: only one of them is flipped in the full convolution.",
+                        lambda a, b: _composed_kernel(a, b)[::-1, ::-1]),
+                Suspect("the kernels are not added or multiplied element-wise: sliding k2 over the output of "
+                        "k1 mixes every tap of k1 with every tap of k2; the result is (a+c-1, b+d-1).",
+                        lambda a, b: (a + b) if a.shape == b.shape else None),
+                Suspect("the kernels are not added or multiplied element-wise: sliding k2 over the output of "
+                        "k1 mixes every tap of k1 with every tap of k2; the result is (a+c-1, b+d-1).",
+                        lambda a, b: (a * b) if a.shape == b.shape else None)]
+    verify(fn, "compose_kernels", ("k1", "k2"), cases, _composed_kernel, suspects, check_dtype=False)
+    passed(f"compose_kernels: one conv with your kernel equals the two convs on {len(cases)} kernel pairs")
+
+
+# ---------------------------------------------------------------- chapter 06: pooling
+
+_POOL_ARGS = ("input", "kernel_size")
+
+
+def _pool_cases(hidden: bool, padding: bool) -> list[Case]:
+    rng = _rng(12)
+    cases = [Case("a 4x4 map, 2x2 windows", (_distinct(rng, 1, 1, 4, 4), 2)),
+             Case("a 4x6 map", (_distinct(rng, 1, 1, 4, 6), 2)),
+             Case("a batch of 2 with 3 channels", (_distinct(rng, 2, 3, 4, 4), 2)),
+             Case("odd size: the last row/column is dropped", (_distinct(rng, 1, 1, 5, 5), 2)),
+             Case("3x3 windows with stride 1 (overlapping)", (_distinct(rng, 1, 2, 4, 5), 3), {"stride": 1}),
+             Case("3x3 windows with stride 2", (_distinct(rng, 1, 1, 5, 7), 3), {"stride": 2}),
+             Case("a (2, 3) window", (_distinct(rng, 1, 1, 4, 6), (2, 3)))]
+    if padding:
+        cases.append(Case("padding 1 on negative values", (_distinct(rng, 1, 1, 4, 4) - 20, 3),
+                          {"stride": 2, "padding": 1}))
+    cases.append(Case("float32 keeps its dtype", (_distinct(rng, 1, 2, 4, 4, dtype=np.float32), 2)))
+    if hidden:
+        cases += [Case("random real values, stride (1, 2)", (rng.normal(size=(2, 3, 7, 8)), (3, 2)),
+                       {"stride": (1, 2)}),
+                  Case("window as large as the map", (_distinct(rng, 2, 2, 3, 3), 3))]
+    return cases
+
+
+def _pool_suspects(forward: Callable, other: Callable, other_name: str) -> list[Suspect]:
+    def changed(**changes):
+        return lambda x, k, stride=None, padding=0: forward(x, k, **{"stride": stride, "padding": padding, **changes})
+    return [
+        Suspect("stride=None must mean stride = kernel_size (non-overlapping windows), not 1.",
+                lambda x, k, stride=None, padding=0: forward(x, k, stride=1, padding=padding) if stride is None else None),
+        Suspect("stride ignored: the windows move `stride` pixels at a time.",
+                lambda x, k, stride=None, padding=0: None if stride is None else forward(x, k, None, padding)),
+        Suspect(f"{other_name} instead: this task pools with the other statistic.",
+                lambda x, k, stride=None, padding=0: other(x, k, stride, padding)),
+        Suspect("padded with zeros: max pooling pads with -inf so that padding never wins.",
+                lambda x, k, stride=None, padding=0: None if not padding else forward(
+                    np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))), k, stride, 0)),
+        Suspect("ceil instead of floor: a window that does not fit entirely is dropped.",
+                lambda x, k, stride=None, padding=0: _functional().max_pool2d(x, k, stride, padding, ceil_mode=True).shape),
+        Suspect("pooled across channels: pooling works on each channel separately, the output keeps C.",
+                lambda x, k, stride=None, padding=0: (x.shape[0], 1) + forward(x, k, stride, padding).shape[2:]),
+        Suspect("output in NHWC layout: keep (N, C, H_out, W_out).",
+                lambda x, k, stride=None, padding=0: forward(x, k, stride, padding).transpose(0, 2, 3, 1)),
+        Suspect("height and width of the window swapped: kernel_size=(kH, kW).",
+                lambda x, k, stride=None, padding=0: None if isinstance(k, int) else forward(x, tuple(reversed(k)), stride, padding)),
+    ]
+
+
+def _avg(x, k, stride=None, padding=0):
+    return _functional().avg_pool2d(x, k, stride, padding)
+
+
+def _max(x, k, stride=None, padding=0):
+    return _functional().max_pool2d(x, k, stride, padding)
+
+
+def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(input, kernel_size, stride=None, padding=0)`` against max_pool2d (NCHW, per channel)."""
+    cases = _pool_cases(hidden, padding=True)
+    suspects = _pool_suspects(_max, _avg, "average pooling") + [
+        Suspect("minimum instead of maximum.", lambda x, k, stride=None, padding=0: -_max(-x, k, stride, padding))]
+    verify(fn, "max_pool2d", _POOL_ARGS, cases, _max, suspects)
+    passed(f"max_pool2d matches the reference on {len(cases)} inputs (stride, windows, padding, dtype)")
+
+
+def check_avg_pool2d(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(input, kernel_size, stride=None)`` against avg_pool2d (no padding)."""
+    cases = _pool_cases(hidden, padding=False)
+    suspects = _pool_suspects(_avg, _max, "max pooling") + [
+        Suspect("sum instead of mean: divide by the number of pixels in the window.",
+                lambda x, k, stride=None, padding=0: _avg(x, k, stride) * np.prod(_pair(k)))]
+    verify(fn, "avg_pool2d", _POOL_ARGS, cases, _avg, suspects)
+    passed(f"avg_pool2d matches the reference on {len(cases)} inputs")
+
+
+def _max_pool_scatter(grad_output, x, kernel_size, stride=None, accumulate=True):
+    """Send each window's gradient to its argmax; ``accumulate=False`` overwrites where windows overlap."""
+    _, indices = _functional().max_pool2d(x, kernel_size, stride, return_indices=True)
+    n, c, h, w = x.shape
+    grad = np.zeros((n, c, h * w), dtype=x.dtype)
+    rows, chans = np.indices(indices.shape)[:2]
+    if accumulate:
+        np.add.at(grad, (rows, chans, indices), grad_output)
+    else:
+        grad[rows, chans, indices] = grad_output   # repeated indices: the last write wins
+    return grad.reshape(x.shape)
+
+
+def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(grad_output, input, kernel_size, stride=None) -> grad_input`` (input's shape)."""
+    F = _functional()
+    cases = []
+    for i, case in enumerate(_pool_cases(hidden, padding=False)):
+        x, k = case.args
+        out_shape = F.max_pool2d(x, k, **case.kwargs).shape
+        cases.append(Case(case.label, (_ints(_rng(30 + i), *out_shape, dtype=x.dtype) + 5, x, k), case.kwargs))
+
+    def reference(g, x, k, stride=None):
+        return F.max_pool2d_backward(g, x, k, stride)
+    suspects = [Suspect("gradient spread over the whole window (that is average pooling's backward): "
+                        "only the maximum influenced the output, so only it gets the gradient.",
+                        lambda g, x, k, stride=None: F.avg_pool2d_backward(g, x, k, stride)),
+                Suspect("every pixel of the window got the full gradient: only the maximum gets it.",
+                        lambda g, x, k, stride=None: F.avg_pool2d_backward(g, x, k, stride) * np.prod(_pair(k))),
+                Suspect("overlapping windows overwrite each other: a pixel that is the maximum of several "
+                        "windows receives the *sum* of their gradients (use +=).",
+                        lambda g, x, k, stride=None: _max_pool_scatter(g, x, k, stride, accumulate=False))]
+    verify(fn, "max_pool2d_backward", ("grad_output", "input", "kernel_size"), cases, reference, suspects)
+    passed(f"max_pool2d_backward routes every gradient to its window's maximum on {len(cases)} inputs")
+
+
+# ---------------------------------------------------------------- chapter 07: building a CNN
+
+def check_receptive_field(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(layers) -> int``: receptive field (pixels per side) of one unit after ``layers``.
+
+    layers: a list of ``(kernel_size, stride)`` pairs, first layer first (conv and pooling alike).
+    """
+    from utils.models import receptive_field   # lazily: torch is only needed from chapter 07 on
+
+    cases = [Case("one 3x3 conv", ([(3, 1)],)),
+             Case("two 3x3 convs", ([(3, 1), (3, 1)],)),
+             Case("conv then 2x2 pool", ([(3, 1), (2, 2)],)),
+             Case("conv, pool, conv", ([(3, 1), (2, 2), (3, 1)],)),
+             Case("the course's SmallCNN features", ([(3, 1), (2, 2), (3, 1), (2, 2), (3, 1), (2, 2)],))]
+    if hidden:
+        cases += [Case("stride-2 convs", ([(5, 2), (3, 2), (3, 1)],)), Case("no layers", ([],))]
+
+    def reference(layers):
+        rows = receptive_field([(k, s, 1) for k, s in layers])
+        return rows[-1].size if rows else 1
+
+    def grow(step):
+        def wrong(layers):
+            size, jump = 1, 1
+            for k, s in layers:
+                size, jump = step(size, jump, k, s), jump * s
+            return size
+        return wrong
+    suspects = [Suspect("strides ignored: after a stride-s layer, one step of the next kernel covers s input "
+                        "pixels, so each layer adds (k - 1) * (product of the earlier strides).",
+                        grow(lambda r, j, k, s: r + (k - 1))),
+                Suspect("the layer's own stride used too early: a layer's stride only affects the layers "
+                        "*after* it.", grow(lambda r, j, k, s: r + (k - 1) * j * s)),
+                Suspect("kernel sizes multiplied: receptive fields grow by adding (k - 1) * jump, not by "
+                        "multiplying.", grow(lambda r, j, k, s: r * k)),
+                Suspect("off by one: start from 1 pixel and add (k - 1) * jump per layer.",
+                        grow(lambda r, j, k, s: r + k * j))]
+    verify(fn, "receptive_field", ("layers",), cases, reference, suspects, check_dtype=False,
+           output=_integer_output("receptive_field"))
+    passed(f"receptive_field gives the right size for {len(cases)} stacks of layers")
+
+
+CNN_PARAM_SHAPES = {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3),
+                    "conv2.bias": (16,), "fc.weight": (10, 16 * 4 * 4), "fc.bias": (10,)}
+
+
+def _reference_cnn(num_classes: int = 10):
+    """The exercise's CNN in PyTorch (seeded): conv-ReLU-pool twice, flatten, linear; input (N, 1, 16, 16)."""
+    import torch
+    from torch import nn
+    from collections import OrderedDict
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 8, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(8, 16, 3, padding=1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()), ("fc", nn.Linear(16 * 4 * 4, num_classes))]))
+
+
+def _cnn_params(seed: int) -> dict[str, np.ndarray]:
+    import torch
+    model = _reference_cnn()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return {name: t.numpy().astype(np.float64) for name, t in model.state_dict().items()}
+
+
+def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False):
+    """The exercise's CNN with utils.functional, with switches for the misconceptions."""
+    F = _functional()
+    out = x
+    for layer in ("conv1", "conv2"):
+        out = F.conv2d(out, params[f"{layer}.weight"], params[f"{layer}.bias"], padding=1)
+        out = F.relu(out) if relu else out
+        out = F.max_pool2d(out, 2) if pool == "max" else F.avg_pool2d(out, 2)
+    flat = (out.transpose(0, 2, 3, 1) if flatten_nhwc else out).reshape(out.shape[0], -1)
+    return flat @ params["fc.weight"].T + params["fc.bias"]
+
+
+def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(x, params) -> logits (N, 10)`` for x (N, 1, 16, 16) and params shaped as CNN_PARAM_SHAPES."""
+    import torch
+    rng = _rng(13)
+    cases = [Case("one image", (rng.random((1, 1, 16, 16)), _cnn_params(1))),
+             Case("a batch of three", (rng.random((3, 1, 16, 16)), _cnn_params(2)))]
+    if hidden:
+        cases.append(Case("a batch of five", (rng.normal(size=(5, 1, 16, 16)), _cnn_params(3))))
+
+    def reference(x, params):      # PyTorch itself is the ground truth here
+        model = _reference_cnn().double()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    suspects = [Suspect("ReLU missing: without it the two convolutions collapse into one linear map.",
+                        lambda x, p: _numpy_cnn(x, p, relu=False)),
+                Suspect("average pooling instead of max pooling.", lambda x, p: _numpy_cnn(x, p, pool="avg")),
+                Suspect("flattened in NHWC order: flatten the (N, C, H, W) map as it is, `out.reshape(N, -1)`.",
+                        lambda x, p: _numpy_cnn(x, p, flatten_nhwc=True)),
+                Suspect("fc weight not transposed: logits = flat @ fc.weight.T + fc.bias.",
+                        lambda x, p: (10, 10))]
+    verify(fn, "cnn_forward", ("x", "params"), cases, reference, suspects, rtol=1e-4, atol=1e-5,
+           check_dtype=False)
+    passed(f"cnn_forward matches the PyTorch model on {len(cases)} batches")
+
+
+def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(num_classes) -> torch.nn.Module``: the exercise CNN (shapes as CNN_PARAM_SHAPES)."""
+    import torch
+    from torch import nn
+    for num_classes in ((10, 3) if hidden else (10,)):
+        model = _call(fn, Case(f"num_classes={num_classes}", (num_classes,)), "build_cnn", ("num_classes",))
+        if not isinstance(model, nn.Module):
+            raise CheckFailed(f"✗ build_cnn returned a {type(model).__name__}; return the torch.nn.Module "
+                              f"(e.g. an nn.Sequential).")
+        kinds = [type(m).__name__ for m in model.modules() if not list(m.children())]
+        want = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+        if kinds != want:
+            raise CheckFailed(f"✗ build_cnn's layers are {kinds}; the task asks for {want}.")
+        shapes = sorted(tuple(p.shape) for p in model.parameters())
+        reference = _reference_cnn(num_classes)
+        if shapes != sorted(tuple(p.shape) for p in reference.parameters()):
+            raise CheckFailed(f"✗ build_cnn's parameter shapes {shapes} differ from the task's "
+                              f"(conv1: 8 filters 3x3 on 1 channel, conv2: 16 filters 3x3, fc to {num_classes}); "
+                              f"check channels, kernel sizes and the Linear layer's in_features.")
+        x = torch.zeros(2, 1, 16, 16)
+        try:
+            with torch.no_grad():
+                out_shape = tuple(model(x).shape)
+        except Exception as exc:
+            raise CheckFailed(f"✗ build_cnn's model fails on a (2, 1, 16, 16) batch: {exc}. With padding=1 "
+                              f"the convs keep 16x16, each pool halves it: the Linear layer sees 16*4*4 "
+                              f"values.") from None
+        if out_shape != (2, num_classes):
+            raise CheckFailed(f"✗ build_cnn's model maps a (2, 1, 16, 16) batch to {out_shape}; expected "
+                              f"(2, {num_classes}) (padding=1 on both convs keeps the size before pooling).")
+    passed("build_cnn builds conv-ReLU-pool x2, flatten, linear with the right shapes")
+
+
+# ---------------------------------------------------------------- chapter 08: transfer learning
+
+def _pretrained():
+    from utils.models import load_pretrained
+    return load_pretrained()
+
+
+def _model_from(fn: Callable, name: str, num_classes: int):
+    from torch import nn
+    model = _call(fn, Case(f"num_classes={num_classes}", (num_classes,)), name, ("num_classes",))
+    if not isinstance(model, nn.Module) or not hasattr(model, "features") or not hasattr(model, "head"):
+        raise CheckFailed(f"✗ {name} must return the pretrained model (with .features and .head), "
+                          f"got a {type(model).__name__}.")
+    return model
+
+
+def _same_features(model, pretrained, name: str) -> None:
+    import torch
+    mine, ref = model.features.state_dict(), pretrained.features.state_dict()
+    if mine.keys() != ref.keys() or any(not torch.equal(mine[k], ref[k]) for k in ref):
+        raise CheckFailed(f"✗ {name}: the convolutional layers do not hold the pretrained weights; start from "
+                          f"`load_pretrained()` and keep its `.features` (do not build or re-initialise them).")
+
+
+def _check_new_head(model, num_classes: int, name: str) -> None:
+    import torch
+    try:
+        with torch.no_grad():
+            out_shape = tuple(model(torch.zeros(2, 1, 16, 16)).shape)
+    except Exception as exc:
+        raise CheckFailed(f"✗ {name}: the model fails on a (2, 1, 16, 16) batch: {exc}") from None
+    if out_shape != (2, num_classes):
+        raise CheckFailed(f"✗ {name}: the model gives {out_shape} for a (2, 1, 16, 16) batch; the new head must "
+                          f"output (2, {num_classes}): replace the last Linear layer (26 letters) by one with "
+                          f"num_classes outputs.")
+
+
+def _trainable(model) -> list[str]:
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def check_new_head(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(num_classes)``: the pretrained SmallCNN with a new head of ``num_classes`` outputs."""
+    pretrained = _pretrained()
+    for num_classes in ((10, 4) if hidden else (10,)):
+        model = _model_from(fn, "new_head_model", num_classes)
+        _same_features(model, pretrained, "new_head_model")
+        _check_new_head(model, num_classes, "new_head_model")
+    passed("new_head_model keeps the pretrained convolutional layers and has a new head")
+
+
+def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(num_classes)``: pretrained features frozen (requires_grad False), new head trainable."""
+    pretrained = _pretrained()
+    for num_classes in ((10, 4) if hidden else (10,)):
+        model = _model_from(fn, "feature_extractor_model", num_classes)
+        _same_features(model, pretrained, "feature_extractor_model")
+        _check_new_head(model, num_classes, "feature_extractor_model")
+        trainable = _trainable(model)
+        still = [n for n in trainable if n.startswith("features.")]
+        if still:
+            raise CheckFailed(f"✗ feature_extractor_model: {len(still)} parameters of the convolutional layers "
+                              f"are still trainable (e.g. {still[0]}); set `requires_grad = False` on every "
+                              f"parameter of model.features.")
+        if not any(n.startswith("head.") for n in trainable):
+            raise CheckFailed("✗ feature_extractor_model: the head is frozen too, so nothing would learn; freeze "
+                              "only model.features (or freeze before replacing the head).")
+    passed("feature_extractor_model: pretrained features frozen, only the new head is trainable")
+
+
+def check_partial_fine_tune(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(num_classes)``: only the last conv layer of features and the new head are trainable."""
+    from torch import nn
+    pretrained = _pretrained()
+    for num_classes in ((10, 4) if hidden else (10,)):
+        model = _model_from(fn, "partial_fine_tune_model", num_classes)
+        _same_features(model, pretrained, "partial_fine_tune_model")
+        _check_new_head(model, num_classes, "partial_fine_tune_model")
+        convs = [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
+        want = sorted([f"features.{convs[-1]}.weight", f"features.{convs[-1]}.bias"]
+                      + [n for n, _ in model.named_parameters() if n.startswith("head.")])
+        got = sorted(_trainable(model))
+        if got != want:
+            extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+            raise CheckFailed(f"✗ partial_fine_tune_model: trainable parameters should be the last conv layer "
+                              f"(features.{convs[-1]}) and the head. Trainable but should be frozen: "
+                              f"{extra or 'none'}; frozen but should train: {missing or 'none'}.")
+    passed("partial_fine_tune_model: early conv layers frozen, last conv layer and head trainable")
+
+
+def check_extract_features(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(images) -> (N, D)`` NumPy features of the pretrained conv layers, flattened per image."""
+    import torch
+    pretrained = _pretrained()
+    rng = _rng(14)
+    cases = [Case("two images", (rng.random((2, 1, 16, 16)).astype(np.float32),)),
+             Case("five images", (rng.random((5, 1, 16, 16)).astype(np.float32),))]
+
+    def reference(images):
+        with torch.no_grad():
+            return pretrained.features(torch.from_numpy(images)).flatten(1).numpy()
+
+    def head_scores(images):
+        with torch.no_grad():
+            return pretrained(torch.from_numpy(images)).numpy()
+    suspects = [Suspect("these are class scores from the head: extract the output of `model.features` "
+                        "(flattened), before any Linear layer.", head_scores),
+                Suspect("not flattened: return one row of features per image, shape (N, C * H * W).",
+                        lambda im: (im.shape[0], 64, 2, 2))]
+    verify(fn, "extract_features", ("images",), cases, reference, suspects, rtol=1e-4, atol=1e-5,
+           check_dtype=False, output=lambda v: _as_array(v.detach().numpy() if hasattr(v, "detach") else v,
+                                                         "extract_features"))
+    passed(f"extract_features returns the pretrained conv features on {len(cases)} batches")
+
+
+# ---------------------------------------------------------------- chapter 09: efficiency
+
+def _cost(**kw):
+    from utils.efficiency import conv2d_cost
+    return conv2d_cost(**kw)
+
+
+def check_conv_params(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(in_channels, out_channels, kernel_size, bias=True) -> int`` (learnable numbers of a Conv2d)."""
+    cases = [Case("1 -> 1 channel, 3x3", (1, 1, 3)), Case("3 -> 16 channels, 3x3", (3, 16, 3)),
+             Case("16 -> 32 channels, 5x5", (16, 32, 5)), Case("without bias", (8, 4, 3), {"bias": False})]
+    if hidden:
+        cases += [Case("1x1 kernel", (64, 128, 1)), Case("large", (256, 512, 3))]
+
+    def params(c_in, c_out, k, bias=True, **_):
+        return np.asarray(_cost(in_channels=c_in, out_channels=c_out, kernel_size=k, input_size=k,
+                                bias=bias).params)
+    suspects = [Suspect("bias forgotten: each output channel has one bias.",
+                        lambda ci, co, k, bias=True: np.asarray(ci * co * k * k) if bias else None),
+                Suspect("input channels forgotten: each filter has C_in * k * k weights.",
+                        lambda ci, co, k, bias=True: np.asarray(co * k * k + co * bias)),
+                Suspect("kernel size not squared: a k x k kernel has k * k weights.",
+                        lambda ci, co, k, bias=True: np.asarray(ci * co * k + co * bias)),
+                Suspect("one bias per input channel: there is one bias per *output* channel.",
+                        lambda ci, co, k, bias=True: np.asarray(ci * co * k * k + ci * bias))]
+    verify(fn, "conv_params", ("in_channels", "out_channels", "kernel_size"), cases, params, suspects,
+           check_dtype=False, output=_integer_output("conv_params"))
+    passed(f"conv_params counts weights and biases right for {len(cases)} layers")
+
+
+def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(in_channels, out_channels, kernel_size, input_size, stride=1, padding=0) -> int`` MACs."""
+    cases = [Case("1 -> 1 channel, 3x3 on 5x5", (1, 1, 3, 5)), Case("3 -> 8 channels", (3, 8, 3, 6)),
+             Case("padding 1", (2, 4, 3, 6), {"padding": 1}), Case("stride 2", (2, 4, 3, 7), {"stride": 2})]
+    if hidden:
+        cases += [Case("a 224x224 image", (3, 64, 7, 224), {"stride": 2, "padding": 3})]
+
+    def macs(ci, co, k, size, stride=1, padding=0, **_):
+        return np.asarray(_cost(in_channels=ci, out_channels=co, kernel_size=k, input_size=size,
+                                stride=stride, padding=padding).macs)
+
+    def out(size, k, stride=1, padding=0):
+        return (size + 2 * padding - k) // stride + 1
+    suspects = [Suspect("input size used for the number of outputs: count the output positions (the "
+                        "output-size formula), each costs C_in * k * k MACs per filter.",
+                        lambda ci, co, k, size, stride=1, padding=0: np.asarray(co * size * size * ci * k * k)),
+                Suspect("input channels forgotten: each output value sums over C_in * k * k products.",
+                        lambda ci, co, k, size, stride=1, padding=0: np.asarray(co * out(size, k, stride, padding) ** 2 * k * k)),
+                Suspect("multiplications and additions counted separately: one MAC is one multiply-add.",
+                        lambda ci, co, k, size, stride=1, padding=0: 2 * macs(ci, co, k, size, stride, padding)),
+                Suspect("stride ignored: with stride s there are about s * s times fewer output positions.",
+                        lambda ci, co, k, size, stride=1, padding=0: macs(ci, co, k, size, 1, padding) if stride > 1 else None)]
+    verify(fn, "conv_macs", ("in_channels", "out_channels", "kernel_size", "input_size"), cases, macs,
+           suspects, check_dtype=False, output=_integer_output("conv_macs"))
+    passed(f"conv_macs counts multiply-adds right for {len(cases)} layers")
+
+
+def check_dense_params(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(input_shape, output_shape) -> int``: parameters of a dense layer mapping (C, H, W) to (C', H', W')."""
+    from utils.efficiency import linear_cost
+    cases = [Case("1x3x3 to 1x1x1", ((1, 3, 3), (1, 1, 1))), Case("1x8x8 to 4x6x6", ((1, 8, 8), (4, 6, 6)))]
+    if hidden:
+        cases.append(Case("3x32x32 to 16x32x32", ((3, 32, 32), (16, 32, 32))))
+
+    def params(shape_in, shape_out):
+        return np.asarray(linear_cost(int(np.prod(shape_in)), int(np.prod(shape_out))).params)
+    suspects = [Suspect("bias forgotten: one bias per output value.",
+                        lambda a, b: np.asarray(int(np.prod(a)) * int(np.prod(b)))),
+                Suspect("only the channels counted: a dense layer connects every input *value* (C * H * W) "
+                        "to every output value.", lambda a, b: np.asarray(a[0] * b[0] + b[0]))]
+    verify(fn, "dense_params", ("input_shape", "output_shape"), cases, params, suspects, check_dtype=False,
+           output=_integer_output("dense_params"))
+    passed(f"dense_params counts the dense layer's parameters right for {len(cases)} shapes")

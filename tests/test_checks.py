@@ -1,0 +1,284 @@
+"""utils.checks: every check accepts a correct implementation, and rejects each misconception with a
+message that names it, shows the failing input, and never shows reference output values."""
+import re
+
+import numpy as np
+import pytest
+from scipy.signal import convolve2d, correlate2d
+
+from utils import checks as C
+from utils import functional as F
+
+
+def pad_pair(padding):
+    return (padding, padding) if isinstance(padding, int) else padding
+
+
+def with_error(condition, value):
+    """``value`` unless ``condition``: then raise ValueError (bad-input handling of a correct solution)."""
+    if condition:
+        raise ValueError("bad input")
+    return value
+
+
+def patch(im, r, c, k):
+    return with_error(r < 0 or c < 0 or r + k > im.shape[0] or c + k > im.shape[1], im[r:r + k, c:c + k])
+
+
+def conv_size(size, k, stride=1, padding=0, dilation=1):
+    return with_error(size + 2 * padding < dilation * (k - 1) + 1, F.conv_output_size(size, k, stride, padding, dilation))
+
+
+SOBEL = np.array([[[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]], [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]], dtype=float)
+
+
+def transfer_solutions():
+    from utils.models import load_pretrained
+    from utils.transfer import freeze, replace_head
+
+    def new_head(n):
+        model = load_pretrained()
+        replace_head(model, n)
+        return model
+
+    def frozen(n):
+        model = new_head(n)
+        freeze(model.features)
+        return model
+
+    def partial(n):
+        model = frozen(n)
+        for p in model.features[6].parameters():
+            p.requires_grad_(True)
+        return model
+    return new_head, frozen, partial
+
+
+def extract(images):
+    import torch
+    from utils.models import load_pretrained
+    with torch.no_grad():
+        return load_pretrained().features(torch.from_numpy(images)).flatten(1).numpy()
+
+
+def correct_solutions():
+    from utils.efficiency import conv2d_cost, linear_cost
+    from utils.models import receptive_field
+    new_head, frozen, partial = transfer_solutions()
+    return [
+        (C.check_get_patch, patch),
+        (C.check_patch_response, lambda p, k: with_error(p.shape != k.shape, float(np.sum(p * k)))),
+        (C.check_response_map, lambda im, k: correlate2d(im, k, "valid")),
+        (C.check_output_size, conv_size),
+        (C.check_zero_pad, lambda x, p: np.pad(x, ((0, 0), (0, 0), (pad_pair(p)[0],) * 2, (pad_pair(p)[1],) * 2))),
+        (C.check_conv2d, F.conv2d_naive),
+        (C.check_conv2d, lambda *a, **kw: F.conv2d(*a, **kw)),
+        (C.check_nhwc_to_nchw, lambda b: np.moveaxis(b, -1, 1)),
+        (C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0: F.conv2d_backward(g, x, w, stride, padding)),
+        (C.check_edge_filters, lambda: SOBEL.copy()),
+        (C.check_feature_maps, lambda im, fs: np.stack([correlate2d(im, f, "valid") for f in fs])),
+        (C.check_multichannel_conv, lambda x, w, b: F.conv2d(x, w, b)),
+        (C.check_relu, lambda x: np.where(x > 0, x, 0).astype(x.dtype)),
+        (C.check_relu_backward, lambda g, x: g * (x > 0)),
+        (C.check_compose_kernels, lambda a, b: convolve2d(a, b)),
+        (C.check_max_pool2d, lambda x, k, stride=None, padding=0: F.max_pool2d(x, k, stride, padding)),
+        (C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride)),
+        (C.check_max_pool2d_backward, lambda g, x, k, stride=None: F.max_pool2d_backward(g, x, k, stride)),
+        (C.check_receptive_field, lambda L: receptive_field([(k, s, 1) for k, s in L])[-1].size if L else 1),
+        (C.check_cnn_forward, C._numpy_cnn),
+        (C.check_build_cnn, C._reference_cnn),
+        (C.check_new_head, new_head),
+        (C.check_frozen_features, frozen),
+        (C.check_partial_fine_tune, partial),
+        (C.check_extract_features, extract),
+        (C.check_conv_params, lambda ci, co, k, bias=True: ci * co * k * k + co * bias),
+        (C.check_conv_macs, lambda ci, co, k, s, stride=1, padding=0: conv2d_cost(ci, co, k, s, stride, padding).macs),
+        (C.check_dense_params, lambda a, b: linear_cost(int(np.prod(a)), int(np.prod(b))).params),
+    ]
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_every_check_passes_a_correct_solution(hidden, capsys):
+    for check, solution in correct_solutions():
+        check(solution, hidden=hidden)
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("✓"), (check.__name__, lines)
+
+
+def test_every_public_check_is_tested():
+    tested = {check.__name__ for check, _ in correct_solutions()}
+    public = {name for name in C.__all__ if name.startswith("check_")}
+    assert public <= tested, public - tested
+
+
+def flipped_conv(x, w, b=None, **kw):
+    return F.conv2d(x, w[..., ::-1, ::-1].copy(), b, **kw)
+
+
+def conv_without(param):
+    def wrong(x, w, b=None, **kw):
+        kw.pop(param, None)
+        return F.conv2d(x, w, b, **kw)
+    return wrong
+
+
+def pad_all_axes_conv(x, w, b=None, stride=1, padding=0, dilation=1):
+    if padding:
+        x = np.pad(x, padding)[:, :x.shape[1]]
+    return F.conv2d(x, w, b, stride, 0, dilation)
+
+
+def conv_in_place(x, w, b=None, **kw):
+    out = F.conv2d(x, w, b, **kw)
+    x[...] = 0
+    return out
+
+
+def max_scatter_overwrite(g, x, k, stride=None):
+    return C._max_pool_scatter(g, x, k, stride, accumulate=False)
+
+
+MISCONCEPTIONS = [
+    ("patch row/col swapped", C.check_get_patch, lambda im, r, c, k: im[c:c + k, r:r + k], "row and column swapped"),
+    ("patch inclusive end", C.check_get_patch, lambda im, r, c, k: im[r:r + k + 1, c:c + k + 1], "off by one"),
+    ("patch out of bounds", C.check_get_patch, lambda im, r, c, k: im[r:r + k, c:c + k], "ValueError"),
+    ("response mean", C.check_patch_response, lambda p, k: np.mean(p * k), "mean instead of sum"),
+    ("response array", C.check_patch_response, lambda p, k: p * k, "one number"),
+    ("response flipped", C.check_response_map, lambda im, k: convolve2d(im, k, "valid"), "kernel flipped"),
+    ("response same size", C.check_response_map, lambda im, k: correlate2d(im, k, "same"), "as large as the input"),
+    ("size without +1", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        (s + 2 * padding - dilation * (k - 1) - 1) // stride, "off by one"),
+    ("size padding once", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        (s + padding - dilation * (k - 1) - 1) // stride + 1, "padding counted once"),
+    ("size true division", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        (s + 2 * padding - dilation * (k - 1) - 1) / stride + 1, "floor division"),
+    ("size no dilation", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        (s + 2 * padding - k) // stride + 1, "dilation ignored"),
+    ("size ceil", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        -(-(s + 2 * padding - dilation * (k - 1) - 1) // stride) + 1, "rounded up"),
+    ("pad all axes", C.check_zero_pad, lambda x, p: np.pad(x, pad_pair(p)[0]), "wrong axes"),
+    ("pad NHWC axes", C.check_zero_pad, lambda x, p: np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        if isinstance(p, int) else x, "NHWC"),
+    ("pad one side", C.check_zero_pad, lambda x, p: np.pad(x, ((0, 0), (0, 0), (pad_pair(p)[0], 0),
+                                                               (pad_pair(p)[1], 0))), "one side"),
+    ("pad edge", C.check_zero_pad, lambda x, p: np.pad(x, ((0, 0), (0, 0), (pad_pair(p)[0],) * 2,
+                                                           (pad_pair(p)[1],) * 2), mode="edge"), "edge values"),
+    ("conv flipped", C.check_conv2d, flipped_conv, "kernel flipped"),
+    ("conv no stride", C.check_conv2d, conv_without("stride"), "stride ignored"),
+    ("conv no padding", C.check_conv2d, conv_without("padding"), "padding ignored"),
+    ("conv no dilation", C.check_conv2d, conv_without("dilation"), "dilation ignored"),
+    ("conv pads N and C", C.check_conv2d, pad_all_axes_conv, "wrong axes"),
+    ("conv NHWC", C.check_conv2d, lambda *a, **kw: F.conv2d(*a, **kw).transpose(0, 2, 3, 1), "NHWC"),
+    ("conv no bias", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw), "bias ignored"),
+    ("conv bias summed", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw)
+        + (0 if b is None else b.sum()), "bias not broadcast"),
+    ("conv float64", C.check_conv2d, lambda *a, **kw: F.conv2d(*[v if v is None else v.astype(np.float64)
+                                                                 for v in a], **kw), "wrong dtype"),
+    ("conv one row short", C.check_conv2d, lambda *a, **kw: F.conv2d(*a, **kw)[..., :-1, :-1], "off-by-one"),
+    ("conv first channel", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x[:, :1], w[:, :1], b, **kw),
+        "first input channel"),
+    ("conv in place", C.check_conv2d, conv_in_place, "in place"),
+    ("nhwc reshape", C.check_nhwc_to_nchw, lambda b: b.reshape(b.shape[0], b.shape[3], b.shape[1], b.shape[2]),
+        "reshape is not a transpose"),
+    ("backward grad_input unflipped", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
+        F.conv2d_backward(g, x, w[..., ::-1, ::-1].copy(), stride, padding), "without flipping"),
+    ("backward weight not summed", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
+        (F.conv2d_backward(g, x, w, stride, padding)[0], F.conv2d_backward(g[:1], x[:1], w, stride, padding)[1],
+         F.conv2d_backward(g, x, w, stride, padding)[2]), "not summed over the batch"),
+    ("backward bias per image", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
+        F.conv2d_backward(g, x, w, stride, padding)[:2] + (g.sum(axis=(2, 3)),), "grad_bias not summed"),
+    ("backward two outputs", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
+        F.conv2d_backward(g, x, w, stride, padding)[:2], "tuple (grad_input, grad_weight, grad_bias)"),
+    ("edges swapped", C.check_edge_filters, lambda: SOBEL[::-1].copy(), "swapped"),
+    ("edges sign", C.check_edge_filters, lambda: -SOBEL, "flip its sign"),
+    ("edges not zero-sum", C.check_edge_filters, lambda: SOBEL + 0.1, "sum to zero"),
+    ("feature maps last axis", C.check_feature_maps, lambda im, fs: np.stack(
+        [correlate2d(im, f, "valid") for f in fs], axis=-1), "stacked last"),
+    ("multichannel not summed", C.check_multichannel_conv, lambda x, w, b: np.concatenate(
+        [np.stack([correlate2d(x[c], w[o, c], "valid") for c in range(x.shape[0])]) for o in range(w.shape[0])]),
+        "channels not summed"),
+    ("relu abs", C.check_relu, np.abs, "absolute value"),
+    ("relu np.max", C.check_relu, lambda x: np.max(x, 0), "np.maximum"),
+    ("relu in place", C.check_relu, lambda x: np.maximum(x, 0, out=x), "in place"),
+    ("relu_backward mask", C.check_relu_backward, lambda g, x: (x > 0).astype(x.dtype), "chain rule"),
+    ("relu_backward at 0", C.check_relu_backward, lambda g, x: g * (x >= 0), "exactly 0"),
+    ("compose unflipped", C.check_compose_kernels, lambda a, b: correlate2d(np.pad(a, ((b.shape[0] - 1,) * 2,
+                                                                                      (b.shape[1] - 1,) * 2)), b,
+                                                                               "valid"), "not flipped"),
+    ("max pool stride 1", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
+        F.max_pool2d(x, k, stride or 1, padding), "stride=None"),
+    ("max pool average", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
+        F.avg_pool2d(x, k, stride, padding), "average pooling"),
+    ("max pool zero padding", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
+        F.max_pool2d(np.pad(x, ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2)), k, stride), "-inf"),
+    ("avg pool sum", C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * np.prod(C._pair(k)),
+        "sum instead of mean"),
+    ("max backward spread", C.check_max_pool2d_backward, lambda g, x, k, stride=None:
+        F.avg_pool2d_backward(g, x, k, stride), "spread over the whole window"),
+    ("max backward overwrite", C.check_max_pool2d_backward, max_scatter_overwrite, "use +="),
+    ("receptive field no strides", C.check_receptive_field, lambda L: 1 + sum(k - 1 for k, s in L),
+        "strides ignored"),
+    ("cnn flatten NHWC", C.check_cnn_forward, lambda x, p: C._numpy_cnn(x, p, flatten_nhwc=True), "NHWC order"),
+    ("cnn no relu", C.check_cnn_forward, lambda x, p: C._numpy_cnn(x, p, relu=False), "ReLU missing"),
+    ("build cnn no padding", C.check_build_cnn, lambda n: __import__("torch").nn.Sequential(
+        *[m for m in C._reference_cnn(n) if type(m).__name__ != "ReLU"]), "layers are"),
+    ("frozen head too", C.check_frozen_features, lambda n: __import__("utils.transfer").transfer.freeze(
+        transfer_solutions()[0](n)), "head is frozen too"),
+    ("not frozen", C.check_frozen_features, lambda n: transfer_solutions()[0](n), "still trainable"),
+    ("partial all frozen", C.check_partial_fine_tune, lambda n: transfer_solutions()[1](n), "frozen but should train"),
+    ("extract head scores", C.check_extract_features, lambda im: extract(im)[:, :26], "expected shape"),
+    ("params no bias", C.check_conv_params, lambda ci, co, k, bias=True: ci * co * k * k, "bias forgotten"),
+    ("params no c_in", C.check_conv_params, lambda ci, co, k, bias=True: co * k * k + co * bias,
+        "input channels forgotten"),
+    ("macs input size", C.check_conv_macs, lambda ci, co, k, s, stride=1, padding=0: ci * co * k * k * s * s,
+        "input size used"),
+    ("dense no bias", C.check_dense_params, lambda a, b: int(np.prod(a) * np.prod(b)), "bias forgotten"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, hint", [m[1:] for m in MISCONCEPTIONS], ids=[m[0] for m in MISCONCEPTIONS])
+def test_misconception_is_named(check, wrong, hint, capsys):
+    with pytest.raises(C.CheckFailed) as failure:
+        check(wrong, hidden=True)
+    message = str(failure.value)
+    assert message.startswith("✗") and hint in message, message
+    # Only the expected *shape* or dtype may be shown, never expected values.
+    assert all(word in {"shape", "float32", "float64", "(2,", "numbers"}
+               for word in re.findall(r"expected (\S+)", message)), message
+    assert "✓" not in capsys.readouterr().out
+
+
+def test_failure_shows_the_smallest_failing_input_and_no_reference_output():
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_conv2d(flipped_conv)
+    message = str(failure.value)
+    x, w, _ = C.conv2d_cases()[0].args
+    assert "one channel, one filter" in message and "(1, 1, 3, 4)" in message
+    reference = F.conv2d(x, w)
+    rendered = np.array2string(reference, precision=3, separator=", ", suppress_small=True)
+    assert rendered not in message
+    assert "conv2d(" not in message.split("Problem:")[1]          # no reference code either
+
+
+def test_a_crashing_or_unfinished_function_is_reported_with_its_input():
+    def unfinished(*args, **kwargs):
+        raise NotImplementedError()
+    with pytest.raises(C.CheckFailed, match="NotImplementedError"):
+        C.check_conv2d(unfinished)
+    with pytest.raises(C.CheckFailed, match="forget the `return`"):
+        C.check_relu(lambda x: None)
+    with pytest.raises(C.CheckFailed, match="accept the arguments"):
+        C.check_conv2d(lambda input, weight, bias=None: F.conv2d(input, weight, bias))
+
+
+def test_checks_are_deterministic():
+    messages = []
+    for _ in range(2):
+        with pytest.raises(C.CheckFailed) as failure:
+            C.check_conv2d(conv_without("padding"), hidden=True)
+        messages.append(str(failure.value))
+    assert messages[0] == messages[1]
+
+
+def test_check_failed_is_an_assertion_error():
+    assert issubclass(C.CheckFailed, AssertionError)
