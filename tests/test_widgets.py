@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from utils.widgets import (DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, PRESETS, conv_explorer, conv_step_through,
-                           conv_view, output_size_formula, pool_explorer, pool_view, preset_kernel,
+                           conv_view, feature_map, output_size_formula, pool_explorer, pool_view, preset_kernel,
                            relu_explorer, relu_view, step_view)
 
 
@@ -167,12 +167,13 @@ def test_pool_explorer_reports_impossible_padding_and_shrinks():
 def test_relu_view_zeroes_exactly_the_negatives():
     image = np.random.default_rng(1).random((20, 20), dtype=np.float32)
     kernel = preset_kernel("Laplacian")
-    relu = relu_view(image, kernel, "relu")
-    np.testing.assert_allclose(relu.before, torch_conv(image, kernel), atol=1e-6)
+    before = feature_map(image, kernel)
+    np.testing.assert_allclose(before, torch_conv(image, kernel), atol=1e-6)
+    relu = relu_view(before, "relu")
     np.testing.assert_array_equal(relu.after, np.maximum(relu.before, 0))
     assert relu.zeroed_fraction == pytest.approx(np.mean(relu.before <= 0))
     assert f"{relu.zeroed_fraction:.1%}" in relu.summary
-    leaky = relu_view(image, kernel, "leaky_relu", 0.2)
+    leaky = relu_view(before, "leaky_relu", 0.2)
     np.testing.assert_allclose(leaky.after, np.where(leaky.before < 0, 0.2 * leaky.before, leaky.before))
     assert "multiplied by 0.2" in leaky.summary
 
