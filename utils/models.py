@@ -276,7 +276,9 @@ def load_pretrained(path: str | Path | None = None,
         model = SmallCNN(num_classes=SOURCE_NUM_CLASSES)
         model.load_state_dict(state)
     except Exception as exc:  # any unpickling / shape error means the same thing to a learner
-        raise ValueError(f"pretrained checkpoint {path.name} cannot be read ({exc}); {REBUILD_HINT}") from exc
+        # torch's own message suggests weights_only=False, which is unsafe advice: keep only its kind.
+        raise ValueError(f"pretrained checkpoint {path.name} cannot be read as a SmallCNN state_dict "
+                         f"({type(exc).__name__}); {REBUILD_HINT}") from exc
     return model.eval()
 
 
