@@ -163,14 +163,15 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
 
 
 def _im2col(x: np.ndarray, geo: WindowGeometry, groups: int) -> np.ndarray:
-    """(N, C_in, H, W) -> the window matrix (N, groups, C_in/groups * kH * kW, H_out * W_out).
+    """(N, C_in, H, W) -> the window matrix (groups, C_in/groups * kH * kW, N * H_out * W_out).
 
-    One contiguous copy of the strided window view; rows are ordered (channel, i, j) like a
-    flattened weight, so the convolution becomes ``weight_matrix @ columns``.
+    One contiguous copy of the strided window view.  Rows are ordered (channel, i, j) like a
+    flattened weight and columns (n, oh, ow), so a whole batch is *one* matrix product per group:
+    a few large BLAS calls are much faster than one small call per image.
     """
-    windows = np.ascontiguousarray(window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo))
-    n = x.shape[0]
-    return windows.reshape(n, groups, -1, geo.out_hw[0] * geo.out_hw[1])
+    windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)     # (N, C, kH, kW, Ho, Wo)
+    columns = np.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5))  # (C, kH, kW, N, Ho, Wo)
+    return columns.reshape(groups, -1, x.shape[0] * geo.out_hw[0] * geo.out_hw[1])
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -192,11 +193,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dtype.  H_out, W_out: see :func:`conv_output_size`.
     """
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
-    columns = _im2col(x, geo, groups)                        # (N, G, K, L)
-    out = np.matmul(_weight_matrix(weight, groups), columns)  # (N, G, C_out/G, L): already NCHW order
-    out = out.reshape((x.shape[0], weight.shape[0]) + geo.out_hw)
-    if bias is not None:
-        out += bias[:, None, None]
+    products = np.matmul(_weight_matrix(weight, groups), _im2col(x, geo, groups))  # (G, Co/G, N*L)
+    channels_first = products.reshape((weight.shape[0], x.shape[0]) + geo.out_hw)  # (C_out, N, Ho, Wo)
+    out = np.empty((x.shape[0], weight.shape[0]) + geo.out_hw, dtype=x.dtype)
+    # Reordering to NCHW costs one pass over the output; the bias add rides along in that pass.
+    source = channels_first.transpose(1, 0, 2, 3)
+    if bias is None:
+        np.copyto(out, source)
+    else:
+        np.add(source, bias[:, None, None], out=out)
     return unbatch(out, was_unbatched)
 
 
@@ -215,13 +220,15 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     """
     x, was_unbatched, geo = _prepare(input, weight, None, stride, padding, dilation, groups)
     grad = _batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)
-    n, out_channels = grad.shape[:2]
-    grad_matrix = grad.reshape(n, groups, out_channels // groups, -1)          # (N, G, Co/G, L)
-    columns = _im2col(x, geo, groups)                                           # (N, G, K, L)
-    grad_weight = np.matmul(grad_matrix, columns.transpose(0, 1, 3, 2)).sum(axis=0)
+    # Reorder to (C_out, N, Ho, Wo), the layout of the forward's product, viewed as (G, C_out/G, N*L).
+    channels_first = np.ascontiguousarray(grad.transpose(1, 0, 2, 3))
+    grad_matrix = channels_first.reshape(groups, weight.shape[0] // groups, -1)
+    columns = _im2col(x, geo, groups)                                              # (G, K, N*L)
+    # (G, K, Co/G): with the long N*L axis contiguous in both operands BLAS runs fastest.
+    grad_weight = np.matmul(columns, grad_matrix.transpose(0, 2, 1)).transpose(0, 2, 1)
     grad_columns = np.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_matrix)
     grad_input = _col2im(grad_columns, x.shape, geo)
-    grad_bias = grad.sum(axis=(0, 2, 3))
+    grad_bias = grad_matrix.sum(axis=2).reshape(-1)
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
 
 
@@ -236,8 +243,9 @@ def _batched_grad(grad_output, x: np.ndarray, expected_chw: tuple[int, ...],
 
 
 def _col2im(grad_columns: np.ndarray, input_shape: tuple[int, ...], geo: WindowGeometry) -> np.ndarray:
-    """Adjoint of :func:`_im2col`: (N, G, K, L) window gradients -> (N, C_in, H, W) input gradient."""
+    """Adjoint of :func:`_im2col`: (G, K, N*L) window gradients -> (N, C_in, H, W) input gradient."""
     n, channels, height, width = input_shape
-    window_grads = grad_columns.reshape((n, channels) + geo.kernel + geo.out_hw)
+    window_grads = grad_columns.reshape((channels,) + geo.kernel + (n,) + geo.out_hw)
     padded_hw = (height + sum(geo.pad_h), width + sum(geo.pad_w))
-    return crop_nchw(add_windows(window_grads, padded_hw, geo), geo.pad_h, geo.pad_w)
+    added = add_windows(window_grads.transpose(3, 0, 1, 2, 4, 5), padded_hw, geo)
+    return crop_nchw(added, geo.pad_h, geo.pad_w)
