@@ -220,3 +220,33 @@ def test_unbatched_backward_returns_unbatched_gradients():
     grad_input, grad_weight, grad_bias = conv2d_backward(np.ones((3, 4, 4), np.float32), x, weight)
     assert grad_input.shape == (4, 6, 6) and grad_weight.shape == (3, 4, 3, 3)
     assert grad_bias.shape == (3,)
+
+
+def _views(rng):
+    """Non-contiguous NCHW inputs a learner meets: NHWC images transposed, flipped, subsampled."""
+    nhwc = rng.standard_normal((2, 9, 8, 3))
+    return [nhwc.transpose(0, 3, 1, 2), nhwc.transpose(0, 3, 1, 2)[:, :, ::-1, ::2],
+            np.asfortranarray(nhwc.transpose(0, 3, 1, 2))]
+
+
+@pytest.mark.parametrize("view_index", range(3))
+@pytest.mark.parametrize("padding", [0, 1])
+def test_non_contiguous_inputs(view_index, padding):
+    rng = np.random.default_rng(view_index)
+    x = _views(rng)[view_index]
+    weight, grad_seed = rng.standard_normal((4, 3, 3, 3)), int(rng.integers(2**32))
+    kwargs = dict(stride=1, padding=padding, dilation=1, groups=1)
+    expected = torch_conv(np.ascontiguousarray(x), weight, None, kwargs)
+    np.testing.assert_allclose(conv2d(x, weight, padding=padding), expected, **TOLERANCE[np.float64])
+    grad_output = np.random.default_rng(grad_seed).standard_normal(expected.shape)
+    expected_grads = torch_conv(np.ascontiguousarray(x), weight, None, kwargs, grad_output)
+    for ours, theirs in zip(conv2d_backward(grad_output, x, weight, padding=padding), expected_grads):
+        if theirs is not None:
+            np.testing.assert_allclose(ours, theirs, **TOLERANCE[np.float64])
+
+
+def test_empty_batch_gives_empty_outputs_like_torch():
+    x, weight = np.zeros((0, 3, 5, 5)), np.zeros((4, 3, 3, 3))
+    assert conv2d(x, weight).shape == tuple(F.conv2d(torch.tensor(x), torch.tensor(weight)).shape)
+    grad_input, grad_weight, grad_bias = conv2d_backward(np.zeros((0, 4, 3, 3)), x, weight)
+    assert grad_input.shape == x.shape and not grad_weight.any() and not grad_bias.any()

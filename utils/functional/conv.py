@@ -171,7 +171,7 @@ def _im2col(x: np.ndarray, geo: WindowGeometry, groups: int) -> np.ndarray:
     """
     windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)     # (N, C, kH, kW, Ho, Wo)
     columns = np.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5))  # (C, kH, kW, N, Ho, Wo)
-    return columns.reshape(groups, -1, x.shape[0] * geo.out_hw[0] * geo.out_hw[1])
+    return columns.reshape(groups, x.shape[1] // groups * geo.kernel[0] * geo.kernel[1], -1)
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
