@@ -32,8 +32,8 @@ def test_conv_view_matches_torch_and_its_formula(h, w, k, stride, padding, dilat
         return
     expected = torch_conv(image, kernel, stride, padding, dilation)
     np.testing.assert_allclose(view.output, expected, rtol=1e-4, atol=1e-5)
-    assert view.formula.splitlines()[0].endswith(f"= {expected.shape[0]}")
-    assert view.formula.splitlines()[1].endswith(f"= {expected.shape[1]}")
+    assert view.formula.splitlines()[1].endswith(f"= {expected.shape[0]}")   # H: formula, numbers
+    assert view.formula.splitlines()[3].endswith(f"= {expected.shape[1]}")   # W: formula, numbers
     row, col = view.position                   # clipped into the output: the last value
     assert (row, col) == (expected.shape[0] - 1, expected.shape[1] - 1)
     assert np.isclose((view.taps * kernel).sum(), expected[row, col], rtol=1e-4, atol=1e-5)
@@ -150,7 +150,7 @@ def test_pool_view_matches_torch(mode, kernel, stride, padding):
     pool = F.max_pool2d if mode == "max" else F.avg_pool2d
     expected = pool(torch.from_numpy(image)[None, None], kernel, stride, padding)[0, 0].numpy()
     np.testing.assert_allclose(view.output, expected, rtol=1e-6)
-    assert view.formula.splitlines()[0].endswith(f"= {expected.shape[0]}")
+    assert view.formula.splitlines()[1].endswith(f"= {expected.shape[0]}")
 
 
 def test_pool_explorer_reports_impossible_padding_and_shrinks():

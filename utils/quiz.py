@@ -183,9 +183,9 @@ def read_quiz_answers(nb) -> dict[str, dict[str, Answer]]:
 
 def _show_answer(question: dict, answer: Answer) -> str:
     if question["kind"] == "single":
-        return question["options"][answer]
+        return plain_text(question["options"][answer])
     if question["kind"] == "multiple":
-        return "; ".join(question["options"][i] for i in answer) or "(none)"
+        return "; ".join(plain_text(question["options"][i]) for i in answer) or "(none)"
     if question["kind"] == "numeric":
         return format(answer, ".6g")
     return answer if len(answer) <= 80 else answer[:77] + "..."
@@ -198,7 +198,10 @@ def record_summary_text(quiz: dict, answers: dict[str, Answer]) -> str:
 
 
 def record_summary_html(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, str]) -> str:
-    """A table of the learner's checked answers that renders without a kernel."""
+    """A table of the learner's checked answers that renders without a kernel.
+
+    nbval compares this HTML in every stored chapter: changing it means re-executing them all.
+    """
     rows = []
     for i, q in enumerate(quiz["questions"], 1):
         given = html.escape(_show_answer(q, answers[q["id"]])) if q["id"] in answers else "<i>not answered</i>"
@@ -225,6 +228,11 @@ def markdown_to_html(text: str) -> str:
     out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
     out = re.sub(r"(?<![*\w])\*([^*\s][^*]*)\*(?!\w)", r"<i>\1</i>", out)
     return "".join(f"<p>{p}</p>" for p in out.split("\n\n"))
+
+
+def plain_text(text: str) -> str:
+    """Markdown markers dropped, for labels that cannot hold HTML (radio buttons, check boxes)."""
+    return re.sub(r"\*\*([^*]+)\*\*", r"\1", text.replace("`", ""))
 
 
 VERDICT_TEXT = {"passed": "✓ correct", "failed": "✗ not yet", "needs-review": "✎ recorded, needs review"}
@@ -282,10 +290,10 @@ def _answer_control(question: dict):
     full = widgets.Layout(width="95%")
     kind = question["kind"]
     if kind == "single":
-        radio = widgets.RadioButtons(options=list(question["options"]), index=None, layout=full)
+        radio = widgets.RadioButtons(options=[plain_text(o) for o in question["options"]], index=None, layout=full)
         return radio, lambda: radio.index
     if kind == "multiple":
-        boxes = [widgets.Checkbox(value=False, description=o, indent=False, layout=full)
+        boxes = [widgets.Checkbox(value=False, description=plain_text(o), indent=False, layout=full)
                  for o in question["options"]]
         return widgets.VBox(boxes), lambda: [i for i, b in enumerate(boxes) if b.value]
     if kind == "numeric":

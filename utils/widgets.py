@@ -118,19 +118,20 @@ def _default_conv():
 
 def output_size_formula(axis: str, size: int, kernel: int, stride: int, padding: int,
                         dilation: int | None = 1) -> tuple[str, int | None]:
-    """PyTorch's output-size formula with the numbers filled in, and the result (None if < 1).
+    """PyTorch's output-size formula (first line) with the numbers filled in (second line), and the
+    result (None when the window does not fit).
 
     ``dilation=None`` writes the pooling form ``⌊(H + 2·padding − k) / stride⌋ + 1`` (dilation 1).
     """
     numerator = size + 2 * padding - (dilation or 1) * (kernel - 1) - 1
     result = numerator // stride + 1 if numerator >= 0 else None
     if dilation is None:
-        text = (f"{axis}_out = ⌊({axis} + 2·padding − k) / stride⌋ + 1 "
-                f"= ⌊({size} + 2·{padding} − {kernel}) / {stride}⌋ + 1")
+        text = (f"{axis}_out = ⌊({axis} + 2·padding − k) / stride⌋ + 1\n"
+                f"      = ⌊({size} + 2·{padding} − {kernel}) / {stride}⌋ + 1")
         dilation = 1
     else:
-        text = (f"{axis}_out = ⌊({axis} + 2·padding − dilation·(k − 1) − 1) / stride⌋ + 1 "
-                f"= ⌊({size} + 2·{padding} − {dilation}·({kernel} − 1) − 1) / {stride}⌋ + 1")
+        text = (f"{axis}_out = ⌊({axis} + 2·padding − dilation·(k − 1) − 1) / stride⌋ + 1\n"
+                f"      = ⌊({size} + 2·{padding} − {dilation}·({kernel} − 1) − 1) / {stride}⌋ + 1")
     if result is None:
         return text + f" → the window ({dilation * (kernel - 1) + 1} wide) does not fit", None
     return text + f" = ⌊{numerator} / {stride}⌋ + 1 = {result}", result
@@ -191,6 +192,31 @@ def png_bytes(indices: np.ndarray, signed: bool, scale: int = 1) -> bytes:
 BLANK_PNG_INDICES = np.full((1, 1), LEVELS - 1, dtype=np.uint8)   # one white pixel
 
 
+def show_picture(view: widgets.Image, indices: np.ndarray, signed: bool, scale: int = 1) -> None:
+    """Put a picture into an Image widget at exactly ``scale`` screen pixels per value, so that
+    pictures of different sizes (input vs strided output) keep their true relative size."""
+    view.value = png_bytes(indices, signed, scale)
+    height, width = indices.shape[0] * scale, indices.shape[1] * scale
+    view.layout.width, view.layout.height = f"{width}px", f"{height}px"
+    view.layout.min_width, view.layout.min_height = view.layout.width, view.layout.height
+
+
+def formula_html(formula: str) -> str:
+    return f"<b>Output size</b><pre style='margin:0;white-space:pre-wrap'>{html.escape(formula)}</pre>"
+
+
+def error_html(message: str | None) -> str:
+    """A learner-facing warning line ('' when there is nothing to say)."""
+    return "" if message is None else f"<div style='color:#b42318;font-weight:bold'>⚠ {html.escape(message)}</div>"
+
+
+def _picture_panel(caption: widgets.HTML, view: widgets.Image) -> widgets.VBox:
+    return widgets.VBox([caption, view], layout=widgets.Layout(margin="0 1.5em 0 0"))
+
+
+TOGGLE_STYLE = {"description_width": "initial", "button_width": "6em"}
+
+
 def display_scale(height: int, width: int) -> int:
     """Integer enlargement that brings the larger side near DISPLAY_PIXELS (at least 1)."""
     return max(1, DISPLAY_PIXELS // max(height, width))
@@ -199,11 +225,11 @@ def display_scale(height: int, width: int) -> int:
 def colour_scale_html(limit: float, signed: bool) -> str:
     """A small colour bar with its end values, drawn in HTML."""
     if not signed:
-        return ("<div style='font-size:11px'>0 <span style='display:inline-block;width:120px;height:10px;"
-                "background:linear-gradient(to right,black,white)'></span> 1</div>")
-    return (f"<div style='font-size:11px'>{-limit:.3g} <span style='display:inline-block;width:120px;"
+        return ("<span style='font-size:11px'>0 <span style='display:inline-block;width:120px;height:10px;"
+                "background:linear-gradient(to right,black,white)'></span> 1</span>")
+    return (f"<span style='font-size:11px'>{-limit:.3g} <span style='display:inline-block;width:120px;"
             f"height:10px;background:linear-gradient(to right,#2166ac,#f7f7f7,#b2182b)'></span> "
-            f"{limit:.3g} (blue negative, white 0, red positive; beyond ±{limit:.3g} saturated)</div>")
+            f"{limit:.3g} (blue negative, white 0, red positive; beyond ±{limit:.3g} saturated)</span>")
 
 
 def _fmt(value: float) -> str:
@@ -340,14 +366,15 @@ class ConvExplorer(Explorer):
         self._custom_image = None if label != "your image" else array
         self.image_choice = widgets.Dropdown(options=(["your image"] if self._custom_image is not None else [])
                                              + names, value=label, description="image")
-        self.kernel_size = widgets.ToggleButtons(options=[3, 5], value=3, description="kernel")
+        self.kernel_size = widgets.ToggleButtons(options=[("3×3", 3), ("5×5", 5)], value=3, style=TOGGLE_STYLE)
+        self.scale_view = widgets.HTML()
         self.preset = widgets.Dropdown(options=list(PRESETS) + ["custom"], value="Sobel x", description="preset")
         self.kernel_boxes = [[widgets.FloatText(value=0.0, step=0.1, layout=widgets.Layout(width="4.2em"))
                               for _ in range(5)] for _ in range(5)]
         self.kernel_grid = widgets.GridBox(layout=widgets.Layout(grid_gap="2px"))
         self.stride, self.padding = _slider("stride", 1, 1, 4), _slider("padding", 0, 0, 3)
         self.dilation = _slider("dilation", 1, 1, 3)
-        self.out_row, self.out_col = _slider("output row", 0, 0, 255), _slider("output col", 0, 0, 255)
+        self.out_row, self.out_col = _slider("output row", 128, 0, 255), _slider("output col", 128, 0, 255)
         self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
         self.input_caption, self.output_caption = widgets.HTML(), widgets.HTML()
         self.formula_view, self.detail_view, self.error_view = widgets.HTML(), widgets.HTML(), widgets.HTML()
@@ -364,12 +391,14 @@ class ConvExplorer(Explorer):
         self.update()
 
     def _layout_children(self) -> None:
-        controls = widgets.VBox([self.image_choice, self.kernel_size, self.preset, self.kernel_grid,
-                                 self.stride, self.padding, self.dilation, self.out_row, self.out_col])
-        pictures = widgets.HBox([widgets.VBox([self.input_caption, self.input_view]),
-                                 widgets.VBox([self.output_caption, self.output_view])])
-        self.children = [widgets.HBox([controls, pictures]), self.formula_view, self.detail_view,
-                         self.error_view]
+        choices = widgets.HBox([self.image_choice, self.preset])
+        sliders = widgets.VBox([self.stride, self.padding, self.dilation, self.out_row, self.out_col])
+        pictures = widgets.HBox([_picture_panel(self.input_caption, self.input_view),
+                                 _picture_panel(self.output_caption, self.output_view)])
+        kernel = widgets.VBox([widgets.HTML("<b>kernel</b> (type any numbers)"), self.kernel_size,
+                               self.kernel_grid], layout=widgets.Layout(margin="0 2em 0 0"))
+        self.children = [choices, widgets.HBox([kernel, sliders]), pictures, self.scale_view,
+                         self.formula_view, self.error_view, self.detail_view]
 
     # -- kernel editing
     def kernel(self) -> np.ndarray:
@@ -418,9 +447,8 @@ class ConvExplorer(Explorer):
     def update(self) -> None:
         result = self.view()
         self.result = result
-        self.formula_view.value = "<b>Output size</b><pre style='margin:0'>" + html.escape(result.formula) + "</pre>"
-        self.error_view.value = "" if result.error is None else \
-            f"<div style='color:#b42318;font-weight:bold'>⚠ {html.escape(result.error)}</div>"
+        self.formula_view.value = formula_html(result.formula)
+        self.error_view.value = error_html(result.error)
         self._sync_position_sliders(result)
         self._draw_input(result)
         self._draw_output(result)
@@ -440,24 +468,23 @@ class ConvExplorer(Explorer):
         self._scale = scale
         top, left, height, width = result.window
         picture = _outline(_outline(picture, top, left, height, width), top - 1, left - 1, height + 2, width + 2)
-        self.input_view.value = png_bytes(picture, False, scale)  # a 2-pixel outline stays visible at scale 1
+        show_picture(self.input_view, picture, False, scale)  # a 2-pixel outline stays visible at scale 1
         h, w = self.image().shape
         self.input_caption.value = f"<b>input</b> {h}×{w}" + (
-            f" + padding {self.padding.value} (light blue)" if self.padding.value else "") + \
-            ", yellow: the current window"
+            f" + padding {self.padding.value} (blue)" if self.padding.value else "") + ", yellow: window"
 
     def _draw_output(self, result: ConvView) -> None:
         if result.output is None:
-            self.output_view.value = png_bytes(BLANK_PNG_INDICES, False)
-            self.output_caption.value = "<b>output</b>: none"
+            show_picture(self.output_view, BLANK_PNG_INDICES, False)
+            self.output_caption.value, self.scale_view.value = "<b>output</b>: none", ""
             return
         out = result.output
         signed = bool(out.min() < 0)
         lim = colour_limit(out) if signed else 1.0
         picture = _outline(to_indices(out, signed, lim), *result.position, 1, 1)
-        self.output_view.value = png_bytes(picture, signed, self._scale)  # same scale as the input: sizes compare
-        self.output_caption.value = f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]}" + \
-            colour_scale_html(lim, signed)
+        show_picture(self.output_view, picture, signed, self._scale)  # same scale as the input: sizes compare
+        self.output_caption.value = f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]}"
+        self.scale_view.value = "output colours: " + colour_scale_html(lim, signed)
 
     def _draw_detail(self, result: ConvView) -> None:
         if result.taps is None or result.value is None:
@@ -687,17 +714,19 @@ class PoolExplorer(Explorer):
         self._custom_image = array if label == "your image" else None
         options = (["your image"] if self._custom_image is not None else []) + list(IMAGE_NAMES + TEXTURE_NAMES)
         self.image_choice = widgets.Dropdown(options=options, value=label, description="image")
-        self.mode = widgets.ToggleButtons(options=["max", "avg"], value=mode, description="pooling")
+        self.mode = widgets.ToggleButtons(options=["max", "avg"], value=mode, description="pooling",
+                                          style=TOGGLE_STYLE)
         self.kernel_size = _slider("kernel", kernel_size, 1, 8)
         self.stride = _slider("stride", kernel_size if stride is None else stride, 1, 8)
         self.padding = _slider("padding", padding, 0, 4)
         self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
         self.input_caption, self.output_caption = widgets.HTML(), widgets.HTML()
         self.formula_view, self.error_view = widgets.HTML(), widgets.HTML()
-        controls = widgets.VBox([self.image_choice, self.mode, self.kernel_size, self.stride, self.padding])
-        pictures = widgets.HBox([widgets.VBox([self.input_caption, self.input_view]),
-                                 widgets.VBox([self.output_caption, self.output_view])])
-        self.children = [widgets.HBox([controls, pictures]), self.formula_view, self.error_view]
+        controls = widgets.HBox([widgets.VBox([self.image_choice, self.mode]),
+                                 widgets.VBox([self.kernel_size, self.stride, self.padding])])
+        pictures = widgets.HBox([_picture_panel(self.input_caption, self.input_view),
+                                 _picture_panel(self.output_caption, self.output_view)])
+        self.children = [controls, pictures, self.formula_view, self.error_view]
         self._watch(self.image_choice, self.mode, self.kernel_size, self.stride, self.padding)
         self._frozen = False
         self.update()
@@ -715,16 +744,16 @@ class PoolExplorer(Explorer):
         result = self.view()
         self.result = result
         scale = display_scale(*result.input.shape)
-        self.input_view.value = png_bytes(to_indices(result.input, signed=False), False, scale)
+        show_picture(self.input_view, to_indices(result.input, signed=False), False, scale)
         self.input_caption.value = f"<b>input</b> {result.input.shape[0]}×{result.input.shape[1]}"
-        self.formula_view.value = "<b>Output size</b><pre style='margin:0'>" + html.escape(result.formula) + "</pre>"
-        self.error_view.value = "" if result.error is None else \
-            f"<div style='color:#b42318;font-weight:bold'>⚠ {html.escape(result.error)}</div>"
+        self.formula_view.value = formula_html(result.formula)
+        self.error_view.value = error_html(result.error)
         if result.output is None:
-            self.output_view.value, self.output_caption.value = png_bytes(BLANK_PNG_INDICES, False), ""
+            show_picture(self.output_view, BLANK_PNG_INDICES, False)
+            self.output_caption.value = ""
             return
         out = result.output
-        self.output_view.value = png_bytes(to_indices(out, signed=False), False, scale)
+        show_picture(self.output_view, to_indices(out, signed=False), False, scale)
         kept = out.size / result.input.size
         self.output_caption.value = (f"<b>{self.mode.value}-pooled</b> {out.shape[0]}×{out.shape[1]} "
                                      f"({kept:.1%} of the input values)")
@@ -785,16 +814,18 @@ class ReluExplorer(Explorer):
         self.image_choice = widgets.Dropdown(options=options, value=label, description="image")
         self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="filter")
         self.activation = widgets.ToggleButtons(options=[("ReLU", "relu"), ("leaky ReLU", "leaky_relu")],
-                                                value="relu", description="activation")
+                                                value="relu", description="activation",
+                                                style=dict(TOGGLE_STYLE, button_width="8em"))
         self.slope = widgets.FloatSlider(value=0.1, min=0.01, max=0.5, step=0.01, description="negative slope",
                                          style={"description_width": "initial"})
         self.before_view, self.after_view = widgets.Image(format="png"), widgets.Image(format="png")
         self.before_caption, self.after_caption = widgets.HTML(), widgets.HTML()
-        self.summary_view = widgets.HTML()
-        controls = widgets.VBox([self.image_choice, self.preset, self.activation, self.slope])
-        pictures = widgets.HBox([widgets.VBox([self.before_caption, self.before_view]),
-                                 widgets.VBox([self.after_caption, self.after_view])])
-        self.children = [widgets.HBox([controls, pictures]), self.summary_view]
+        self.summary_view, self.scale_view = widgets.HTML(), widgets.HTML()
+        controls = widgets.HBox([widgets.VBox([self.image_choice, self.preset]),
+                                 widgets.VBox([self.activation, self.slope])])
+        pictures = widgets.HBox([_picture_panel(self.before_caption, self.before_view),
+                                 _picture_panel(self.after_caption, self.after_view)])
+        self.children = [controls, pictures, self.scale_view, self.summary_view]
         self._watch(self.image_choice, self.preset, self.activation, self.slope)
         self._frozen = False
         self.update()
@@ -817,11 +848,11 @@ class ReluExplorer(Explorer):
         self.slope.layout.visibility = "visible" if self.activation.value == "leaky_relu" else "hidden"
         lim = colour_limit(result.before)   # one colour scale for both: what changed is visible
         scale = display_scale(*result.before.shape)
-        self.before_view.value = png_bytes(to_indices(result.before, True, lim), True, scale)
-        self.after_view.value = png_bytes(to_indices(result.after, True, lim), True, scale)
-        self.before_caption.value = "<b>feature map before</b>" + colour_scale_html(lim, True)
-        self.after_caption.value = f"<b>after {'ReLU' if self.activation.value == 'relu' else 'leaky ReLU'}" \
-                                   f"</b> (same colours)"
+        show_picture(self.before_view, to_indices(result.before, True, lim), True, scale)
+        show_picture(self.after_view, to_indices(result.after, True, lim), True, scale)
+        self.before_caption.value = "<b>feature map before</b>"
+        self.after_caption.value = f"<b>after {'ReLU' if self.activation.value == 'relu' else 'leaky ReLU'}</b>"
+        self.scale_view.value = "colours of both: " + colour_scale_html(lim, True)
         self.summary_view.value = f"<b>{html.escape(result.summary)}</b>"
 
 
