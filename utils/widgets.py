@@ -271,6 +271,19 @@ class Explorer(widgets.VBox):
     def update(self) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
+    def _image_choice(self, image: np.ndarray | str | None) -> None:
+        """The ``image_choice`` dropdown: the bundled images, plus "your image" when one was given."""
+        label, array = _as_image(image)
+        self._custom_image = array if label == "your image" else None
+        options = (["your image"] if self._custom_image is not None else []) + list(IMAGE_NAMES + TEXTURE_NAMES)
+        self.image_choice = widgets.Dropdown(options=options, value=label, description="image")
+
+    def image(self) -> np.ndarray:
+        """The (H, W) image currently chosen."""
+        if self.image_choice.value == "your image":
+            return self._custom_image
+        return explorer_image(self.image_choice.value)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: interactive, run the cell to use it>"
 
@@ -361,11 +374,7 @@ class ConvExplorer(Explorer):
         super().__init__()
         self.conv_fn = conv_fn
         self._frozen, self._shown_size = True, 3
-        label, array = _as_image(image)
-        names = list(IMAGE_NAMES + TEXTURE_NAMES)
-        self._custom_image = None if label != "your image" else array
-        self.image_choice = widgets.Dropdown(options=(["your image"] if self._custom_image is not None else [])
-                                             + names, value=label, description="image")
+        self._image_choice(image)
         self.kernel_size = widgets.ToggleButtons(options=[("3×3", 3), ("5×5", 5)], value=3, style=TOGGLE_STYLE)
         self.scale_view = widgets.HTML()
         self.preset = widgets.Dropdown(options=list(PRESETS) + ["custom"], value="Sobel x", description="preset")
@@ -432,11 +441,6 @@ class ConvExplorer(Explorer):
             self._frozen = True
             self.preset.value = "custom"
             self._frozen = False
-
-    def image(self) -> np.ndarray:
-        if self.image_choice.value == "your image":
-            return self._custom_image
-        return explorer_image(self.image_choice.value)
 
     # -- computing and drawing
     def view(self) -> ConvView:
@@ -710,10 +714,7 @@ class PoolExplorer(Explorer):
                  stride: int | None = None, padding: int = 0):
         super().__init__()
         self._frozen = True
-        label, array = _as_image(image)
-        self._custom_image = array if label == "your image" else None
-        options = (["your image"] if self._custom_image is not None else []) + list(IMAGE_NAMES + TEXTURE_NAMES)
-        self.image_choice = widgets.Dropdown(options=options, value=label, description="image")
+        self._image_choice(image)
         self.mode = widgets.ToggleButtons(options=["max", "avg"], value=mode, description="pooling",
                                           style=TOGGLE_STYLE)
         self.kernel_size = _slider("kernel", kernel_size, 1, 8)
@@ -730,11 +731,6 @@ class PoolExplorer(Explorer):
         self._watch(self.image_choice, self.mode, self.kernel_size, self.stride, self.padding)
         self._frozen = False
         self.update()
-
-    def image(self) -> np.ndarray:
-        if self.image_choice.value == "your image":
-            return self._custom_image
-        return explorer_image(self.image_choice.value)
 
     def view(self) -> PoolView:
         return pool_view(self.image(), self.mode.value, self.kernel_size.value, self.stride.value,
@@ -808,10 +804,7 @@ class ReluExplorer(Explorer):
     def __init__(self, image: np.ndarray | str | None = None, preset: str = "Sobel x"):
         super().__init__()
         self._frozen = True
-        label, array = _as_image(image)
-        self._custom_image = array if label == "your image" else None
-        options = (["your image"] if self._custom_image is not None else []) + list(IMAGE_NAMES + TEXTURE_NAMES)
-        self.image_choice = widgets.Dropdown(options=options, value=label, description="image")
+        self._image_choice(image)
         self.preset = widgets.Dropdown(options=list(PRESETS), value=preset, description="filter")
         self.activation = widgets.ToggleButtons(options=[("ReLU", "relu"), ("leaky ReLU", "leaky_relu")],
                                                 value="relu", description="activation",
@@ -829,11 +822,6 @@ class ReluExplorer(Explorer):
         self._watch(self.image_choice, self.preset, self.activation, self.slope)
         self._frozen = False
         self.update()
-
-    def image(self) -> np.ndarray:
-        if self.image_choice.value == "your image":
-            return self._custom_image
-        return explorer_image(self.image_choice.value)
 
     def view(self) -> ReluView:
         key = (self.image_choice.value, self.preset.value)
