@@ -69,6 +69,7 @@ def test_conv_explorer_controls_update_output_and_formula():
     assert ex.result.output.shape == (127, 127) and "= 127" in ex.formula_view.value
     assert ex.output_view.value != before
     assert ex.out_row.max == 126 and ex.out_col.max == 126
+    assert ex.result.position == (63, 63)                  # the window stays mid-image (was 127, 127)
     ex.padding.value, ex.dilation.value = 2, 3
     np.testing.assert_allclose(ex.result.output, torch_conv(ex.image(), ex.kernel(), 2, 2, 3), atol=1e-5)
     assert repr(ex) == "<ConvExplorer: interactive, run the cell to use it>"

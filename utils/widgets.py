@@ -449,20 +449,27 @@ class ConvExplorer(Explorer):
                          self.dilation.value, (self.out_row.value, self.out_col.value), self.conv_fn)
 
     def update(self) -> None:
+        self._rescale_position_sliders()
         result = self.view()
         self.result = result
         self.formula_view.value = formula_html(result.formula)
         self.error_view.value = error_html(result.error)
-        self._sync_position_sliders(result)
         self._draw_input(result)
         self._draw_output(result)
         self._draw_detail(result)
 
-    def _sync_position_sliders(self, result: ConvView) -> None:
-        if result.expected_shape is None:
+    def _rescale_position_sliders(self) -> None:
+        """When the output size changes, keep the window at the same place *relative* to the image
+        (otherwise a larger stride would push it into the bottom-right corner)."""
+        settings = (self._shown_size, self.stride.value, self.padding.value, self.dilation.value)
+        sizes = [output_size_formula(axis, n, *settings)[1] for axis, n in zip("HW", self.image().shape)]
+        if None in sizes:
             return
         frozen, self._frozen = self._frozen, True
-        self.out_row.max, self.out_col.max = result.expected_shape[0] - 1, result.expected_shape[1] - 1
+        for slider, size in zip((self.out_row, self.out_col), sizes):
+            if slider.max != size - 1:
+                value = round(slider.value * (size - 1) / max(slider.max, 1))
+                slider.max, slider.value = size - 1, value
         self._frozen = frozen
 
     def _draw_input(self, result: ConvView) -> None:
