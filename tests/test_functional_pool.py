@@ -152,6 +152,16 @@ def test_a_window_of_padding_only_reports_what_torch_reports(side, kwargs):
     np.testing.assert_array_equal(indices, expected_indices.numpy())
 
 
+def test_nan_propagates_and_ties_go_to_the_first_maximum_like_torch():
+    x = np.array([[[[1.0, np.nan, 3.0, np.nan], [5.0, 2.0, 5.0, 0.0]]]])
+    for kwargs in (dict(kernel_size=(1, 4)), dict(kernel_size=(1, 2), stride=1),
+                   dict(kernel_size=(1, 3), stride=1, padding=(0, 1))):
+        expected_out, expected_indices = F.max_pool2d(torch.tensor(x), **kwargs, return_indices=True)
+        out, indices = max_pool2d(x, **kwargs, return_indices=True)
+        np.testing.assert_array_equal(out, expected_out.numpy())
+        np.testing.assert_array_equal(indices, expected_indices.numpy())
+
+
 def test_ceil_mode_keeps_the_partial_last_window():
     x = np.arange(25.0).reshape(1, 1, 5, 5)
     assert max_pool2d(x, 2).shape == (1, 1, 2, 2)

@@ -86,7 +86,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     windows = _pool_windows(x, geo, -np.inf)
     if not return_indices:
-        return unbatch(windows.max(axis=(2, 3)), was_unbatched)
+        return unbatch(_running_max(windows)[0], was_unbatched)
     output, indices = _max_and_indices(windows, geo, x.shape[3])
     return unbatch(output, was_unbatched), unbatch(indices, was_unbatched)
 
@@ -97,10 +97,8 @@ def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
     Like PyTorch, a window with nothing above -inf (only padding, or -inf inputs) reports the
     first of its taps that lies at or below/right of the input's top-left corner.
     """
-    n, c, kh, kw, out_h, out_w = windows.shape
-    taps = windows.reshape(n, c, kh * kw, out_h, out_w)     # copies: the window view is strided
-    tap = taps.argmax(axis=2)                               # first maximum in (i, j) row-major order
-    output = np.take_along_axis(taps, tap[:, :, np.newaxis], axis=2)[:, :, 0]
+    kw = windows.shape[3]
+    output, tap = _running_max(windows)
     top, left = _window_origins(geo)
     rows = top[:, None] + (tap // kw) * geo.dilation[0]
     cols = left[None, :] + (tap % kw) * geo.dilation[1]
@@ -109,6 +107,24 @@ def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
     rows = np.where(empty, first_row[:, None], rows)
     cols = np.where(empty, first_col[None, :], cols)
     return output, (rows * width + cols).astype(np.int64)
+
+
+def _running_max(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Windows (N, C, kH, kW, H_out, W_out) -> (max, tap index i * kW + j of the max), (N, C, H_out, W_out).
+
+    Scans the taps in row-major order as PyTorch's kernel does: a tap takes over when it is larger
+    (so ties keep the first) or NaN (so NaN propagates).  One vectorised step per tap is much
+    faster than reducing over the two small, strided kernel axes.
+    """
+    kw = windows.shape[3]
+    best = windows[:, :, 0, 0].copy()
+    best_tap = np.zeros(best.shape, dtype=np.int64)
+    for tap in range(1, windows.shape[2] * kw):
+        values = windows[:, :, tap // kw, tap % kw]
+        takes_over = (values > best) | np.isnan(values)
+        np.copyto(best, values, where=takes_over)
+        best_tap[takes_over] = tap
+    return best, best_tap
 
 
 def _window_origins(geo: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +202,11 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
-    sums = _pool_windows(x, geo, 0.0).sum(axis=(2, 3))
+    windows = _pool_windows(x, geo, 0.0)
+    sums = windows[:, :, 0, 0].copy()
+    for i, j in np.ndindex(*geo.kernel):     # tap by tap: faster than summing small strided axes
+        if i or j:
+            sums += windows[:, :, i, j]
     output = sums / _avg_divisors(x.shape[2:], geo, count_include_pad).astype(x.dtype)
     return unbatch(output, was_unbatched)
 
