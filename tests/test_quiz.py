@@ -110,6 +110,11 @@ def test_malformed_sources_are_rejected_clearly(broken, message):
         build_quizzes.compile_quiz(source, "b")
 
 
+def test_unknown_quiz_is_a_clear_error():
+    with pytest.raises(ValueError, match="no compiled quiz 'nope'.*tools/quiz_sources/nope.json"):
+        quiz_mod.load_quiz("nope")
+
+
 def test_source_id_must_match_file_name():
     with pytest.raises(ValueError, match="must agree"):
         build_quizzes.compile_quiz(dict(SOURCE), "t2")

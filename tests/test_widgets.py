@@ -109,6 +109,14 @@ def test_a_learner_conv_fn_ignoring_stride_is_caught_by_the_formula():
     assert "returned 8x8 but the formula gives 4x4" in ex.error_view.value
 
 
+def test_step_through_reports_a_failing_conv_fn():
+    def broken(*args):
+        raise ValueError("weight must be 4D")
+
+    view = step_view(DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, index=1, step=9, conv_fn=broken)
+    assert view.running_sum == -4 and "conv_fn raised ValueError: weight must be 4D" in view.text
+
+
 def test_explorers_refuse_colour_images_clearly():
     with pytest.raises(ValueError, match=r"grayscale \(H, W\) image, got shape \(4, 4, 3\)"):
         conv_explorer(np.zeros((4, 4, 3), np.float32))

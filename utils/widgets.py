@@ -572,8 +572,10 @@ def step_view(input: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
     taps = [divmod(s, k) for s in range(k * k)]
     cells = [(row * stride + a * dilation, col * stride + b * dilation) for a, b in taps]
     products = [float(padded[cells[s]] * kernel[taps[s]]) for s in range(step)]
-    full, _ = _run_conv(conv_fn or _default_conv(), input.astype(np.float32), kernel.astype(np.float32),
-                        stride, padding, dilation)
+    full, problem = _run_conv(conv_fn or _default_conv(), input.astype(np.float32), kernel.astype(np.float32),
+                              stride, padding, dilation)
+    if full is not None and full.shape != (h_out, w_out):
+        full, problem = None, f"conv_fn returned shape {full.shape}, the formula gives {(h_out, w_out)}"
     done = np.arange(h_out * w_out).reshape(h_out, w_out) < index
     output = np.where(done, full, 0.0) if full is not None else np.zeros((h_out, w_out))
     if step:
@@ -586,6 +588,8 @@ def step_view(input: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
     if step == k * k:
         output[row, col], done[row, col] = sum(products), True
         text += f"  → output ({row}, {col}) = {_fmt(sum(products))}"
+    if problem:
+        text += f"  (earlier outputs not shown: {problem})"
     return StepView(padded, (row, col), step, cells, products, float(sum(products)), output, done, text, taps)
 
 
