@@ -103,3 +103,18 @@ def same_shape(array: np.ndarray, expected: tuple[int, ...], name: str) -> None:
     """Raise ValueError when ``array.shape`` differs from ``expected`` (e.g. a gradient's shape)."""
     if tuple(array.shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(array.shape)}")
+
+
+def batched_grad(grad_output, x: np.ndarray, output_chw: tuple[int, ...],
+                 was_unbatched: bool) -> np.ndarray:
+    """Check a backward pass's ``grad_output`` against the forward output it is the gradient of.
+
+    ``x`` is the batched (N, C, H, W) forward input, ``output_chw`` the forward output's
+    ``(C_out, H_out, W_out)``.  grad_output must have the forward output's shape, (C_out, H_out,
+    W_out) when the input was unbatched, and the input's dtype.  Returns it as (N, C_out, H_out, W_out).
+    """
+    float_array(grad_output, "grad_output")
+    same_dtype(x, grad_output, "input", "grad_output")
+    expected = tuple(output_chw) if was_unbatched else (x.shape[0],) + tuple(output_chw)
+    same_shape(grad_output, expected, "grad_output")
+    return grad_output[np.newaxis] if was_unbatched else grad_output

@@ -26,6 +26,17 @@ class WindowGeometry(NamedTuple):
     out_hw: tuple[int, int]
 
 
+def output_length(size: int, kernel: int, stride: int, pad_total: int, dilation: int,
+                  axis: str = "size") -> int:
+    """Output length of one spatial axis; ValueError when the window does not fit even once."""
+    span = dilation * (kernel - 1) + 1      # extent of a dilated kernel
+    if span > size + pad_total:
+        raise ValueError(f"kernel {axis} {kernel} (dilation {dilation}, so it spans {span}) is larger "
+                         f"than the padded input {axis} {size} + {pad_total} padding = "
+                         f"{size + pad_total}")
+    return (size + pad_total - span) // stride + 1
+
+
 def pad_nchw(x: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int],
              value: float = 0.0) -> np.ndarray:
     """Pad the two spatial axes of ``x`` (N, C, H, W) -> (N, C, H + top + bottom, W + left + right).

@@ -20,25 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import (batched, float_array, non_negative_pair, positive_int, positive_pair,
-                        same_dtype, same_shape, unbatch)
-from ._windows import WindowGeometry, add_windows, crop_nchw, pad_nchw, window_view
+from ._validate import (batched, batched_grad, float_array, non_negative_pair, positive_int,
+                        positive_pair, same_dtype, same_shape, unbatch)
+from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
+                       window_view)
 
 __all__ = ["conv2d", "conv2d_naive", "conv2d_backward", "conv_output_size"]
 
 
 # ----------------------------------------------------------------------------- geometry
-
-def output_length(size: int, kernel: int, stride: int, pad_total: int, dilation: int,
-                  axis: str = "size") -> int:
-    """Output length of one spatial axis; ValueError when the window does not fit even once."""
-    span = dilation * (kernel - 1) + 1      # extent of a dilated kernel
-    if span > size + pad_total:
-        raise ValueError(f"kernel {axis} {kernel} (dilation {dilation}, so it spans {span}) is larger "
-                         f"than the padded input {axis} {size} + {pad_total} padding = "
-                         f"{size + pad_total}")
-    return (size + pad_total - span) // stride + 1
-
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int | str = 0,
                      dilation: int = 1) -> int:
@@ -102,10 +92,10 @@ def _check_operands(x: np.ndarray, weight: np.ndarray, bias, groups) -> None:
     """Validate shapes/dtypes of a batched input (N, C_in, H, W), weight and bias against groups."""
     float_array(weight, "weight")
     same_dtype(x, weight, "input", "weight")
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW), got shape {weight.shape}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if weight.ndim != 4 or min(weight.shape) < 1:
+        raise ValueError(f"weight must be 4-D (C_out, C_in/groups, kH, kW) with no empty axis, "
+                         f"got shape {weight.shape}")
+    groups = positive_int(groups, "groups")
     out_channels, in_per_group = weight.shape[:2]
     if out_channels % groups:
         raise ValueError(f"out_channels (weight.shape[0] = {out_channels}) must be divisible by "
@@ -219,7 +209,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     - grad_bias: (C_out,), the gradient a bias would receive (sum of grad_output over N, H, W)
     """
     x, was_unbatched, geo = _prepare(input, weight, None, stride, padding, dilation, groups)
-    grad = _batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)
+    grad = batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)
     # Reorder to (C_out, N, Ho, Wo), the layout of the forward's product, viewed as (G, C_out/G, N*L).
     channels_first = np.ascontiguousarray(grad.transpose(1, 0, 2, 3))
     grad_matrix = channels_first.reshape(groups, weight.shape[0] // groups, -1)
@@ -230,16 +220,6 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     grad_input = _col2im(grad_columns, x.shape, geo)
     grad_bias = grad_matrix.sum(axis=2).reshape(-1)
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
-
-
-def _batched_grad(grad_output, x: np.ndarray, expected_chw: tuple[int, ...],
-                  was_unbatched: bool) -> np.ndarray:
-    """Check grad_output against the forward output's shape/dtype -> (N, C_out, H_out, W_out)."""
-    float_array(grad_output, "grad_output")
-    same_dtype(x, grad_output, "input", "grad_output")
-    expected = expected_chw if was_unbatched else (x.shape[0],) + expected_chw
-    same_shape(grad_output, expected, "grad_output")
-    return grad_output[np.newaxis] if was_unbatched else grad_output
 
 
 def _col2im(grad_columns: np.ndarray, input_shape: tuple[int, ...], geo: WindowGeometry) -> np.ndarray:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import (batched, float_array, non_negative_pair, positive_pair, same_dtype, same_shape,
-                        unbatch)
-from ._windows import WindowGeometry, add_windows, crop_nchw, pad_nchw, window_view
-from .conv import output_length
+from ._validate import batched, batched_grad, non_negative_pair, positive_pair, unbatch
+from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
+                       window_view)
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward",
            "adaptive_avg_pool2d"]
@@ -149,7 +148,7 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    grad = _batched_pool_grad(grad_output, x, geo, was_unbatched)
+    grad = batched_grad(grad_output, x, x.shape[1:2] + geo.out_hw, was_unbatched)
     _, indices = _max_and_indices(_pool_windows(x, geo, -np.inf), geo, x.shape[3])
     n, c, height, width = x.shape
     plane_start = (np.arange(n * c) * height * width).reshape(n, c, 1, 1)
@@ -158,16 +157,6 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     flat = np.bincount((indices + plane_start)[inside], weights=grad[inside],
                        minlength=n * c * height * width)
     return unbatch(flat.reshape(x.shape).astype(x.dtype), was_unbatched)
-
-
-def _batched_pool_grad(grad_output, x: np.ndarray, geo: WindowGeometry,
-                       was_unbatched: bool) -> np.ndarray:
-    """Check grad_output against the pooling output's shape/dtype -> (N, C, H_out, W_out)."""
-    float_array(grad_output, "grad_output")
-    same_dtype(x, grad_output, "input", "grad_output")
-    expected = x.shape[:2] + geo.out_hw
-    same_shape(grad_output, expected[1:] if was_unbatched else expected, "grad_output")
-    return grad_output[np.newaxis] if was_unbatched else grad_output
 
 
 # ----------------------------------------------------------------------------- average pooling
@@ -221,7 +210,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
-    grad = _batched_pool_grad(grad_output, x, geo, was_unbatched)
+    grad = batched_grad(grad_output, x, x.shape[1:2] + geo.out_hw, was_unbatched)
     shares = grad / _avg_divisors(x.shape[2:], geo, count_include_pad).astype(x.dtype)
     window_grads = np.broadcast_to(shares[:, :, None, None], shares.shape[:2] + geo.kernel + geo.out_hw)
     padded_hw = (x.shape[2] + sum(geo.pad_h), x.shape[3] + sum(geo.pad_w))
