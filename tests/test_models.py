@@ -180,3 +180,16 @@ def test_input_gradient_is_zero_outside_the_window():
     expected = np.zeros((9, 9))
     expected[2:5, 5:8] = 1
     np.testing.assert_array_equal(gradient, expected)
+
+
+def test_receptive_field_start_locates_the_window_of_any_unit():
+    layers = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(1, 1, 5, stride=2))
+    last = receptive_field(layers)[-1]
+    from utils.models import _probe_copy  # all-ones weights: the gradient fills the whole window
+    for position in [(0, 0), (3, 5)]:
+        gradient = input_gradient(_probe_copy(layers), torch.ones(1, 1, 40, 40), position=position)
+        rows, cols = np.flatnonzero(gradient.max(1) > 0), np.flatnonzero(gradient.max(0) > 0)
+        centre = (last.start + position[0] * last.jump, last.start + position[1] * last.jump)
+        # the unit's window, cut by the image border, lies within [centre - r/2, centre + r/2]
+        assert rows[-1] == round(centre[0] + (last.size - 1) / 2)
+        assert cols[-1] == round(centre[1] + (last.size - 1) / 2)

@@ -292,18 +292,24 @@ class ReceptiveField(NamedTuple):
     layer: str   # e.g. "Conv2d(k=3, s=1, p=1)"
     size: int    # receptive field (input pixels per side) of one unit of this layer's output
     jump: int    # distance in input pixels between neighbouring output units (product of strides)
+    start: float  # input position (row or column) of the centre of output unit 0; unit i: start + i * jump
 
 
-def _geometry(layer: nn.Module) -> tuple[int, int, int] | None:
-    """(kernel, stride, dilation) of a layer that looks at a window; None for pointwise layers."""
+def _geometry(layer: nn.Module) -> tuple[int, int, int, int] | None:
+    """(kernel, stride, padding, dilation) of a layer that looks at a window (rows; the course's
+    layers are square); None for pointwise layers such as ReLU."""
     def first(v):
         return v[0] if isinstance(v, tuple) else v
     if isinstance(layer, nn.Conv2d):
-        return first(layer.kernel_size), first(layer.stride), first(layer.dilation)
+        if isinstance(layer.padding, str):
+            raise ValueError(f"{layer}: give padding as a number to compute its receptive field")
+        return (first(layer.kernel_size), first(layer.stride), first(layer.padding),
+                first(layer.dilation))
     if isinstance(layer, nn.MaxPool2d):
-        return first(layer.kernel_size), first(layer.stride), first(layer.dilation)
+        return (first(layer.kernel_size), first(layer.stride), first(layer.padding),
+                first(layer.dilation))
     if isinstance(layer, nn.AvgPool2d):
-        return first(layer.kernel_size), first(layer.stride), 1
+        return first(layer.kernel_size), first(layer.stride), first(layer.padding), 1
     return None
 
 
@@ -316,28 +322,31 @@ def _layers_of(model_or_layers) -> list[nn.Module]:
 def receptive_field(model_or_layers) -> list[ReceptiveField]:
     """Receptive field of every layer by the formula (sizes along one side, square layers).
 
-    For a layer with kernel k, stride s and dilation d (effective kernel d(k - 1) + 1), seen
-    after layers whose receptive field is r and jump j:  r' = r + d(k - 1) j  and  j' = j s.
-    Pointwise layers (ReLU, ...) keep r and j.
+    For a layer with kernel k, stride s, padding p and dilation d (effective kernel
+    k_eff = d(k - 1) + 1), seen after layers whose receptive field is r, jump j and start c:
+    r' = r + (k_eff - 1) j,  j' = j s,  c' = c + ((k_eff - 1) / 2 - p) j.
+    Pointwise layers (ReLU, ...) keep r, j and c.
 
     Args:
         model_or_layers: a model with ``.features`` (e.g. :class:`SmallCNN`), an
-            ``nn.Sequential``, or a list of layers / ``(kernel, stride, dilation)`` tuples.
+            ``nn.Sequential``, or a list of layers / ``(kernel, stride, dilation)`` tuples
+            (tuples have no padding).
 
     Returns:
         one :class:`ReceptiveField` per layer, in order.
     """
-    size, jump, rows = 1, 1, []
+    size, jump, start, rows = 1, 1, 0.0, []
     for layer in _layers_of(model_or_layers):
         if isinstance(layer, tuple):
-            k, s, d = layer
+            (k, s, d), p = layer, 0
             name = f"window(k={k}, s={s}, d={d})"
         else:
             geometry = _geometry(layer)
-            k, s, d = geometry if geometry is not None else (1, 1, 1)
-            name = type(layer).__name__ + ("" if geometry is None else f"(k={k}, s={s})")
-        size, jump = size + d * (k - 1) * jump, jump * s
-        rows.append(ReceptiveField(name, size, jump))
+            k, s, p, d = geometry if geometry is not None else (1, 1, 0, 1)
+            name = type(layer).__name__ + ("" if geometry is None else f"(k={k}, s={s}, p={p})")
+        k_eff = d * (k - 1) + 1
+        size, start, jump = size + (k_eff - 1) * jump, start + ((k_eff - 1) / 2 - p) * jump, jump * s
+        rows.append(ReceptiveField(name, size, jump, start))
     return rows
 
 
