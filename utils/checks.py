@@ -1114,23 +1114,27 @@ def _trainable(model) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def check_new_head(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(num_classes)``: the pretrained SmallCNN with a new head of ``num_classes`` outputs."""
+def _transfer_models(fn: Callable, name: str, hidden: bool):
+    """Yield the learner's models (for 10, and if hidden also 4 classes) after the checks all tasks share:
+    pretrained features kept, a new head of the right size."""
     pretrained = _pretrained()
     for num_classes in ((10, 4) if hidden else (10,)):
-        model = _model_from(fn, "new_head_model", num_classes)
-        _same_features(model, pretrained, "new_head_model")
-        _check_new_head(model, num_classes, "new_head_model")
+        model = _model_from(fn, name, num_classes)
+        _same_features(model, pretrained, name)
+        _check_new_head(model, num_classes, name)
+        yield model
+
+
+def check_new_head(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(num_classes)``: the pretrained SmallCNN with a new head of ``num_classes`` outputs."""
+    for _ in _transfer_models(fn, "new_head_model", hidden):
+        pass
     passed("new_head_model keeps the pretrained convolutional layers and has a new head")
 
 
 def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: pretrained features frozen (requires_grad False), new head trainable."""
-    pretrained = _pretrained()
-    for num_classes in ((10, 4) if hidden else (10,)):
-        model = _model_from(fn, "feature_extractor_model", num_classes)
-        _same_features(model, pretrained, "feature_extractor_model")
-        _check_new_head(model, num_classes, "feature_extractor_model")
+    for model in _transfer_models(fn, "feature_extractor_model", hidden):
         trainable = _trainable(model)
         still = [n for n in trainable if n.startswith("features.")]
         if still:
@@ -1146,11 +1150,7 @@ def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
 def check_partial_fine_tune(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: only the last conv layer of features and the new head are trainable."""
     from torch import nn
-    pretrained = _pretrained()
-    for num_classes in ((10, 4) if hidden else (10,)):
-        model = _model_from(fn, "partial_fine_tune_model", num_classes)
-        _same_features(model, pretrained, "partial_fine_tune_model")
-        _check_new_head(model, num_classes, "partial_fine_tune_model")
+    for model in _transfer_models(fn, "partial_fine_tune_model", hidden):
         convs = [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
         want = sorted([f"features.{convs[-1]}.weight", f"features.{convs[-1]}.bias"]
                       + [n for n, _ in model.named_parameters() if n.startswith("head.")])
