@@ -263,7 +263,7 @@ def test_failure_shows_the_smallest_failing_input_and_no_reference_output():
 def test_a_crashing_or_unfinished_function_is_reported_with_its_input():
     def unfinished(*args, **kwargs):
         raise NotImplementedError()
-    with pytest.raises(C.CheckFailed, match="NotImplementedError"):
+    with pytest.raises(C.CheckFailed, match="not written yet"):
         C.check_conv2d(unfinished)
     with pytest.raises(C.CheckFailed, match="forget the `return`"):
         C.check_relu(lambda x: None)

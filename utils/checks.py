@@ -104,12 +104,13 @@ def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str]):
         return fn(*case.args, **case.kwargs)
     except CheckFailed:
         raise
+    except NotImplementedError:
+        raise CheckFailed(f"✗ {name} is not written yet: replace `raise NotImplementedError()` "
+                          f"with your code.") from None
     except Exception as exc:  # the learner's bug, reported with the input that triggered it
         hint = ""
         if isinstance(exc, TypeError) and "argument" in str(exc):
             hint = f"\n  Does {name} accept the arguments named in the task ({', '.join(arg_names)})?"
-        if isinstance(exc, NotImplementedError):
-            hint = "\n  The function still raises NotImplementedError: replace it with your code."
         raise CheckFailed(f"✗ {name} raised {type(exc).__name__}: {exc}\n"
                           f"  on the input ({case.label}):\n{describe_case(case, arg_names)}{hint}") from None
 
