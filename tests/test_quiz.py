@@ -166,3 +166,35 @@ def test_answers_persist_in_an_executed_and_saved_notebook(tmp_path):
     assert len(widget_text) == 1 and widget_text[0].startswith("<Quiz 00: ")
     assert widget_text[0].endswith("(interactive: run the notebook to answer)>")
     assert read_quiz_answers(saved) == {"00": {"q1": 2}}  # the later cell's record wins
+
+
+def test_rerunning_a_quiz_cell_keeps_the_answers_checked_in_this_kernel(compiled, monkeypatch):
+    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    first = quiz_mod.display_quiz(compiled)
+    first.controls["q2"].children[0].value = first.controls["q2"].children[2].value = True
+    first.check("q2")
+    assert quiz_mod.saved_answers("t1") == {"q2": [0, 2]}
+    again = quiz_mod.display_quiz(compiled)
+    again.restore(quiz_mod.saved_answers("t1"))
+    assert [b.value for b in again.controls["q2"].children] == [True, False, True, False]
+    assert again.session.answers == {"q2": [0, 2]} and "correct" in again.feedback["q2"].value
+
+
+def test_answers_saved_in_the_notebook_file_are_restored_in_a_new_kernel(tmp_path, monkeypatch):
+    """JupyterLab sets JPY_SESSION_NAME to the notebook's path: a restarted kernel reads the saved record."""
+    saved = nbformat.v4.new_notebook()
+    saved.cells = [nbformat.v4.new_code_cell("show_quiz('00')", outputs=[nbformat.v4.new_output(
+        "display_data", data={ANSWERS_MIME: {"quiz": "00", "answers": {"q1": 2}}, "text/plain": "x"})])]
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(saved, path)
+    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    assert quiz_mod.saved_answers("00") == {"q1": 2}
+    view = quiz_mod.display_quiz(quiz_mod.load_quiz("00"))
+    view.restore({"q1": 2, "no-such-question": 1, "q2": "malformed"})
+    assert view.controls["q1"].index == 2 and view.session.answers["q1"] == 2
+    assert quiz_mod.saved_answers("00") == {"q1": 2}          # now also known to this kernel
+    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "missing.ipynb"))
+    assert quiz_mod.saved_answers("00") == {}

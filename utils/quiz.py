@@ -13,6 +13,11 @@ the hash of the grid cell ``floor(answer / step)``, and a learner's value ``x`` 
 of the ``2 * NUMERIC_GRID + 1`` cells around ``floor(x / step)`` matches.  So every ``x`` with
 ``|x - answer| <= t`` is accepted, and nothing farther than ``t * (1 + 1 / NUMERIC_GRID)``.
 
+Answers survive re-running the notebook: :func:`show_quiz` restores the answers checked earlier in
+the same kernel, or else those stored in the saved notebook file (JupyterLab tells the kernel its
+notebook's path in ``JPY_SESSION_NAME``); a kernel started by nbclient/nbval has neither, so
+stored outputs stay deterministic.
+
 Answers persist in the saved notebook: the quiz cell shows, under the widgets, an *answer record*
 display whose data has the MIME type :data:`ANSWERS_MIME` (``{"quiz": id, "answers": {...}}``) and a
 ``text/html`` summary that still renders when the notebook is opened without a kernel.  The record
@@ -25,6 +30,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -286,22 +292,25 @@ class QuizSession:
 
 
 def _answer_control(question: dict):
-    """(input widget(s), function reading the raw answer from them) for one question."""
+    """(input widget(s), reader of the raw answer, writer restoring a stored answer) for one question."""
     full = widgets.Layout(width="95%")
     kind = question["kind"]
     if kind == "single":
         radio = widgets.RadioButtons(options=[plain_text(o) for o in question["options"]], index=None, layout=full)
-        return radio, lambda: radio.index
+        return radio, lambda: radio.index, lambda a: setattr(radio, "index", a)
     if kind == "multiple":
         boxes = [widgets.Checkbox(value=False, description=plain_text(o), indent=False, layout=full)
                  for o in question["options"]]
-        return widgets.VBox(boxes), lambda: [i for i, b in enumerate(boxes) if b.value]
+        def tick(answer):
+            for i, b in enumerate(boxes):
+                b.value = i in answer
+        return widgets.VBox(boxes), lambda: [i for i, b in enumerate(boxes) if b.value], tick
     if kind == "numeric":
         box = widgets.Text(placeholder="a number", layout=widgets.Layout(width="12em"))
-        return box, lambda: box.value
+        return box, lambda: box.value, lambda a: setattr(box, "value", format(a, ".12g"))
     area = widgets.Textarea(placeholder="your answer in a few sentences", layout=widgets.Layout(width="95%",
                                                                                                 height="6em"))
-    return area, lambda: area.value
+    return area, lambda: area.value, lambda a: setattr(area, "value", a)
 
 
 class QuizView:
@@ -311,11 +320,13 @@ class QuizView:
         self.session = QuizSession(quiz, on_change)
         self.controls: dict[str, Any] = {}
         self.readers: dict[str, Callable[[], Answer]] = {}
+        self.writers: dict[str, Callable[[Answer], None]] = {}
         self.buttons: dict[str, Any] = {}
         self.feedback: dict[str, Any] = {}
         blocks = [widgets.HTML(f"<h3>Quiz {quiz['id']}: {html.escape(quiz['title'])}</h3>")]
         for i, q in enumerate(quiz["questions"], 1):
-            control, reader = _answer_control(q)
+            control, reader, writer = _answer_control(q)
+            self.writers[q["id"]] = writer
             button = widgets.Button(description="Check", button_style="primary")
             feedback = widgets.HTMLMath("")
             button.on_click(lambda _b, qid=q["id"]: self.check(qid))
@@ -337,6 +348,18 @@ class QuizView:
         return status
 
 
+    def restore(self, answers: dict[str, Answer]) -> None:
+        """Put earlier answers back into the controls and check them again (unknown or malformed
+        entries are skipped: a restored quiz never fails to display)."""
+        for qid, answer in answers.items():
+            if qid in self.writers:
+                try:
+                    self.writers[qid](normalise_answer(self.session.question(qid), answer))
+                except (ValueError, IndexError, TypeError):
+                    continue
+                self.check(qid)
+
+
 class QuizBox(widgets.VBox):
     """A VBox whose text form is one stable line (nbval compares the text/plain of outputs)."""
 
@@ -354,10 +377,35 @@ def display_quiz(quiz: dict) -> QuizView:
     view = QuizView(quiz)
     display(view.widget)
     handle = display(view.session.record(), raw=True, display_id=True)
-    view.session.on_change = lambda bundle: handle.update(bundle, raw=True)
+
+    def on_change(bundle):
+        if handle is not None:   # None outside IPython (plain python, tests)
+            handle.update(bundle, raw=True)
+        _KERNEL_ANSWERS[quiz["id"]] = dict(view.session.answers)
+    view.session.on_change = on_change
     return view
 
 
+# Answers checked in this kernel, by quiz id: re-running a quiz cell keeps them.
+_KERNEL_ANSWERS: dict[str, dict[str, Answer]] = {}
+
+
+def saved_answers(quiz_id: str) -> dict[str, Answer]:
+    """Answers to restore: those checked in this kernel, else those in the saved notebook file."""
+    if quiz_id in _KERNEL_ANSWERS:
+        return dict(_KERNEL_ANSWERS[quiz_id])
+    path = os.environ.get("JPY_SESSION_NAME", "")
+    if not (path.endswith(".ipynb") and os.path.isfile(path)):
+        return {}
+    try:
+        import nbformat
+        return read_quiz_answers(nbformat.read(path, as_version=4)).get(quiz_id, {})
+    except Exception:  # an unreadable file must not stop the quiz from showing
+        return {}
+
+
 def show_quiz(quiz_id: str) -> None:
-    """Display the quiz ``quiz_id`` ("00".."09" or "review") with its answer record below it."""
-    display_quiz(load_quiz(quiz_id))
+    """Display the quiz ``quiz_id`` ("00".."09" or "review") with its answer record below it,
+    restoring the answers given earlier (see :func:`saved_answers`)."""
+    view = display_quiz(load_quiz(quiz_id))
+    view.restore(saved_answers(quiz_id))
