@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from jupyter_client.manager import KernelManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -43,8 +44,8 @@ class KernelReport:
     output_truncated: bool = False
 
 
-class LimitedKernelManager(KernelManager):
-    """A KernelManager whose kernel starts under resource limits."""
+class LimitedKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager (what nbclient expects) whose kernel starts under resource limits."""
     limits: KernelLimits = KernelLimits()
 
     def format_kernel_cmd(self, extra_arguments=None):
@@ -149,9 +150,9 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
         report.stopped = report.stopped or f"the values of your notebook could not be read back ({type(exc).__name__})"
     finally:
         pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
-        if client.kc is not None:
-            client.kc.stop_channels()
         if pid:
             kill_tree(pid)
-        km.cleanup_resources()
+        if client.kc is not None:
+            client.kc.stop_channels()
+        run_sync(km._async_cleanup_resources)()
     return report
