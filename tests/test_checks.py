@@ -271,6 +271,24 @@ def test_a_crashing_or_unfinished_function_is_reported_with_its_input():
         C.check_conv2d(lambda input, weight, bias=None: F.conv2d(input, weight, bias))
 
 
+@pytest.mark.parametrize("check, index", [(C.check_build_cnn, None), (C.check_new_head, 0),
+                                          (C.check_frozen_features, 1), (C.check_partial_fine_tune, 2)])
+def test_model_checks_accept_a_description_as_a_grader_proxy_returns_it(check, index, capsys):
+    build = C._reference_cnn if index is None else transfer_solutions()[index]
+    check(lambda n: C.describe_model(build(n)), hidden=True)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(C.CheckFailed, match="returned a str"):
+        check(lambda n: "a model")
+
+
+def test_describe_model_reports_a_failing_forward_pass_instead_of_raising():
+    import torch
+    broken = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    description = C.describe_model(broken)
+    assert description["output_shape"] is None and "RuntimeError" in description["forward_error"]
+    assert description["trainable"] == ["1.weight", "1.bias"]
+
+
 def test_checks_are_deterministic():
     messages = []
     for _ in range(2):

@@ -11,7 +11,9 @@ what it returns with the course's reference (:mod:`utils.functional`, :mod:`util
 
 The learner's function may be a proxy that runs in another process (the instructor's grader does
 that): checks only call it with NumPy arrays, Python scalars, tuples, lists, dicts or None, and
-only look at what it returns.  Every check is seeded and takes well under a second.
+only look at what it returns.  A model cannot cross that boundary, so tasks that build a
+``torch.nn.Module`` are graded through a given wrapper that returns :func:`describe_model` of it
+(plain data); the model checks accept either the module or that description.  Every check is seeded and takes well under a second.
 
 ``hidden=True`` adds more (larger, non-square, mixed) cases; the grader uses it.
 """
@@ -30,6 +32,9 @@ __all__ = [
     "check_edge_filters", "check_feature_maps", "check_multichannel_conv",
     "check_relu", "check_relu_backward", "check_compose_kernels",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward",
+    "check_receptive_field", "check_cnn_forward", "check_build_cnn", "describe_model",
+    "check_new_head", "check_frozen_features", "check_partial_fine_tune", "check_extract_features",
+    "check_conv_params", "check_conv_macs", "check_dense_params",
 ]
 
 
@@ -937,6 +942,43 @@ def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
 
 # ---------------------------------------------------------------- chapter 07: building a CNN
 
+def describe_model(model, input_shape: Sequence[int] = (2, 1, 16, 16)) -> dict:
+    """What the model checks look at, as plain data (so it can cross a process boundary).
+
+    Args:
+        model: a ``torch.nn.Module``.
+        input_shape: the batch shape pushed through the model once (zeros).
+
+    Returns:
+        ``{"layers": [class names of the leaf modules in order],
+        "parameters": {name: NumPy array of values}, "trainable": [names with requires_grad],
+        "output_shape": tuple, or None if the forward pass failed, "forward_error": str or None}``
+    """
+    import torch
+    try:
+        with torch.no_grad():
+            output_shape, error = tuple(model(torch.zeros(*input_shape)).shape), None
+    except Exception as exc:  # the check reports it; describing must not crash
+        output_shape, error = None, f"{type(exc).__name__}: {exc}"
+    return {"layers": [type(m).__name__ for m in model.modules() if not list(m.children())],
+            "parameters": {n: p.detach().numpy().copy() for n, p in model.named_parameters()},
+            "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
+            "output_shape": output_shape, "forward_error": error}
+
+
+def _description_of(value: Any, name: str) -> dict:
+    """The learner's returned model (in this process) or its :func:`describe_model` dict (from a grader proxy)."""
+    if isinstance(value, dict) and {"layers", "parameters", "trainable", "output_shape"} <= value.keys():
+        return value
+    try:
+        from torch import nn
+    except ImportError:  # pragma: no cover - torch is a course dependency
+        nn = None
+    if nn is not None and isinstance(value, nn.Module):
+        return describe_model(value)
+    raise CheckFailed(f"✗ {name} returned a {type(value).__name__}; return the torch.nn.Module you built.")
+
+
 def check_receptive_field(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(layers) -> int``: receptive field (pixels per side) of one unit after ``layers``.
 
@@ -1042,35 +1084,23 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
 
 
 def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(num_classes) -> torch.nn.Module``: the exercise CNN (shapes as CNN_PARAM_SHAPES)."""
-    import torch
-    from torch import nn
+    """Check ``fn(num_classes)``: the exercise CNN (shapes as CNN_PARAM_SHAPES) as a torch.nn.Module,
+    or its :func:`describe_model` dict."""
+    want = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
     for num_classes in ((10, 3) if hidden else (10,)):
-        model = _call(fn, Case(f"num_classes={num_classes}", (num_classes,)), "build_cnn", ("num_classes",))
-        if not isinstance(model, nn.Module):
-            raise CheckFailed(f"✗ build_cnn returned a {type(model).__name__}; return the torch.nn.Module "
-                              f"(e.g. an nn.Sequential).")
-        kinds = [type(m).__name__ for m in model.modules() if not list(m.children())]
-        want = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
-        if kinds != want:
-            raise CheckFailed(f"✗ build_cnn's layers are {kinds}; the task asks for {want}.")
-        shapes = sorted(tuple(p.shape) for p in model.parameters())
-        reference = _reference_cnn(num_classes)
-        if shapes != sorted(tuple(p.shape) for p in reference.parameters()):
+        case = Case(f"num_classes={num_classes}", (num_classes,))
+        model = _description_of(_call(fn, case, "build_cnn", ("num_classes",)), "build_cnn")
+        if model["layers"] != want:
+            raise CheckFailed(f"✗ build_cnn's layers are {model['layers']}; the task asks for {want}.")
+        shapes = sorted(tuple(v.shape) for v in model["parameters"].values())
+        if shapes != sorted(tuple(p.shape) for p in _reference_cnn(num_classes).parameters()):
             raise CheckFailed(f"✗ build_cnn's parameter shapes {shapes} differ from the task's "
                               f"(conv1: 8 filters 3x3 on 1 channel, conv2: 16 filters 3x3, fc to {num_classes}); "
                               f"check channels, kernel sizes and the Linear layer's in_features.")
-        x = torch.zeros(2, 1, 16, 16)
-        try:
-            with torch.no_grad():
-                out_shape = tuple(model(x).shape)
-        except Exception as exc:
-            raise CheckFailed(f"✗ build_cnn's model fails on a (2, 1, 16, 16) batch: {exc}. With padding=1 "
-                              f"the convs keep 16x16, each pool halves it: the Linear layer sees 16*4*4 "
-                              f"values.") from None
-        if out_shape != (2, num_classes):
-            raise CheckFailed(f"✗ build_cnn's model maps a (2, 1, 16, 16) batch to {out_shape}; expected "
-                              f"(2, {num_classes}) (padding=1 on both convs keeps the size before pooling).")
+        if model["output_shape"] != (2, num_classes):
+            problem = model["forward_error"] or f"it gives shape {model['output_shape']}"
+            raise CheckFailed(f"✗ build_cnn's model on a (2, 1, 16, 16) batch: {problem}; expected shape "
+                              f"(2, {num_classes}). With padding=1 the convs keep the size, each pool halves it.")
     passed("build_cnn builds conv-ReLU-pool x2, flatten, linear with the right shapes")
 
 
@@ -1081,38 +1111,25 @@ def _pretrained():
     return load_pretrained()
 
 
-def _model_from(fn: Callable, name: str, num_classes: int):
-    from torch import nn
-    model = _call(fn, Case(f"num_classes={num_classes}", (num_classes,)), name, ("num_classes",))
-    if not isinstance(model, nn.Module) or not hasattr(model, "features") or not hasattr(model, "head"):
-        raise CheckFailed(f"✗ {name} must return the pretrained model (with .features and .head), "
-                          f"got a {type(model).__name__}.")
-    return model
+def _model_from(fn: Callable, name: str, num_classes: int) -> dict:
+    value = _call(fn, Case(f"num_classes={num_classes}", (num_classes,)), name, ("num_classes",))
+    return _description_of(value, name)
 
 
-def _same_features(model, pretrained, name: str) -> None:
-    import torch
-    mine, ref = model.features.state_dict(), pretrained.features.state_dict()
-    if mine.keys() != ref.keys() or any(not torch.equal(mine[k], ref[k]) for k in ref):
+def _same_features(model: dict, pretrained, name: str) -> None:
+    mine = {n[len("features."):]: v for n, v in model["parameters"].items() if n.startswith("features.")}
+    ref = {n: t.numpy() for n, t in pretrained.features.state_dict().items()}
+    if mine.keys() != ref.keys() or any(not np.array_equal(mine[k], ref[k]) for k in ref):
         raise CheckFailed(f"✗ {name}: the convolutional layers do not hold the pretrained weights; start from "
                           f"`load_pretrained()` and keep its `.features` (do not build or re-initialise them).")
 
 
-def _check_new_head(model, num_classes: int, name: str) -> None:
-    import torch
-    try:
-        with torch.no_grad():
-            out_shape = tuple(model(torch.zeros(2, 1, 16, 16)).shape)
-    except Exception as exc:
-        raise CheckFailed(f"✗ {name}: the model fails on a (2, 1, 16, 16) batch: {exc}") from None
-    if out_shape != (2, num_classes):
-        raise CheckFailed(f"✗ {name}: the model gives {out_shape} for a (2, 1, 16, 16) batch; the new head must "
-                          f"output (2, {num_classes}): replace the last Linear layer (26 letters) by one with "
+def _check_new_head(model: dict, num_classes: int, name: str) -> None:
+    if model["output_shape"] != (2, num_classes):
+        problem = model["forward_error"] or f"it gives shape {model['output_shape']}"
+        raise CheckFailed(f"✗ {name}: on a (2, 1, 16, 16) batch {problem}; the new head must output "
+                          f"(2, {num_classes}): replace the last Linear layer (26 letters) by one with "
                           f"num_classes outputs.")
-
-
-def _trainable(model) -> list[str]:
-    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def _transfer_models(fn: Callable, name: str, hidden: bool):
@@ -1136,7 +1153,7 @@ def check_new_head(fn: Callable, hidden: bool = False) -> None:
 def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: pretrained features frozen (requires_grad False), new head trainable."""
     for model in _transfer_models(fn, "feature_extractor_model", hidden):
-        trainable = _trainable(model)
+        trainable = model["trainable"]
         still = [n for n in trainable if n.startswith("features.")]
         if still:
             raise CheckFailed(f"✗ feature_extractor_model: {len(still)} parameters of the convolutional layers "
@@ -1150,16 +1167,16 @@ def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
 
 def check_partial_fine_tune(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: only the last conv layer of features and the new head are trainable."""
-    from torch import nn
     for model in _transfer_models(fn, "partial_fine_tune_model", hidden):
-        convs = [n for n, m in model.features.named_children() if isinstance(m, nn.Conv2d)]
-        want = sorted([f"features.{convs[-1]}.weight", f"features.{convs[-1]}.bias"]
-                      + [n for n, _ in model.named_parameters() if n.startswith("head.")])
-        got = sorted(_trainable(model))
+        conv_weights = [n for n, v in model["parameters"].items() if n.startswith("features.") and v.ndim == 4]
+        last_conv = conv_weights[-1].rsplit(".", 1)[0]             # e.g. "features.6"
+        want = sorted([f"{last_conv}.weight", f"{last_conv}.bias"]
+                      + [n for n in model["parameters"] if n.startswith("head.")])
+        got = sorted(model["trainable"])
         if got != want:
             extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
             raise CheckFailed(f"✗ partial_fine_tune_model: trainable parameters should be the last conv layer "
-                              f"(features.{convs[-1]}) and the head. Trainable but should be frozen: "
+                              f"({last_conv}) and the head. Trainable but should be frozen: "
                               f"{extra or 'none'}; frozen but should train: {missing or 'none'}.")
     passed("partial_fine_tune_model: early conv layers frozen, last conv layer and head trainable")
 
