@@ -9,7 +9,7 @@ API summary (chapters 07-09 use exactly this):
   (N, num_classes).  ``model.feature_maps(x)`` returns the output of every layer of
   ``features`` (for figures).
 * ``train(model, train_data, val_data=None, epochs=10, lr=3e-3, batch_size=64, seed=0,
-  param_groups=None, progress=True) -> History`` -- Adam, cross-entropy, a tqdm bar per epoch;
+  param_groups=None, progress=True) -> History`` -- Adam, cross-entropy, one tqdm bar;
   ``train_data``/``val_data`` are ``(X, y)`` NumPy arrays as returned by ``utils.data``.
   ``param_groups`` is passed to Adam as is (e.g. a smaller ``lr`` for ``model.features``);
   parameters with ``requires_grad=False`` are never updated.
@@ -196,7 +196,8 @@ def train(model: nn.Module, train_data: tuple[np.ndarray, np.ndarray],
         param_groups: passed to ``torch.optim.Adam`` (e.g. ``[{"params":
             model.features.parameters(), "lr": 1e-4}, {"params": model.head.parameters()}]``);
             ``None`` means every parameter with ``requires_grad``.
-        progress: show a tqdm bar (a widget in notebooks) counting images per epoch.
+        progress: show a tqdm bar (a widget in notebooks) counting the images of all epochs,
+            with the epoch, loss and validation accuracy beside it.
 
     Returns:
         a :class:`History` with loss and accuracy per epoch and the wall time.
@@ -207,19 +208,21 @@ def train(model: nn.Module, train_data: tuple[np.ndarray, np.ndarray],
     generator = torch.Generator().manual_seed(seed)
     optimizer = _optimizer(model, lr, param_groups)
     history = History()
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        with tqdm(total=len(X), desc=f"epoch {epoch + 1}/{epochs}", unit="img",
-                  disable=not progress, leave=False) as bar:
+    # One bar for the whole run (a single widget in a notebook), counting images.
+    with tqdm(total=epochs * len(X), desc="training", unit="img", disable=not progress) as bar:
+        for epoch in range(epochs):
+            start = time.perf_counter()
             loss, accuracy = _train_one_epoch(model, optimizer, X, y, batch_size, generator, bar)
             history.train_loss.append(loss)
             history.train_accuracy.append(accuracy)
+            status = {"epoch": f"{epoch + 1}/{epochs}", "loss": f"{loss:.3f}"}
             if val_data is not None:
                 val = evaluate(model, *val_data)
                 history.val_loss.append(val.loss)
                 history.val_accuracy.append(val.accuracy)
-                bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val.accuracy:.3f}")
-        history.epoch_seconds.append(time.perf_counter() - start)
+                status["val_acc"] = f"{val.accuracy:.3f}"
+            bar.set_postfix(status)
+            history.epoch_seconds.append(time.perf_counter() - start)
     model.eval()
     return history
 
