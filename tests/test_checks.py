@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy.signal import convolve2d, correlate2d
 
 from utils import checks as C
@@ -300,3 +301,20 @@ def test_checks_are_deterministic():
 
 def test_check_failed_is_an_assertion_error():
     assert issubclass(C.CheckFailed, AssertionError)
+
+
+
+@settings(max_examples=25, deadline=None)
+@given(case_index=st.integers(0, len(C.conv2d_cases(hidden=True)) - 1), position=st.integers(0, 10 ** 6),
+       delta=st.sampled_from([-1.0, 0.5, 3.0]))
+def test_conv2d_check_rejects_any_single_wrong_value(case_index, position, delta):
+    target = C.conv2d_cases(hidden=True)[case_index]
+
+    def almost_right(x, w, b=None, **kw):
+        out = F.conv2d(x, w, b, **kw)
+        if x.shape == target.args[0].shape and np.array_equal(x, target.args[0]) and kw == target.kwargs:
+            out = out.copy()
+            out.flat[position % out.size] += delta
+        return out
+    with pytest.raises(C.CheckFailed, match="values are wrong"):
+        C.check_conv2d(almost_right, hidden=True)
