@@ -193,3 +193,31 @@ def test_receptive_field_start_locates_the_window_of_any_unit():
         # the unit's window, cut by the image border, lies within [centre - r/2, centre + r/2]
         assert rows[-1] == round(centre[0] + (last.size - 1) / 2)
         assert cols[-1] == round(centre[1] + (last.size - 1) / 2)
+
+
+from hypothesis import given, settings, strategies as st
+
+layer_specs = st.lists(st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 4),
+                                 st.integers(1, 2), st.integers(1, 2)), min_size=1, max_size=4)
+
+
+def _build(specs):
+    """Layers without padding (every unit's window lies inside the image) from (kind, k, s, d)."""
+    layers = []
+    for kind, k, s, d in specs:
+        if kind == "conv":
+            layers.append(nn.Conv2d(1, 1, k, stride=s, dilation=d))
+        elif kind == "max":
+            layers.append(nn.MaxPool2d(k, stride=s, dilation=d))
+        else:
+            layers.append(nn.AvgPool2d(k, stride=s))
+    return nn.Sequential(*layers)
+
+
+@settings(max_examples=25, deadline=None)
+@given(layer_specs)
+def test_formula_matches_the_gradient_for_random_stacks(specs):
+    layers = _build(specs)
+    formula = receptive_field(layers)[-1]
+    measured = empirical_receptive_field(layers, input_size=formula.size + 2 * formula.jump)
+    assert (measured.rows, measured.cols) == (formula.size, formula.size)

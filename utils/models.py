@@ -374,9 +374,25 @@ def input_gradient(layers: nn.Module, x: torch.Tensor, channel: int = 0,
     return x.grad[0].abs().sum(0).numpy()
 
 
+class _WindowMean(nn.Module):
+    """Mean over each (possibly dilated) window of every channel: a max-pool's geometry with a
+    gradient for every pixel of the window.  (N, C, H, W) -> (N, C, H', W') as the max-pool."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pool
+        k = p.kernel_size if isinstance(p.kernel_size, tuple) else (p.kernel_size,) * 2
+        weight = x.new_ones(x.shape[1], 1, *k) / (k[0] * k[1])
+        return F.conv2d(x, weight, stride=p.stride, padding=p.padding, dilation=p.dilation,
+                        groups=x.shape[1])
+
+
 def _probe_copy(layers: nn.Module) -> nn.Module:
     """A copy of ``layers`` in which every unit sees all of its window: conv weights 1, biases
-    0 and max-pools replaced by average pools (max-pool passes gradient to one pixel only)."""
+    0 and max-pools replaced by window means (a max-pool passes gradient to one pixel only)."""
     probe = copy.deepcopy(nn.Sequential(*_layers_of(layers)))
     for i, layer in enumerate(probe):
         if isinstance(layer, nn.Conv2d):
@@ -384,7 +400,7 @@ def _probe_copy(layers: nn.Module) -> nn.Module:
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, nn.MaxPool2d):
-            probe[i] = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+            probe[i] = _WindowMean(layer)
     return probe
 
 
@@ -399,15 +415,15 @@ def empirical_receptive_field(model_or_layers, input_size: int = 64,
                               in_channels: int | None = None) -> EmpiricalReceptiveField:
     """Measure the receptive field of the centre unit of the last layer from its input gradient.
 
-    The layers are copied with all conv weights set to 1 and max-pools replaced by average
-    pools, and fed an image of ones, so every input pixel inside the receptive field gets a
+    The layers are copied with all conv weights set to 1 and max-pools replaced by window
+    means, and fed an image of ones, so every input pixel inside the receptive field gets a
     non-zero gradient (trained weights and max-pools would leave holes).  ``input_size`` must
     be large enough for the field not to be cut by the image border.
 
     Args:
         model_or_layers: as for :func:`receptive_field`.
         input_size: side of the square probe image.
-        in_channels: channels of the probe; default that of the first conv layer.
+        in_channels: channels of the probe; default that of the first conv layer (1 if none).
 
     Returns:
         an :class:`EmpiricalReceptiveField` with the (input_size, input_size) gradient map
@@ -415,7 +431,8 @@ def empirical_receptive_field(model_or_layers, input_size: int = 64,
     """
     probe = _probe_copy(model_or_layers)
     if in_channels is None:
-        in_channels = next(m.in_channels for m in probe if isinstance(m, nn.Conv2d))
+        # Pooling-only stacks work on any number of channels: one is enough.
+        in_channels = next((m.in_channels for m in probe if isinstance(m, nn.Conv2d)), 1)
     gradient = input_gradient(probe, torch.ones(1, in_channels, input_size, input_size))
     rows, cols = np.flatnonzero(gradient.max(1) > 0), np.flatnonzero(gradient.max(0) > 0)
     return EmpiricalReceptiveField(gradient, int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1))
