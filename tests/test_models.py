@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from utils.models import (CHECKPOINT_PATH, SOURCE_CHECKPOINT_SHA256, SmallCNN, evaluate,
@@ -194,8 +195,6 @@ def test_receptive_field_start_locates_the_window_of_any_unit():
         assert rows[-1] == round(centre[0] + (last.size - 1) / 2)
         assert cols[-1] == round(centre[1] + (last.size - 1) / 2)
 
-
-from hypothesis import given, settings, strategies as st
 
 layer_specs = st.lists(st.tuples(st.sampled_from(["conv", "max", "avg"]), st.integers(1, 4),
                                  st.integers(1, 2), st.integers(1, 2)), min_size=1, max_size=4)

@@ -18,10 +18,12 @@ API summary (chapters 07-09 use exactly this):
 * ``evaluate(model, X, y) -> Evaluation(loss, accuracy)``; ``predict(model, X) -> labels``.
 * ``load_pretrained()`` -- ``SmallCNN(num_classes=26)`` trained on the letters of
   ``utils.data.load_glyph_splits()``, from ``utils/assets/source_cnn.pt`` (SHA-256 checked);
-  ``save_checkpoint(model, path)`` writes a ``state_dict``.
-* ``receptive_field(model_or_layers) -> list[ReceptiveField]`` by the formula, one row per
-  layer; ``empirical_receptive_field(layers, input_size)`` measures it from the gradient of
-  one output unit with respect to the input; ``input_gradient(...)`` is that gradient.
+  ``save_checkpoint(model, path)`` writes a ``state_dict``; a missing or corrupt file raises
+  an error that says how to rebuild it (``python -m tools.train_source_checkpoint``).
+* ``receptive_field(model_or_layers) -> list[ReceptiveField(layer, size, jump, start)]`` by the
+  formula, one row per layer; ``empirical_receptive_field(layers, input_size)`` measures it
+  from the gradient of one output unit with respect to the input (``.gradient``, ``.rows``,
+  ``.cols``); ``input_gradient(layers, x, channel, position)`` is that gradient for any unit.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -200,7 +202,8 @@ def train(model: nn.Module, train_data: tuple[np.ndarray, np.ndarray],
             with the epoch, loss and validation accuracy beside it.
 
     Returns:
-        a :class:`History` with loss and accuracy per epoch and the wall time.
+        a :class:`History` with loss and accuracy per epoch and the wall time; the model is
+        left in eval mode.
     """
     from tqdm.auto import tqdm
     X, y = _as_tensors(*train_data)
