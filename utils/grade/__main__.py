@@ -24,6 +24,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--total-timeout", type=float, default=300.0, help="seconds for a whole notebook (default 300)")
     parser.add_argument("--memory", type=float, default=4.0, help="GB of memory for the student's code (default 4)")
     parser.add_argument("--max-output", type=int, default=2**20, help="bytes of output kept per notebook")
+    parser.add_argument("--execute", choices=["always", "when-needed"], default="always",
+                        help="run each notebook in its kernel always (default; feedback lists cell errors) or only "
+                             "when a test needs a value it computes (faster: functions are tested apart anyway)")
     parser.add_argument("--extra-tests", type=Path, help="folder of instructor-only tests exNN.py / exNN.ipynb")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="the instructor's solution notebooks")
     return parser.parse_args(argv)
@@ -42,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load the exercise sets: {exc}", file=sys.stderr)
         return 2
     limits = KernelLimits(cell_seconds=args.timeout, total_seconds=args.total_timeout,
-                          memory_bytes=int(args.memory * 2**30), max_output=args.max_output)
+                          memory_bytes=int(args.memory * 2**30), max_output=args.max_output,
+                          always_execute=args.execute == "always")
     try:
         submissions = grade_all(args.paths, sets, limits, args.jobs)
     except FileNotFoundError as exc:

@@ -6,6 +6,8 @@ import copy
 import importlib
 import json
 import multiprocessing
+import os
+import sys
 import time
 import traceback
 import warnings
@@ -52,11 +54,17 @@ def find_notebooks(paths: list[str]) -> list[str]:
 
 
 def warm_up() -> None:
+    """Import what workers need once, single-threaded: OpenMP thread pools do not survive fork,
+    and the runner of a student's code is forked from the worker."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
     for name in WARM_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def invalid(submission: Submission, reason: str) -> Submission:

@@ -32,6 +32,7 @@ class KernelLimits:
     memory_bytes: int = 4 * 2**30
     max_output: int = 2**20          # bytes of output kept; 10x this kills the kernel
     file_bytes: int = 2**30
+    always_execute: bool = True      # False: skip the kernel when the tests need no notebook values
 
 
 @dataclass

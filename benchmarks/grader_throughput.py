@@ -1,0 +1,61 @@
+"""How long the instructor's grader takes for a class: 20 submissions, ``--jobs 2``.
+
+    .venv/bin/python benchmarks/grader_throughput.py [--submissions 20] [--jobs 2]
+
+The submissions are copies of the course's solution and exercise notebooks (solved and untouched
+alternately, cycling through the exercise sets), written to a temporary folder; the whole
+``python -m utils.grade`` command is timed, start-up included.  Target: under 60 s on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tools.make_exercises import generate   # noqa: E402  (the exercises, fresh from the solutions)
+
+
+def make_class(folder: Path, count: int, solutions: Path) -> None:
+    """``count`` submissions in ``folder``: solved and untouched notebooks alternately."""
+    solved = sorted(solutions.glob("ex[0-9][0-9]_*.ipynb"))
+    untouched = generate(solutions)
+    for index in range(count):
+        source = solved[(index // 2) % len(solved)]
+        text = source.read_text() if index % 2 == 0 else untouched[source.name]
+        (folder / f"student{index:02d}.ipynb").write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
+    parser.add_argument("--execute", default="always", choices=["always", "when-needed"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, out = Path(tmp) / "class", Path(tmp) / "out"
+        folder.mkdir()
+        make_class(folder, args.submissions, args.solutions)
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), "--out", str(out),
+                                 "--jobs", str(args.jobs), "--solutions", str(args.solutions),
+                                 "--execute", args.execute],
+                                cwd=ROOT, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        rows = list(csv.DictReader((out / "grades.csv").open())) if result.returncode == 0 else []
+    if result.returncode != 0:
+        print(result.stdout, result.stderr, file=sys.stderr)
+        return 1
+    print(f"{args.submissions} submissions, --jobs {args.jobs} --execute {args.execute}: {seconds:.1f} s "
+          f"({seconds / args.submissions:.2f} s per submission, {len(rows)} graded rows); target < 60 s")
+    return 0 if seconds < 60 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
