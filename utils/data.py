@@ -337,7 +337,7 @@ def load_glyph_splits(n_per_class: int = 400, seed: int = 0) -> Splits:
     scale 0.8-1.15, shear, shift), area-averaged to 16x16 (half of them through 8x8 and
     bilinear upsampling, exactly like the digits), plus Gaussian pixel noise of a
     random strength (sigma <= 0.08), clipped to [0, 1].  Generating the default 10,400 images
-    takes about a second; results are cached in memory for the session.
+    takes 2-3 s on two cores; results are cached in memory for the session.
 
     Args:
         n_per_class: images generated per letter; 80 / 10 / 10 % go to train / val / test
