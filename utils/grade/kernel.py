@@ -8,6 +8,7 @@ decoded here without unpickling anything.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -153,6 +154,8 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
         pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
         if pid:
             kill_tree(pid)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)          # reap it (and count its CPU time in ours)
         if client.kc is not None:
             client.kc.stop_channels()
         run_sync(km._async_cleanup_resources)()
