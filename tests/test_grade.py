@@ -267,3 +267,59 @@ def test_course_solutions_pass_and_exercises_get_zero(tmp_path):
         solution = "/solutions/" in row["submission"]
         assert (row["status"] == "passed") == solution, row
         assert float(row["points"]) == (float(row["max_points"]) if solution else 0.0), row
+
+
+# ---------------------------------------------------------------- the pieces, without kernels
+
+@pytest.mark.parametrize("value", [None, True, 3, -2.5, float("inf"), "text", (1, (2, 3)), [1, [2]],
+                                   {"a": 1, (1, 2): [3]}, __import__("numpy").arange(6, dtype="float32").reshape(2, 3),
+                                   __import__("numpy").float32(1.5), __import__("numpy").int64(7)])
+def test_serialize_round_trips_plain_data(value):
+    import numpy as np
+    from utils.grade import serialize
+    back = serialize.loads(serialize.dumps(value))
+    assert type(back) is type(value)
+    if isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype and np.array_equal(back, value)
+    else:
+        assert back == value
+
+
+def test_serialize_refuses_code_objects_and_pickles():
+    import base64
+    import io
+
+    import numpy as np
+    from utils.grade import serialize
+    for value in (lambda: 1, np.array([object()]), {1, 2}):
+        with pytest.raises(serialize.NotSerializable):
+            serialize.dumps(value)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"x": 1}], dtype=object), allow_pickle=True)     # a pickle inside .npy
+    crafted = json.dumps({"__ndarray__": base64.b64encode(buffer.getvalue()).decode()}).encode()
+    with pytest.raises(ValueError, match="pickle"):
+        serialize.loads(crafted)
+
+
+def test_runner_keeps_student_patches_in_its_own_process(tmp_path):
+    import numpy as np
+    from utils.grade.runner import Runner, StudentCodeError, StudentFunction
+    source = "import numpy as np\ndef f(x):\n    np.array_equal = lambda *a, **k: True\n    raise ValueError('bad x')"
+    runner = Runner([source], str(tmp_path), 2**32)
+    try:
+        with pytest.raises(ValueError, match="bad x") as raised:
+            StudentFunction(runner, "f")(np.zeros(2))
+        assert isinstance(raised.value, StudentCodeError)
+        assert not np.array_equal(np.zeros(2), np.ones(2))     # the grader's numpy is untouched
+    finally:
+        runner.stop()
+
+
+def test_extra_tests_from_a_notebook(tmp_path):
+    from utils.grade.exercise_sets import add_extra_tests, load_exercise_sets
+    cell = nbformat.v4.new_code_cell("assert add_one(1) == 2", metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": True, "points": 5, "grade_id": "more", "schema_version": 3}})
+    (tmp_path / "ex01.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[cell])))
+    sets = load_exercise_sets(FIXTURES / "solutions")
+    add_extra_tests(sets, tmp_path)
+    assert [(t.grade_id, t.points, t.hidden) for t in sets["ex01"].extra_tests] == [("more", 5.0, True)]

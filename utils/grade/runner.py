@@ -48,6 +48,13 @@ def student_exception(type_name: str, message: str) -> StudentCodeError:
     return _raised_types[type_name](message)
 
 
+def explain_raised(name: str, type_name: str, message: str) -> str:
+    """The feedback line for "the student's function ``name`` raised ``type_name(message)``"."""
+    if type_name == "NotImplementedError":
+        return f"{name} raised NotImplementedError: it still holds the exercise's stub (# YOUR CODE HERE)"
+    return f"{name} raised {type_name}" + (f": {message}" if message else "")
+
+
 # ---------------------------------------------------------------- framing on a pipe
 
 def _write(fd: int, payload: bytes) -> None:
@@ -127,6 +134,7 @@ class Runner:
         self.pid: int | None = None
         self.deadline: float | None = None     # set by the grader for each test cell
         self.load_problems: list[str] = []
+        self.start_failure: StudentCodeError | None = None   # loading is deterministic: fail once
 
     def start(self) -> None:
         to_child, from_parent = os.pipe()
@@ -141,7 +149,11 @@ class Runner:
                 os._exit(0)
         os.close(to_child); os.close(to_parent)
         self.pid, self.requests, self.replies = pid, from_parent, from_child
-        ready = self._receive(time.monotonic() + self.start_seconds, "loading your definitions")
+        try:
+            ready = self._receive(time.monotonic() + self.start_seconds, "loading your imports and definitions")
+        except StudentCodeError as exc:
+            self.start_failure = exc
+            raise
         self.load_problems = list(ready.get("ready", [])) if isinstance(ready, dict) else []
 
     def stop(self) -> None:
@@ -169,6 +181,8 @@ class Runner:
 
     def call(self, name: str, args: tuple, kwargs: dict):
         """``name(*args, **kwargs)`` run in the runner; its result, or the student's exception re-raised."""
+        if self.start_failure is not None:
+            raise self.start_failure
         if self.pid is None:
             self.start()
         _write(self.requests, serialize.dumps([name, list(args), kwargs]))
@@ -178,7 +192,7 @@ class Runner:
             raise StudentCrashed(f"calling {name} sent back something unreadable")
         if "raised" in reply:
             type_name, message = (list(reply["raised"]) + ["", ""])[:2]
-            raise student_exception(str(type_name), f"{name} raised {type_name}: {message}")
+            raise student_exception(str(type_name), explain_raised(name, str(type_name), str(message)))
         return reply["ok"]
 
 

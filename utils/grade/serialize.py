@@ -91,6 +91,10 @@ def dump_names(namespace: dict, names: list[str], path: str) -> None:
         if name not in namespace:
             entries[name] = {"missing": True}
             continue
+        if callable(namespace[name]):
+            entries[name] = {"unsupported": f"{name} must be defined by a top-level def statement "
+                                            "in your notebook (the grader tests it apart from your notebook)"}
+            continue
         try:
             entries[name] = {"value": encode(namespace[name])}
         except NotSerializable as exc:

@@ -59,6 +59,8 @@ class Bindings:
                 problems.append(f"{name}: {entry['unsupported']}")
             elif self.report.stopped:
                 problems.append(f"{name} is unavailable: {self.report.stopped}")
+            elif self.report.cell_errors:
+                problems.append(f"{name} was not defined: a cell raised an error first (see below)")
             else:
                 problems.append(f"{name} is not defined by your notebook (renamed or deleted a cell?)")
         status = "timeout" if problems and self.report.stopped and self.report.stop_status == "timeout" else "error"
@@ -112,7 +114,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         needed = set().union(*(used_names(t.source) for t in exercise_set.all_tests())) & exercise_set.solution_names
         functions &= needed
         if functions:
-            runner = Runner(units, str(workdir), limits.memory_bytes)
+            runner = Runner(units, str(workdir), limits.memory_bytes, start_seconds=limits.cell_seconds)
             with contextlib.suppress(StudentCodeError):
                 runner.start()      # before the kernel: fork while this process has no threads
             notes += [f"loading your definitions: {p}" for p in runner.load_problems]
