@@ -13,7 +13,7 @@ Instructor workflow
 
        python -m utils.grade submissions/ --out grades/ --jobs 2
            [--timeout 30] [--total-timeout 300] [--memory 4] [--max-output 1048576]
-           [--extra-tests instructor_tests/] [--solutions solutions/]
+           [--execute always|when-needed] [--extra-tests instructor_tests/] [--solutions solutions/]
 
    * each notebook's exercise set comes from its metadata (``convcourse.exercise_set``);
    * ``grades/grades.csv``: one row per (submission, question), columns ``submission,
@@ -21,6 +21,9 @@ Instructor workflow
      timeout, invalid or needs-review (quiz free-response answers: grade those by hand);
    * ``grades/feedback/<submission>.txt``: what to send back to each learner (check messages,
      never hidden-test source); one summary line per submission on stdout;
+   * ``--timeout`` limits each notebook cell and each test, ``--total-timeout`` the whole
+     notebook; ``--execute when-needed`` skips running a notebook whose tests only call the
+     learner's functions (about twice as fast; the default also lists the cells that raised);
    * exit status 0 when everything was graded (whatever the grades), 1 for a fault of the
      grader itself, 2 for a usage error.
 4. ``--extra-tests DIR``: instructor-only tests in ``DIR/exNN.py`` (cells introduced by a line
