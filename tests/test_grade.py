@@ -323,3 +323,11 @@ def test_extra_tests_from_a_notebook(tmp_path):
     sets = load_exercise_sets(FIXTURES / "solutions")
     add_extra_tests(sets, tmp_path)
     assert [(t.grade_id, t.points, t.hidden) for t in sets["ex01"].extra_tests] == [("more", 5.0, True)]
+
+
+def test_names_a_test_cell_needs_from_the_student():
+    from utils.grade.exercise_sets import defined_names, used_names
+    solution = "import numpy as np\nfrom utils.data import load_image\ndef f(x):\n    return x\nimage = np.zeros(2)\nfor k in range(2):\n    pass"
+    assert defined_names(solution) == {"f", "image", "k"}
+    test = "import numpy as np\nx = np.ones(3)\nassert np.array_equal(f(x), x) and image.shape == (2,)"
+    assert used_names(test) == {"f", "image"}

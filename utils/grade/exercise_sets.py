@@ -45,21 +45,24 @@ def strip_magics(source: str) -> str:
 
 
 def defined_names(source: str) -> set[str]:
-    """Names bound at top level by ``source`` (defs, classes, assignments, imports, loops, with)."""
+    """Names bound at top level by ``source`` (defs, classes, assignments, loops, with), imports
+    excepted: a test cell imports what it needs itself, a module is never the student's answer."""
     names: set[str] = set()
     for node in ast.parse(strip_magics(source)).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        else:
+        elif not isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
     return names
 
 
 def used_names(source: str) -> set[str]:
-    """Names a test cell reads."""
-    return {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    """Names a test cell reads without binding them itself (by import or assignment)."""
+    tree = ast.parse(source)
+    bound = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
+             if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
 
 
 def _test_cell(cell, hidden: bool = False) -> TestCell:
