@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: lab test exercises notebooks benchmarks clean-venv
 
+# OpenMP threads that spin while waiting make torch several times slower when the cores are
+# shared (two notebooks run in parallel under pytest -n 2); passive waiting changes no result.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,11 +1,9 @@
 """Shared pytest configuration."""
-import os
-
 import matplotlib
 
-# Tests draw figures without a screen.
+# Tests draw figures without a screen.  (Only this process: an MPLBACKEND variable would be
+# inherited by nbval's kernels, where plt.show() would then store no figure.)
 matplotlib.use("Agg")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Fixture notebooks are inputs to grader/generator tests, not lessons: nbval must not collect them.
 collect_ignore_glob = ["fixtures/*", "fixtures/**/*"]

@@ -9,6 +9,7 @@ machine path; otherwise the file on disk is left untouched and the problem is re
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -54,6 +55,8 @@ def machine_paths_in(nb) -> list[str]:
 
 
 def execute(path: Path, timeout: int = 600) -> float:
+    # As in `make test`: spinning OpenMP threads slow torch badly on shared cores (kernels inherit this).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(path, as_version=4)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
