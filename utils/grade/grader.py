@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -191,7 +192,14 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
     submissions = [read_submission(path, sets) for path in find_notebooks(paths)]
     gradable = [s for s in submissions if s.exercise_set is not None]
     warm_up()
-    Pool(jobs, limits).run(gradable)
+    # Workers put their scratch folders (and kernel connection files) here; it goes away even
+    # when a worker had to be killed.
+    with tempfile.TemporaryDirectory(prefix="convcourse-grading-") as scratch:
+        tempfile.tempdir = scratch
+        try:
+            Pool(jobs, limits).run(gradable)
+        finally:
+            tempfile.tempdir = None
     for submission in gradable:
         submission.rows += [Row(m.grade_id, 0.0, m.points, "needs-review", "graded by hand")
                             for m in submission.exercise_set.manual]
