@@ -252,21 +252,41 @@ REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("ex[0-9][0-9]_*.ipynb"))
 
 
 @pytest.mark.skipif(not REAL_SOLUTIONS, reason="no exercise sets in solutions/ yet")
-def test_course_solutions_pass_and_exercises_get_zero(tmp_path):
+def answered_like_a_perfect_learner(solution: Path, folder: Path) -> Path:
+    """A copy of a solution notebook whose quiz answer records hold the answer keys (from the
+    maintainers' quiz sources; free responses get the model answer)."""
+    from utils.quiz import ANSWERS_MIME
+    nb = nbformat.read(solution, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("data", {}).get(ANSWERS_MIME)
+            if record:
+                source = json.loads((ROOT / "tools" / "quiz_sources" / f"{record['quiz']}.json").read_text())
+                record["answers"] = {q["id"]: q.get("answer", q.get("model_answer")) for q in source["questions"]}
+    path = folder / solution.name
+    nbformat.write(nb, path)
+    return path
+
+
+def test_course_solutions_get_full_automatic_points_and_exercises_get_zero(tmp_path):
     from tools.make_exercises import generate
     (tmp_path / "exercises").mkdir()
+    (tmp_path / "answered").mkdir()
     for name, text in generate(ROOT / "solutions").items():       # fresh, whatever the state of exercises/
         (tmp_path / "exercises" / name).write_text(text)
-    result = grade([*map(str, REAL_SOLUTIONS), str(tmp_path / "exercises"), "--out", str(tmp_path / "out"), "--jobs", "2",
+    answered = [answered_like_a_perfect_learner(p, tmp_path / "answered") for p in REAL_SOLUTIONS]
+    result = grade([*map(str, answered), str(tmp_path / "exercises"), "--out", str(tmp_path / "out"), "--jobs", "2",
                     "--execute", "when-needed"])   # kernels are exercised above; keep this quick
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "grades.csv").open()))
-    tests = [r for r in rows if not r["question"].startswith("quiz") and r["status"] != "needs-review"]
-    assert tests
-    for row in tests:
-        solution = "/solutions/" in row["submission"]
+    automatic = [r for r in rows if r["status"] != "needs-review"]
+    assert any(r["question"].startswith("quiz") for r in automatic) and automatic
+    for row in automatic:
+        solution = "/answered/" in row["submission"]
         assert (row["status"] == "passed") == solution, row
         assert float(row["points"]) == (float(row["max_points"]) if solution else 0.0), row
+    # Free responses are never auto-scored, answered or not.
+    assert {r["points"] for r in rows if r["status"] == "needs-review"} <= {"0", "0.0"}
 
 
 # ---------------------------------------------------------------- the pieces, without kernels
