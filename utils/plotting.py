@@ -76,12 +76,12 @@ def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str 
 
 
 def show_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str] | None = None,
-                 ncols: int | None = None, panel: float = 2.2):
-    """Several 2D kernels side by side, each with its values written in the cells."""
+                 ncols: int | None = None, panel: float = 2.2, fmt: str = "{:.2g}"):
+    """Several 2D kernels side by side, each with its values written in the cells (``fmt``, as in show_kernel)."""
     kernels = list(kernels)
     fig, axes = _grid(len(kernels), ncols, panel)
     for i, (ax, k) in enumerate(zip(axes, kernels)):
-        show_kernel(k, title=None if titles is None else titles[i], ax=ax)
+        show_kernel(k, title=None if titles is None else titles[i], ax=ax, fmt=fmt)
     fig.tight_layout()
     return fig
 
