@@ -318,3 +318,127 @@ def test_conv2d_check_rejects_any_single_wrong_value(case_index, position, delta
         return out
     with pytest.raises(C.CheckFailed, match="values are wrong"):
         C.check_conv2d(almost_right, hidden=True)
+
+
+# ---------------------------------------------------------------- regressions found by trying the sets as a learner
+
+def _windows_conv(x, w, b=None, stride=1, padding=0, dilation=1):
+    """A correct conv2d written differently (pairs unpacked by hand, tensordot, no astype)."""
+    (sh, sw), (ph, pw), (dh, dw) = (C._pair(v) for v in (stride, padding, dilation))
+    kh, kw = w.shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (dh * (kh - 1) + 1, dw * (kw - 1) + 1),
+                                                       axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+    out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    return out if b is None else out + b[None, :, None, None]
+
+
+def _max_pool_backward_offset(g, x, k, stride=None, offset=True, row_width=None):
+    return C._max_pool_routed(g, x, k, stride, offset, row_width)
+
+
+LEARNER_REGRESSIONS = [
+    # (id, check, wrong answer, words the visible (not hidden) check's message must contain)
+    ("output size without its ValueError fails visibly", C.check_output_size,
+     lambda s, k, stride=1, padding=0, dilation=1: (s + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
+     "should raise a ValueError"),
+    ("conv2d with ints only fails visibly, with the pair hint", C.check_conv2d,
+     lambda x, w, b=None, stride=1, padding=0, dilation=1: F.conv2d(x, w, b, stride, padding, dilation)
+     if x.shape[2] + 2 * padding > 0 else None, "(height, width) pair"),      # int + tuple: TypeError
+    ("chained indexing", C.check_get_patch, lambda im, r, c, k: with_error(
+        r < 0 or c < 0 or r + k > im.shape[0] or c + k > im.shape[1], im[r:r + k][c:c + k]), "slices the rows twice"),
+    ("int() of the response", C.check_patch_response,
+     lambda p, k: with_error(p.shape != k.shape, int(np.sum(p * k))), "fractions were cut off"),
+    ("integer response map", C.check_response_map,
+     lambda im, k: correlate2d(im, k, "valid").astype(int), "fractions were cut off"),
+    ("p:-p slice with padding 0", C.check_zero_pad, lambda x, p: (lambda out: (
+        out.__setitem__((slice(None), slice(None), slice(p, -p), slice(p, -p)), x), out)[1])(
+        np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)) if isinstance(p, int) else x,
+     "`p:-p` is `0:0`"),
+    ("zero_pad dtype hint names its argument", C.check_zero_pad,
+     lambda x, p: np.pad(x, ((0, 0), (0, 0), (C._pair(p)[0],) * 2, (C._pair(p)[1],) * 2)).astype(np.float64),
+     "dtype=x.dtype"),
+    ("bias added along the last axis crashes", C.check_conv2d,
+     lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw) + (0 if b is None else b), "reshape it to (1, C_out, 1, 1)"),
+    ("if bias:", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w, b if b else None, **kw),
+     "`if bias is not None:`"),
+    ("output as large as the input names only that", C.check_response_map,
+     lambda im, k: correlate2d(im, k, "same"), "as large as the input"),
+    ("backward stride ignored", C.check_conv2d_backward,
+     lambda g, x, w, stride=1, padding=0: C._backward_stride_ignored(g, x, w, stride, padding)
+     + (g.sum(axis=(0, 2, 3)),) if C._pair(stride) != (1, 1) else F.conv2d_backward(g, x, w, stride, padding),
+     "stride ignored"),
+    ("backward grad_bias keepdims", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
+        F.conv2d_backward(g, x, w, stride, padding)[:2] + (g.sum(axis=(0, 2, 3), keepdims=True),), "keepdims"),
+    ("pool stride None unhandled", C.check_max_pool2d,
+     lambda x, k, stride=None, padding=0: F.max_pool2d(x, k, C._pair(stride)[0], padding), "`stride` is None"),
+    ("avg pool divided by the side", C.check_avg_pool2d,
+     lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * C._pair(k)[1], "window's side"),
+    ("avg pool floor division", C.check_avg_pool2d,
+     lambda x, k, stride=None: np.round(F.avg_pool2d(x, k, stride) * np.prod(C._pair(k))) // np.prod(C._pair(k)),
+     "floor division"),
+    ("max backward without the window offset", C.check_max_pool2d_backward,
+     lambda g, x, k, stride=None: _max_pool_backward_offset(g, x, k, stride, offset=False), "top-left corner"),
+    ("max backward unravelled with the wrong width", C.check_max_pool2d_backward,
+     lambda g, x, k, stride=None: _max_pool_backward_offset(g, x, k, stride, row_width=lambda kh, kw: kh),
+     "wrong row width"),
+    ("extract features from a NumPy array", C.check_extract_features,
+     lambda im: __import__("utils.models").models.load_pretrained().features(im), "torch.from_numpy"),
+    ("extract features flattened NHWC", C.check_extract_features,
+     lambda im: extract(im).reshape(len(im), 64, 2, 2).transpose(0, 2, 3, 1).reshape(len(im), -1), "NHWC order"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, words", [r[1:] for r in LEARNER_REGRESSIONS],
+                         ids=[r[0] for r in LEARNER_REGRESSIONS])
+def test_visible_check_names_the_learner_mistake(check, wrong, words):
+    with pytest.raises(C.CheckFailed) as failure:
+        check(wrong)
+    assert words in str(failure.value), str(failure.value)
+
+
+def test_a_type_error_inside_the_function_does_not_blame_its_signature():
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_relu(lambda x: np.maximum(x, "0"))
+    assert "accept the arguments" not in str(failure.value)
+
+
+def test_model_checks_explain_a_missing_return_flatten_and_a_stacked_head():
+    import torch
+    from torch import nn
+    from utils.models import load_pretrained
+
+    def stacked(n):
+        model = load_pretrained()
+        model.head = nn.Sequential(model.head, nn.Linear(26, n))
+        return model
+
+    def no_flatten(n):
+        model = load_pretrained()
+        model.head = nn.Linear(256, n)
+        return model
+    for build, words in [(lambda n: None, "forget `return model`"), (stacked, "26-letter classifier"),
+                         (no_flatten, "nn.Flatten()")]:
+        with pytest.raises(C.CheckFailed, match=re.escape(words)):
+            C.check_new_head(lambda n: C.describe_model(build(n)))
+    with pytest.raises(C.CheckFailed, match="do not freeze"):
+        C.check_frozen_features(lambda n: C.describe_model(transfer_solutions()[0](n).eval()))
+    assert torch.is_grad_enabled()
+
+
+def test_correct_answers_written_differently_pass(capsys):
+    differently = [
+        (C.check_conv2d, _windows_conv),
+        (C.check_zero_pad, lambda x, p: np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in C._pair(p)])),
+        (C.check_nhwc_to_nchw, lambda b: np.einsum("nhwc->nchw", b)),              # a view
+        (C.check_patch_response, lambda p, k: with_error(p.shape != k.shape, (p * k).sum())),   # NumPy float
+        (C.check_response_map, lambda im, k: np.array([[np.sum(im[i:i + k.shape[0], j:j + k.shape[1]] * k)
+                                                        for j in range(im.shape[1] - k.shape[1] + 1)]
+                                                       for i in range(im.shape[0] - k.shape[0] + 1)])),
+        (C.check_max_pool2d_backward, lambda g, x, k, stride=None: _max_pool_backward_offset(g, x, k, stride)),
+        (C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1: with_error(
+            s + 2 * padding < dilation * (k - 1) + 1, np.int64((s + 2 * padding - dilation * (k - 1) - 1) // stride + 1))),
+    ]
+    for check, solution in differently:
+        check(solution, hidden=True)
+        assert capsys.readouterr().out.startswith("✓"), check.__name__

@@ -50,6 +50,11 @@ class Case:
     label: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
+    on_error: str = ""       # a hint shown if the learner's function crashes on this case
+
+
+#: ``hint(exception, case, arg_names) -> str | None``: explains a crash of the learner's function.
+CrashHint = Callable[[Exception, "Case", Sequence[str]], "str | None"]
 
 
 @dataclass
@@ -104,7 +109,45 @@ def describe_case(case: Case, arg_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str]):
+_PAIR_ARGS = ("kernel_size", "stride", "padding", "dilation")
+
+
+def _signature_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    text = str(exc)
+    if isinstance(exc, TypeError) and ("positional argument" in text or "keyword argument" in text):
+        return f"does your function accept the arguments named in the task ({', '.join(arg_names)})?"
+    return None
+
+
+def _pair_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    values = {**dict(zip(arg_names, case.args)), **case.kwargs}
+    pairs = [n for n in _PAIR_ARGS if isinstance(values.get(n), (tuple, list))]
+    if not pairs or not isinstance(exc, (TypeError, ValueError, IndexError)):
+        return None
+    listed, v = ", ".join(f"`{n}`" for n in pairs), pairs[0]
+    return (f"here {listed} {'is a' if len(pairs) == 1 else 'are'} (height, width) pair{'s' * (len(pairs) > 1)}, "
+            f"which the task allows: turn an int or a pair into two numbers first, e.g. "
+            f"`{v[0]}h, {v[0]}w = ({v}, {v}) if isinstance({v}, int) else {v}`.")
+
+
+def _array_condition_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    if "truth value of an array" in str(exc):
+        return ("an array was used as a condition (e.g. `if bias:`); to test whether an optional array "
+                "was given, write `if bias is not None:`.")
+    return None
+
+
+def _crash_hint(exc: Exception, case: Case, arg_names: Sequence[str], hints: Sequence[CrashHint]) -> str:
+    found = [case.on_error] if case.on_error else []
+    for hint in (*hints, _signature_hint, _pair_hint, _array_condition_hint):
+        try:
+            found.append(hint(exc, case, arg_names))
+        except Exception:  # a hint must never hide the learner's error
+            continue
+    return "".join(f"\n  Hint: {h}" for h in dict.fromkeys(h for h in found if h))
+
+
+def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str], crash_hints: Sequence[CrashHint] = ()):
     try:
         return fn(*case.args, **case.kwargs)
     except CheckFailed:
@@ -113,9 +156,7 @@ def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str]):
         raise CheckFailed(f"✗ {name} is not written yet: replace `raise NotImplementedError()` "
                           f"with your code.") from None
     except Exception as exc:  # the learner's bug, reported with the input that triggered it
-        hint = ""
-        if isinstance(exc, TypeError) and "argument" in str(exc):
-            hint = f"\n  Does {name} accept the arguments named in the task ({', '.join(arg_names)})?"
+        hint = _crash_hint(exc, case, arg_names, crash_hints)
         raise CheckFailed(f"✗ {name} raised {type(exc).__name__}: {exc}\n"
                           f"  on the input ({case.label}):\n{describe_case(case, arg_names)}{hint}") from None
 
@@ -154,10 +195,20 @@ def _suspected(got: np.ndarray, want: np.ndarray, case: Case, suspects: Sequence
                 shapes.append(suspect.hint)
         elif _same(got, np.asarray(wrong), rtol, atol) and not _same(want, np.asarray(wrong), rtol, atol):
             values.append(suspect.hint)
-    return list(dict.fromkeys(values or shapes))
+    # a matching shape is weaker evidence than matching values: name only the first (most likely) one
+    return list(dict.fromkeys(values or shapes[:1]))
 
 
-def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_dtype: bool) -> str | None:
+def _truncation_hint(got: np.ndarray, want: np.ndarray, arg_names: Sequence[str]) -> list[str]:
+    """An integer result where floats are expected: fractions were cut off (`int(...)`, an int array)."""
+    if np.issubdtype(got.dtype, np.integer) and np.issubdtype(want.dtype, np.floating):
+        return [f"your result is an integer ({got.dtype}), so fractions were cut off: keep floats "
+                f"(no `int(...)`; create arrays with `dtype={arg_names[0]}.dtype` or the default float)."]
+    return []
+
+
+def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_dtype: bool,
+             first_arg: str = "input") -> str | None:
     """What differs between the learner's output and the reference (without showing reference values)."""
     if got.shape != want.shape:
         return f"your output has shape {got.shape}, expected shape {want.shape}."
@@ -173,13 +224,14 @@ def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_
     if check_dtype and got.dtype != want.dtype:
         return (f"the values are right but the dtype is {got.dtype}; expected {want.dtype} "
                 f"(wrong dtype: create the output with the input's dtype, e.g. "
-                f"`np.zeros(shape, dtype=input.dtype)`).")
+                f"`np.zeros(shape, dtype={first_arg}.dtype)`, or convert it with `.astype({first_arg}.dtype)`).")
     return None
 
 
 def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Case],
            reference: Callable, suspects: Sequence[Suspect] = (), rtol: float = 1e-5,
-           atol: float = 1e-6, check_dtype: bool = True, output: Callable | None = None) -> None:
+           atol: float = 1e-6, check_dtype: bool = True, output: Callable | None = None,
+           crash_hints: Sequence[CrashHint] = ()) -> None:
     """Run ``fn`` on every case; raise :class:`CheckFailed` at the first output unlike ``reference``.
 
     Args:
@@ -189,18 +241,20 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
         reference: computes the right output of a case (same call signature as ``fn``).
         suspects: misconceptions to test a wrong output against.
         output: optional; turns what ``fn`` returned into the array to compare (default ``np.asarray``).
+        crash_hints: explain typical crashes of ``fn`` (besides the generic ones of :func:`_call`).
     """
     for case in cases:
         want = np.asarray(reference(*case.args, **case.kwargs))
         before = [a.copy() if isinstance(a, np.ndarray) else None for a in case.args]
-        raw = _call(fn, case, name, arg_names)
+        raw = _call(fn, case, name, arg_names, crash_hints)
         _unchanged(case, before, name, arg_names)
         got = output(raw) if output else _as_array(raw, name)
-        problem = _problem(got, want, rtol, atol, check_dtype)
+        problem = _problem(got, want, rtol, atol, check_dtype, arg_names[0] if arg_names else "input")
         if problem is None:
             continue
         dtype_only = got.shape == want.shape and _same(got, want, rtol, atol)
-        hints = [] if dtype_only else _suspected(got, want, case, suspects, rtol, atol)
+        hints = [] if dtype_only else (_suspected(got, want, case, suspects, rtol, atol)
+                                       or _truncation_hint(got, want, arg_names or ("input",)))
         likely = "".join(f"\n  Likely misconception: {hint}" for hint in hints)
         raise CheckFailed(f"✗ {name} is wrong on the smallest failing input ({case.label}):\n"
                           f"{describe_case(case, arg_names)}\n  Problem: {problem}{likely}")
@@ -290,9 +344,12 @@ def check_output_size(fn: Callable, hidden: bool = False) -> None:
                   Case("kernel as big as the padded input", (3, 5), {"padding": 1})]
     verify(fn, "conv_output_size", _SIZE_ARGS, cases, F.conv_output_size, _size_suspects(),
            check_dtype=False, output=_integer_output("conv_output_size"))
+    # the task asks for this ValueError, so the visible check tests it too (not only the grader)
+    bad = [Case("kernel too big", (2, 5))]
     if hidden:
-        expect_value_error(fn, "conv_output_size", _SIZE_ARGS, Case("kernel too big", (2, 5)),
-                           "the kernel does not fit in the padded input")
+        bad.append(Case("dilated kernel too big", (5, 3), {"dilation": 3}))
+    for case in bad:
+        expect_value_error(fn, "conv_output_size", _SIZE_ARGS, case, "the kernel does not fit in the padded input")
     passed(f"conv_output_size agrees with the formula on {len(cases)} configurations")
 
 
@@ -331,7 +388,9 @@ def check_zero_pad(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, padding) -> x`` zero-padded on height and width; x is (N, C, H, W), padding int or pair."""
     rng = _rng(2)
     cases = [Case("one image, one channel, padding 1", (_ints(rng, 1, 1, 2, 3) + 4, 1)),
-             Case("padding 0 changes nothing", (_ints(rng, 1, 1, 2, 2) + 4, 0)),
+             Case("padding 0 changes nothing", (_ints(rng, 1, 1, 2, 2) + 4, 0),
+                  on_error="with padding 0 a slice like `p:-p` is `0:0`, which is empty; slice the middle "
+                           "with `p:p + H` instead."),
              Case("batch of 2, 3 channels, padding 2", (_ints(rng, 2, 3, 2, 2) + 4, 2)),
              Case("padding given as (height, width)", (_ints(rng, 1, 2, 3, 2) + 4, (1, 2))),
              Case("float32 input keeps its dtype", (_ints(rng, 1, 1, 2, 2, dtype=np.float32) + 4, 1))]
@@ -411,18 +470,27 @@ def _conv_suspects(view: Callable = lambda out: out, to_nchw: Callable | None = 
         suspect("padding on the wrong axes: pad only height and width (axes 2 and 3), not N or C.",
                 lambda x, w, b, kw: None if _pair(kw.get("padding", 0))[0] == 0
                 else (x.shape[0] + 2 * _pair(kw["padding"])[0],) + conv(x, w, b, kw).shape[1:]),
+        suspect("output as large as the input: the output's height and width come from the "
+                "output-size formula (H - kH + 1 without padding), not from the input's size.",
+                lambda x, w, b, kw: tuple(conv(x, w, b, kw).shape[:2]) + tuple(x.shape[2:])),
         suspect("off-by-one window range: the last window position is missing (the `+ 1` of the "
                 "output-size formula, or `range(H_out)` vs `range(H_out - 1)`).",
                 shape_of(lambda n, f, h, wd, n_in: (n, f, h - 1, wd - 1))),
         suspect("off-by-one window range: one window position too many (or a window sticking out).",
                 shape_of(lambda n, f, h, wd, n_in: (n, f, h + 1, wd + 1))),
-        suspect("output as large as the input: the output's height and width come from the "
-                "output-size formula (H - kH + 1 without padding), not from the input's size.",
-                lambda x, w, b, kw: tuple(conv(x, w, b, kw).shape[:2]) + tuple(x.shape[2:])),
     ]
 
 
 _CONV_ARGS = ("input", "weight", "bias")
+
+
+def _bias_broadcast_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    """A (C_out,) bias added to an (N, C_out, H, W) output lines up with the width axis and crashes."""
+    bias = dict(zip(arg_names, case.args)).get("bias")
+    if bias is not None and "broadcast" in str(exc) and f"({len(bias)},)" in str(exc):
+        return ("bias not broadcast per output channel: `out + bias` lines a (C_out,) bias up with the "
+                "*last* axis (width); reshape it to (1, C_out, 1, 1), or add bias[f] to channel f.")
+    return None
 
 
 def _conv_case(rng, label, x_shape, w_shape, bias=False, dtype=np.float64, **kwargs) -> Case:
@@ -445,10 +513,13 @@ def conv2d_cases(hidden: bool = False, large: bool = False) -> list[Case]:
              _conv_case(rng, "dilation 2", (1, 1, 5, 6), (1, 1, 2, 2), dilation=2),
              _conv_case(rng, "stride, padding and dilation together", (2, 2, 7, 6), (3, 2, 3, 2),
                         bias=True, stride=2, padding=1, dilation=2),
-             _conv_case(rng, "float32 input", (1, 2, 4, 4), (2, 2, 3, 3), bias=True, dtype=np.float32)]
+             _conv_case(rng, "float32 input", (1, 2, 4, 4), (2, 2, 3, 3), bias=True, dtype=np.float32),
+             # the task allows (height, width) pairs: tested visibly, so the grader holds no surprise
+             _conv_case(rng, "pairs for stride, padding and dilation", (1, 1, 6, 5), (1, 1, 3, 2),
+                        stride=(1, 2), padding=(2, 0), dilation=(2, 1))]
     if hidden:
-        cases += [_conv_case(rng, "pairs for stride, padding and dilation", (2, 3, 8, 7), (4, 3, 3, 2),
-                             bias=True, stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
+        cases += [_conv_case(rng, "pairs with a batch, channels and bias", (2, 3, 8, 7), (4, 3, 3, 2),
+                             bias=True, stride=(2, 1), padding=(0, 2), dilation=(1, 2)),
                   _conv_case(rng, "1x1 kernel", (2, 4, 3, 5), (3, 4, 1, 1), bias=True),
                   _conv_case(rng, "kernel as large as the padded input", (1, 2, 3, 4), (2, 2, 5, 6),
                              bias=True, padding=1),
@@ -470,7 +541,8 @@ def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large
     """
     F = _functional()
     cases = conv2d_cases(hidden, large)
-    verify(fn, name, _CONV_ARGS, cases, F.conv2d, _conv_suspects(), rtol=1e-4, atol=1e-4)
+    verify(fn, name, _CONV_ARGS, cases, F.conv2d, _conv_suspects(), rtol=1e-4, atol=1e-4,
+           crash_hints=[_bias_broadcast_hint])
     passed(f"{name} matches the reference conv2d on {len(cases)} inputs "
            f"(bias, channels, batch, stride, padding, dilation, dtype)")
 
@@ -504,8 +576,26 @@ def _unpack_gradients(name: str):
     return unpack
 
 
+def _backward_stride_ignored(grad_output, input, weight, stride=1, padding=0):
+    """(grad_input, grad_weight) of a backward pass whose window (i, j) starts at (i, j), not (i*sH, j*sW)."""
+    if _pair(stride) == (1, 1):
+        return None
+    ph, pw = _pair(padding)
+    kh, kw = weight.shape[2:]
+    padded = np.pad(input, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    grad_padded, grad_weight = np.zeros_like(padded), np.zeros_like(weight)
+    for i in range(grad_output.shape[2]):
+        for j in range(grad_output.shape[3]):
+            g = grad_output[:, :, i, j]
+            grad_weight += np.einsum("nf,nchw->fchw", g, padded[:, :, i:i + kh, j:j + kw])
+            grad_padded[:, :, i:i + kh, j:j + kw] += np.einsum("nf,fchw->nchw", g, weight)
+    return grad_padded[:, :, ph:ph + input.shape[2], pw:pw + input.shape[3]], grad_weight
+
+
 def _backward_suspects(part: int) -> list[Suspect]:
     F = _functional()
+    stride_ignored = ("stride ignored: output (i, j) came from the window starting at (i * stride, j * stride); "
+                      "send its gradient there (and take that window for grad_weight).")
 
     def ref(grad_output, input, weight, **kw):
         return F.conv2d_backward(grad_output, input, weight, **kw)
@@ -520,7 +610,8 @@ def _backward_suspects(part: int) -> list[Suspect]:
                 suspect("grad_input still has the padding: crop the padded border off at the end.",
                         lambda g, x, w, **kw: None if _pair(kw.get("padding", 0)) == (0, 0) else
                         (x.shape[0], x.shape[1], x.shape[2] + 2 * _pair(kw["padding"])[0],
-                         x.shape[3] + 2 * _pair(kw["padding"])[1]))]
+                         x.shape[3] + 2 * _pair(kw["padding"])[1])),
+                suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None])[0])]
     if part == 1:
         return [suspect("grad_weight is not summed over the batch: every image contributes to the "
                         "gradient of the shared weights.", lambda g, x, w, **kw: ref(g[:1], x[:1], w, **kw)[1]
@@ -530,13 +621,16 @@ def _backward_suspects(part: int) -> list[Suspect]:
                 suspect("grad_weight flipped: it is the cross-correlation of the input with grad_output.",
                         lambda g, x, w, **kw: ref(g, x, w, **kw)[1][..., ::-1, ::-1]),
                 suspect("grad_weight axes swapped: it has the weight's shape (C_out, C_in, kH, kW).",
-                        lambda g, x, w, **kw: ref(g, x, w, **kw)[1].transpose(1, 0, 2, 3))]
+                        lambda g, x, w, **kw: ref(g, x, w, **kw)[1].transpose(1, 0, 2, 3)),
+                suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None, None])[1])]
     return [suspect("grad_bias not summed over the batch: sum grad_output over axes (0, 2, 3).",
                     lambda g, x, w, **kw: g.sum(axis=(2, 3))),
             suspect("grad_bias not summed over height and width: sum grad_output over axes (0, 2, 3).",
                     lambda g, x, w, **kw: g.sum(axis=0)),
             suspect("grad_bias averaged: it is the *sum* of grad_output over axes (0, 2, 3).",
-                    lambda g, x, w, **kw: g.mean(axis=(0, 2, 3)))]
+                    lambda g, x, w, **kw: g.mean(axis=(0, 2, 3))),
+            suspect("grad_bias has extra axes: it has the bias's shape (C_out,); sum without `keepdims`.",
+                    lambda g, x, w, **kw: (1, g.shape[1], 1, 1))]
 
 
 def conv2d_backward_cases(hidden: bool = False) -> list[Case]:
@@ -598,7 +692,10 @@ def check_get_patch(fn: Callable, hidden: bool = False) -> None:
                 Suspect("off by one: a slice `a:b` stops *before* b, so `row:row + size` has size rows.",
                         lambda im, r, c, k: im[r:r + k + 1, c:c + k + 1]),
                 Suspect("off by one: a slice `a:b` stops *before* b, so `row:row + size` has size rows.",
-                        lambda im, r, c, k: im[r:r + k - 1, c:c + k - 1])]
+                        lambda im, r, c, k: im[r:r + k - 1, c:c + k - 1]),
+                Suspect("`image[rows][cols]` slices the rows twice: the second `[...]` indexes the rows of the "
+                        "first result. Slice both axes at once: `image[row:row + size, col:col + size]`.",
+                        lambda im, r, c, k: im[r:r + k][c:c + k])]
     verify(fn, "get_patch", ("image", "row", "col", "size"), cases,
            lambda im, r, c, k: im[r:r + k, c:c + k], suspects)
     for bad in [Case("sticks out at the bottom", (image, 4, 0, 2)), Case("sticks out on the right", (image, 0, 5, 3)),
@@ -622,7 +719,8 @@ def check_patch_response(fn: Callable, hidden: bool = False) -> None:
     rng = _rng(6)
     cases = [Case("a 2x2 patch", (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [2.0, -1.0]]))),
              Case("a 3x3 edge kernel", (_ints(rng, 3, 3), np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]))),
-             Case("a 2x3 patch", (_ints(rng, 2, 3), _ints(rng, 2, 3)))]
+             Case("a 2x3 patch", (_ints(rng, 2, 3), _ints(rng, 2, 3))),
+             Case("values with fractions", (np.array([[0.5, 1.5], [2.0, -1.0]]), np.array([[1.5, 1.0], [0.5, 0.0]])))]
     if hidden:
         cases.append(Case("random real values", (rng.normal(size=(5, 5)), rng.normal(size=(5, 5)))))
     to_nchw = lambda patch, kernel: (patch[None, None], kernel[None, None], None, {})
@@ -644,7 +742,9 @@ def check_response_map(fn: Callable, hidden: bool = False) -> None:
     rng = _rng(7)
     cases = [Case("a 3x4 image, 2x2 kernel", (np.arange(12.0).reshape(3, 4), np.array([[1.0, 2.0], [0.0, -1.0]]))),
              Case("a 5x5 image, 3x3 kernel", (_ints(rng, 5, 5), _ints(rng, 3, 3))),
-             Case("a non-square kernel", (_ints(rng, 4, 6), _ints(rng, 2, 3)))]
+             Case("a non-square kernel", (_ints(rng, 4, 6), _ints(rng, 2, 3))),
+             Case("values with fractions", (np.array([[0.5, 1.0, 2.5], [1.5, -1.0, 0.0], [2.0, 0.5, 1.0]]),
+                                           np.array([[0.5, 1.0], [0.0, -1.5]])))]
     if hidden:
         cases += [Case("kernel as large as the image", (_ints(rng, 3, 3), _ints(rng, 3, 3))),
                   Case("random real values", (rng.normal(size=(9, 7)), rng.normal(size=(3, 2))))]
@@ -854,8 +954,6 @@ def _pool_cases(hidden: bool, padding: bool) -> list[Case]:
 
 
 def _pool_suspects(forward: Callable, other: Callable, other_name: str) -> list[Suspect]:
-    def changed(**changes):
-        return lambda x, k, stride=None, padding=0: forward(x, k, **{"stride": stride, "padding": padding, **changes})
     return [
         Suspect("stride=None must mean stride = kernel_size (non-overlapping windows), not 1.",
                 lambda x, k, stride=None, padding=0: forward(x, k, stride=1, padding=padding) if stride is None else None),
@@ -877,6 +975,13 @@ def _pool_suspects(forward: Callable, other: Callable, other_name: str) -> list[
     ]
 
 
+def _stride_none_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    if "NoneType" in str(exc) and case.kwargs.get("stride") is None:
+        return ("`stride` is None here (its default), which means stride = kernel_size: replace None "
+                "before computing with it.")
+    return None
+
+
 def _avg(x, k, stride=None, padding=0):
     return _functional().avg_pool2d(x, k, stride, padding)
 
@@ -890,17 +995,22 @@ def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
     cases = _pool_cases(hidden, padding=True)
     suspects = _pool_suspects(_max, _avg, "average pooling") + [
         Suspect("minimum instead of maximum.", lambda x, k, stride=None, padding=0: -_max(-x, k, stride, padding))]
-    verify(fn, "max_pool2d", _POOL_ARGS, cases, _max, suspects)
+    verify(fn, "max_pool2d", _POOL_ARGS, cases, _max, suspects, crash_hints=[_stride_none_hint])
     passed(f"max_pool2d matches the reference on {len(cases)} inputs (stride, windows, padding, dtype)")
 
 
 def check_avg_pool2d(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(input, kernel_size, stride=None)`` against avg_pool2d (no padding)."""
     cases = _pool_cases(hidden, padding=False)
+    area = lambda k: int(np.prod(_pair(k)))
     suspects = _pool_suspects(_avg, _max, "max pooling") + [
         Suspect("sum instead of mean: divide by the number of pixels in the window.",
-                lambda x, k, stride=None, padding=0: _avg(x, k, stride) * np.prod(_pair(k)))]
-    verify(fn, "avg_pool2d", _POOL_ARGS, cases, _avg, suspects)
+                lambda x, k, stride=None, padding=0: _avg(x, k, stride) * area(k)),
+        Suspect("divided by the window's side: a kH x kW window holds kH * kW pixels.",
+                lambda x, k, stride=None, padding=0: _avg(x, k, stride) * area(k) / _pair(k)[0]),
+        Suspect("floor division `//` rounds the mean down; divide with `/`.",
+                lambda x, k, stride=None, padding=0: np.round(_avg(x, k, stride) * area(k)) // area(k))]
+    verify(fn, "avg_pool2d", _POOL_ARGS, cases, _avg, suspects, crash_hints=[_stride_none_hint])
     passed(f"avg_pool2d matches the reference on {len(cases)} inputs")
 
 
@@ -915,6 +1025,27 @@ def _max_pool_scatter(grad_output, x, kernel_size, stride=None, accumulate=True)
     else:
         grad[rows, chans, indices] = grad_output   # repeated indices: the last write wins
     return grad.reshape(x.shape)
+
+
+def _max_pool_routed(grad_output, x, kernel_size, stride=None, offset=True, row_width=None):
+    """Max-pool backward with the argmax located by hand, optionally wrong: ``offset=False`` forgets the
+    window's top-left corner, ``row_width`` unravels the flat argmax with another row width."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(kernel_size if stride is None else stride)
+    width = row_width(kh, kw) if row_width else kw
+    grad = np.zeros_like(x)
+    n_images, channels, h_out, w_out = grad_output.shape
+    for n in range(n_images):
+        for c in range(channels):
+            for i in range(h_out):
+                for j in range(w_out):
+                    flat = int(np.argmax(x[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw]))
+                    top, left = (i * sh, j * sw) if offset else (0, 0)
+                    row, col = top + flat // width, left + flat % width
+                    if row >= x.shape[2] or col >= x.shape[3]:
+                        return None                     # this mistake would crash, not return
+                    grad[n, c, row, col] += grad_output[n, c, i, j]
+    return grad
 
 
 def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
@@ -935,8 +1066,16 @@ def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
                         lambda g, x, k, stride=None: F.avg_pool2d_backward(g, x, k, stride) * np.prod(_pair(k))),
                 Suspect("overlapping windows overwrite each other: a pixel that is the maximum of several "
                         "windows receives the *sum* of their gradients (use +=).",
-                        lambda g, x, k, stride=None: _max_pool_scatter(g, x, k, stride, accumulate=False))]
-    verify(fn, "max_pool2d_backward", ("grad_output", "input", "kernel_size"), cases, reference, suspects)
+                        lambda g, x, k, stride=None: _max_pool_scatter(g, x, k, stride, accumulate=False)),
+                Suspect("the argmax is a position *inside the window*: add the window's top-left corner "
+                        "(i * stride, j * stride) to get the position in the input.",
+                        lambda g, x, k, stride=None: _max_pool_routed(g, x, k, stride, offset=False)),
+                Suspect("flat argmax unravelled with the wrong row width: row = idx // kW, col = idx % kW "
+                        "(or `np.unravel_index(idx, window.shape)`).",
+                        lambda g, x, k, stride=None: None if _pair(k)[0] == _pair(k)[1] else
+                        _max_pool_routed(g, x, k, stride, row_width=lambda kh, kw: kh))]
+    verify(fn, "max_pool2d_backward", ("grad_output", "input", "kernel_size"), cases, reference, suspects,
+           crash_hints=[_stride_none_hint])
     passed(f"max_pool2d_backward routes every gradient to its window's maximum on {len(cases)} inputs")
 
 
@@ -955,6 +1094,9 @@ def describe_model(model, input_shape: Sequence[int] = (2, 1, 16, 16)) -> dict:
         "output_shape": tuple, or None if the forward pass failed, "forward_error": str or None}``
     """
     import torch
+    if not isinstance(model, torch.nn.Module):
+        raise CheckFailed(f"✗ your function returned {type(model).__name__}, not a torch.nn.Module"
+                          + (": did you forget `return model`?" if model is None else "."))
     try:
         with torch.no_grad():
             output_shape, error = tuple(model(torch.zeros(*input_shape)).shape), None
@@ -1124,12 +1266,20 @@ def _same_features(model: dict, pretrained, name: str) -> None:
                           f"`load_pretrained()` and keep its `.features` (do not build or re-initialise them).")
 
 
-def _check_new_head(model: dict, num_classes: int, name: str) -> None:
+def _check_new_head(model: dict, num_classes: int, name: str, old_classes: int) -> None:
     if model["output_shape"] != (2, num_classes):
         problem = model["forward_error"] or f"it gives shape {model['output_shape']}"
+        flatten = ("" if "Flatten" in model["layers"] else " The head also needs `nn.Flatten()` before the "
+                   "Linear layer: the features are (N, 64, 2, 2), a Linear layer takes (N, 256).")
         raise CheckFailed(f"✗ {name}: on a (2, 1, 16, 16) batch {problem}; the new head must output "
                           f"(2, {num_classes}): replace the last Linear layer (26 letters) by one with "
-                          f"num_classes outputs.")
+                          f"num_classes outputs.{flatten}")
+    old = [n for n, v in model["parameters"].items()
+           if n.startswith("head.") and v.shape[0] == old_classes != num_classes]
+    if old:
+        raise CheckFailed(f"✗ {name}: the old {old_classes}-letter classifier is still in the head ({old[0]}); replace it "
+                          f"by the new Linear layer instead of stacking a layer on top of it (its letter "
+                          f"scores would be all the new layer could see).")
 
 
 def _transfer_models(fn: Callable, name: str, hidden: bool):
@@ -1139,7 +1289,7 @@ def _transfer_models(fn: Callable, name: str, hidden: bool):
     for num_classes in ((10, 4) if hidden else (10,)):
         model = _model_from(fn, name, num_classes)
         _same_features(model, pretrained, name)
-        _check_new_head(model, num_classes, name)
+        _check_new_head(model, num_classes, name, pretrained.head[-1].out_features)
         yield model
 
 
@@ -1158,7 +1308,8 @@ def check_frozen_features(fn: Callable, hidden: bool = False) -> None:
         if still:
             raise CheckFailed(f"✗ feature_extractor_model: {len(still)} parameters of the convolutional layers "
                               f"are still trainable (e.g. {still[0]}); set `requires_grad = False` on every "
-                              f"parameter of model.features.")
+                              f"parameter of model.features (`model.eval()`, `torch.no_grad()` or an attribute "
+                              f"set on a layer do not freeze its parameters).")
         if not any(n.startswith("head.") for n in trainable):
             raise CheckFailed("✗ feature_extractor_model: the head is frozen too, so nothing would learn; freeze "
                               "only model.features (or freeze before replacing the head).")
@@ -1196,11 +1347,22 @@ def check_extract_features(fn: Callable, hidden: bool = False) -> None:
     def head_scores(images):
         with torch.no_grad():
             return pretrained(torch.from_numpy(images)).numpy()
+    def channels_last(images):
+        with torch.no_grad():
+            return pretrained.features(torch.from_numpy(images)).permute(0, 2, 3, 1).flatten(1).numpy()
+
+    def needs_tensor(exc, case, arg_names):
+        if "numpy.ndarray" in str(exc):
+            return "PyTorch layers take tensors: convert the batch with `torch.from_numpy(images)` first."
+        return None
     suspects = [Suspect("these are class scores from the head: extract the output of `model.features` "
                         "(flattened), before any Linear layer.", head_scores),
                 Suspect("not flattened: return one row of features per image, shape (N, C * H * W).",
-                        lambda im: (im.shape[0], 64, 2, 2))]
+                        lambda im: (im.shape[0], 64, 2, 2)),
+                Suspect("flattened in NHWC order: flatten the (N, C, H, W) output as it is (`.flatten(1)`), "
+                        "the order the head's Linear layer sees.", channels_last)]
     verify(fn, "extract_features", ("images",), cases, reference, suspects, rtol=1e-4, atol=1e-5,
+           crash_hints=[needs_tensor],
            check_dtype=False, output=lambda v: _as_array(v.detach().numpy() if hasattr(v, "detach") else v,
                                                          "extract_features"))
     passed(f"extract_features returns the pretrained conv features on {len(cases)} batches")
