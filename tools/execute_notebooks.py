@@ -54,7 +54,7 @@ def machine_paths_in(nb) -> list[str]:
     return sorted({text[max(0, m.start() - 40): m.end() + 40] for m in MACHINE_PATH.finditer(text)})
 
 
-def execute(path: Path, timeout: int = 600) -> float:
+def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
     # As in `make test`: spinning OpenMP threads slow torch badly on shared cores (kernels inherit this).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     nb = nbformat.read(path, as_version=4)
@@ -70,18 +70,21 @@ def execute(path: Path, timeout: int = 600) -> float:
     # Widget state holds random model ids; the course never relies on it being stored.
     nb.metadata.pop("widgets", None)
     nbformat.validate(nb)
-    nbformat.write(nb, path)
+    if write:
+        nbformat.write(nb, path)
     return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+")
+    parser.add_argument("--time-only", action="store_true",
+                        help="execute and report the seconds, but leave the files untouched")
     args = parser.parse_args(argv)
     failed = 0
     for path in notebook_paths(args.paths):
         try:
-            seconds = execute(path)
+            seconds = execute(path, write=not args.time_only)
         except (CellExecutionError, RuntimeError) as exc:
             failed += 1
             print(f"FAILED {path}: {str(exc)[-2000:]}", file=sys.stderr)
