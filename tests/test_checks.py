@@ -354,7 +354,7 @@ LEARNER_REGRESSIONS = [
     ("p:-p slice with padding 0", C.check_zero_pad, lambda x, p: (lambda out: (
         out.__setitem__((slice(None), slice(None), slice(p, -p), slice(p, -p)), x), out)[1])(
         np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)) if isinstance(p, int) else x,
-     "`p:-p` is `0:0`"),
+     "`a[p:-p]` is `a[0:0]`"),
     ("zero_pad dtype hint names its argument", C.check_zero_pad,
      lambda x, p: np.pad(x, ((0, 0), (0, 0), (C._pair(p)[0],) * 2, (C._pair(p)[1],) * 2)).astype(np.float64),
      "dtype=x.dtype"),
@@ -442,3 +442,12 @@ def test_correct_answers_written_differently_pass(capsys):
     for check, solution in differently:
         check(solution, hidden=True)
         assert capsys.readouterr().out.startswith("✓"), check.__name__
+
+
+def test_an_empty_slice_bug_inside_a_helper_is_explained_where_it_surfaces():
+    def zero_pad(x, p):
+        out = np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)
+        out[:, :, p:-p, p:-p] = x
+        return out
+    with pytest.raises(C.CheckFailed, match=re.escape("`a[p:-p]` is `a[0:0]`")):
+        C.check_conv2d(lambda x, w, b=None, **kw: F.conv2d(zero_pad(x, 0), w, b))
