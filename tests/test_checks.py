@@ -384,6 +384,10 @@ LEARNER_REGRESSIONS = [
      "wrong row width"),
     ("extract features from a NumPy array", C.check_extract_features,
      lambda im: __import__("utils.models").models.load_pretrained().features(im), "torch.from_numpy"),
+    ("MACs without padding", C.check_conv_macs,
+     lambda ci, co, k, size, stride=1, padding=0: ci * co * k * k * ((size - k) // stride + 1) ** 2, "padding ignored"),
+    ("dense bias per input value", C.check_dense_params,
+     lambda a, b: int(np.prod(a)) * int(np.prod(b)) + int(np.prod(a)), "one bias per input value"),
     ("extract features flattened NHWC", C.check_extract_features,
      lambda im: extract(im).reshape(len(im), 64, 2, 2).transpose(0, 2, 3, 1).reshape(len(im), -1), "NHWC order"),
 ]

@@ -1424,6 +1424,8 @@ def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
                         lambda ci, co, k, size, stride=1, padding=0: np.asarray(co * out(size, k, stride, padding) ** 2 * k * k)),
                 Suspect("multiplications and additions counted separately: one MAC is one multiply-add.",
                         lambda ci, co, k, size, stride=1, padding=0: 2 * macs(ci, co, k, size, stride, padding)),
+                Suspect("padding ignored: the window slides over the padded input, `input_size + 2 * padding` wide.",
+                        lambda ci, co, k, size, stride=1, padding=0: macs(ci, co, k, size, stride) if padding else None),
                 Suspect("stride ignored: with stride s there are about s * s times fewer output positions.",
                         lambda ci, co, k, size, stride=1, padding=0: macs(ci, co, k, size, 1, padding) if stride > 1 else None)]
     verify(fn, "conv_macs", ("in_channels", "out_channels", "kernel_size", "input_size"), cases, macs,
@@ -1442,6 +1444,8 @@ def check_dense_params(fn: Callable, hidden: bool = False) -> None:
         return np.asarray(linear_cost(int(np.prod(shape_in)), int(np.prod(shape_out))).params)
     suspects = [Suspect("bias forgotten: one bias per output value.",
                         lambda a, b: np.asarray(int(np.prod(a)) * int(np.prod(b)))),
+                Suspect("one bias per input value: there is one bias per *output* value.",
+                        lambda a, b: np.asarray(int(np.prod(a)) * int(np.prod(b)) + int(np.prod(a)))),
                 Suspect("only the channels counted: a dense layer connects every input *value* (C * H * W) "
                         "to every output value.", lambda a, b: np.asarray(a[0] * b[0] + b[0]))]
     verify(fn, "dense_params", ("input_shape", "output_shape"), cases, params, suspects, check_dtype=False,
