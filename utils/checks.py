@@ -700,7 +700,7 @@ def check_get_patch(fn: Callable, hidden: bool = False) -> None:
                 Suspect("off by one: a slice `a:b` stops *before* b, so `row:row + size` has size rows.",
                         lambda im, r, c, k: im[r:r + k - 1, c:c + k - 1]),
                 Suspect("`image[rows][cols]` slices the rows twice: the second `[...]` indexes the rows of the "
-                        "first result. Slice both axes at once: `image[row:row + size, col:col + size]`.",
+                        "first result. Slice both axes inside one `[...]`, separated by a comma.",
                         lambda im, r, c, k: im[r:r + k][c:c + k])]
     verify(fn, "get_patch", ("image", "row", "col", "size"), cases,
            lambda im, r, c, k: im[r:r + k, c:c + k], suspects)
