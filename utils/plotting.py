@@ -24,6 +24,18 @@ def _grid(n: int, ncols: int | None, panel: float):
     return fig, axes.flat[:n]
 
 
+def _finish(fig, axes, titles, suptitle):
+    """Hide ticks, set titles and the figure title, tighten the layout; returns the figure."""
+    for i, ax in enumerate(axes):
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[i])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
 def _is_signed(a: np.ndarray) -> bool:
     return bool(np.nanmin(a) < 0)
 
@@ -38,19 +50,13 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     """A grid of images: (H, W) arrays in gray, (H, W, 3) arrays as RGB, values in [0, 1]."""
     images = list(images)
     fig, axes = _grid(len(images), ncols, panel)
-    for i, (ax, img) in enumerate(zip(axes, images)):
+    for ax, img in zip(axes, images):
         img = np.asarray(img)
         if img.ndim == 2:
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
         else:
             ax.imshow(np.clip(img, 0, 1))
-        ax.set_xticks([]), ax.set_yticks([])
-        if titles is not None:
-            ax.set_title(titles[i])
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, titles, suptitle)
 
 
 def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str = "{:.2g}"):
@@ -105,7 +111,7 @@ def show_feature_maps(maps: Sequence[np.ndarray] | np.ndarray, titles: Sequence[
             raise ValueError(f"expected maps of shape (C, H, W) or (1, C, H, W), got {maps.shape}")
     maps = [np.asarray(m, dtype=float) for m in maps]
     fig, axes = _grid(len(maps), ncols, panel)
-    for i, (ax, m) in enumerate(zip(axes, maps)):
+    for ax, m in zip(axes, maps):
         if signed if signed is not None else _is_signed(m):
             lim = _symmetric_limit(m)
             im = ax.imshow(m, cmap=DIVERGING, vmin=-lim, vmax=lim)
@@ -113,10 +119,4 @@ def show_feature_maps(maps: Sequence[np.ndarray] | np.ndarray, titles: Sequence[
             im = ax.imshow(m, cmap="viridis")
         cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         cbar.set_label(label)
-        ax.set_xticks([]), ax.set_yticks([])
-        if titles is not None:
-            ax.set_title(titles[i])
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, titles, suptitle)
