@@ -93,3 +93,11 @@ def test_links_to_neighbouring_chapters_exist(path):
         assert CHAPTERS[index + 1].name in targets, "no link to the next chapter"
     if index > 0:
         assert CHAPTERS[index - 1].name in targets, "no link to the previous chapter"
+
+
+@pytest.mark.parametrize("path", CHAPTERS[1:], ids=ids(CHAPTERS[1:]))
+def test_chapter_links_to_its_exercise_set(path):
+    markdown = "\n".join(c.source for c in read(path).cells if c.cell_type == "markdown")
+    exercise = f"../exercises/ex{path.stem[:2]}_{path.stem[3:]}.ipynb"
+    assert exercise in markdown, f"chapter does not link to {exercise}"
+    assert (path.parent / exercise).resolve().exists()
