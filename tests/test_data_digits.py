@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from utils.data import (DIGITS_SPLIT_SIZES, GLYPH_CLASSES, IMAGE_SIZE, load_digits_splits,
-                        load_glyph_splits, take_per_class)
+                        load_glyph_splits, place_on_canvas, take_per_class)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +102,43 @@ def test_glyphs_have_ink_and_differ_within_a_class(glyphs):
 def test_glyphs_reject_too_few_per_class():
     with pytest.raises(ValueError, match="n_per_class"):
         load_glyph_splits(n_per_class=3)
+
+
+def _offset_of(image, canvas):
+    """Where ``image`` (C, h, w) sits in ``canvas`` (C, H, W), asserting everything else is zero."""
+    _, h, w = image.shape
+    found = [(r, c) for r in range(canvas.shape[1] - h + 1) for c in range(canvas.shape[2] - w + 1)
+             if np.array_equal(canvas[:, r:r + h, c:c + w], image)]
+    assert found, "the image is not on the canvas unchanged"
+    r, c = found[0]
+    rest = canvas.copy()
+    rest[:, r:r + h, c:c + w] = 0
+    assert not rest.any(), "ink outside the pasted image"
+    return r, c
+
+
+def test_place_on_canvas_copies_each_image_unchanged_onto_zeros(digits):
+    X = digits.test[0][:30]
+    shifted = place_on_canvas(X, 24, seed=5)
+    assert shifted.shape == (30, 1, 24, 24) and shifted.dtype == np.float32
+    offsets = [_offset_of(x, s) for x, s in zip(X, shifted)]
+    assert all(0 <= r <= 8 and 0 <= c <= 8 for r, c in offsets)
+    assert len(set(offsets)) > 10  # positions really vary
+
+
+def test_place_on_canvas_is_seeded_and_covers_every_offset():
+    X = np.ones((400, 1, 3, 2), dtype=np.float32)
+    shifted = place_on_canvas(X, 5, seed=1)
+    np.testing.assert_array_equal(place_on_canvas(X, 5, seed=1), shifted)
+    assert not np.array_equal(place_on_canvas(X, 5, seed=2), shifted)
+    offsets = {_offset_of(x, s) for x, s in zip(X, shifted)}
+    assert offsets == {(r, c) for r in range(3) for c in range(4)}  # rows 0..5-3, cols 0..5-2
+
+
+def test_place_on_canvas_same_size_is_a_copy_and_rejects_bad_input(digits):
+    X = digits.test[0][:4]
+    np.testing.assert_array_equal(place_on_canvas(X, 16), X)
+    with pytest.raises(ValueError, match="cannot hold images of size 16x16"):
+        place_on_canvas(X, 15)
+    with pytest.raises(ValueError, match=r"\(N, C, h, w\)"):
+        place_on_canvas(X[:, 0], 24)

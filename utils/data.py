@@ -117,6 +117,7 @@ def from_nchw(batch: np.ndarray, index: int = 0) -> np.ndarray:
 # API summary (chapters 07-09):
 #   load_digits_splits()                  -> Splits(train, val, test), each (X, y)
 #   take_per_class(data, k, seed=0)       -> (X, y) with k labelled images per class
+#   place_on_canvas(X, canvas_size, seed) -> X pasted at random positions on a larger canvas
 #   load_glyph_splits(n_per_class=400)    -> Splits of the generated source dataset
 #   GLYPH_CLASSES, IMAGE_SIZE             -> class names of the source task, model resolution
 # X is float32 (N, 1, 16, 16) in [0, 1] (ink = 1, background = 0); y is int64 (N,).
@@ -215,6 +216,36 @@ def take_per_class(data: tuple[np.ndarray, np.ndarray], k: int, seed: int = 0):
     chosen = [rng.permutation(np.flatnonzero(y == c))[:k] for c in classes]
     index = np.concatenate(chosen)
     return X[index], y[index]
+
+
+def place_on_canvas(X: np.ndarray, canvas_size: int, seed: int = 0) -> np.ndarray:
+    """Paste every image at a random position on a larger, empty (zero) canvas.
+
+    Turns centred digits into digits that may be anywhere: the test of whether a classifier
+    recognises a pattern *wherever* it appears (chapter 9).
+
+    Args:
+        X: images of shape (N, C, h, w).
+        canvas_size: side of the square canvas, at least max(h, w).
+        seed: the random offsets; the same seed always gives the same positions.
+
+    Returns:
+        float32 array (N, C, canvas_size, canvas_size): zeros except image ``i`` copied unchanged
+        at a top-left offset drawn uniformly from 0..canvas_size - h (rows), 0..canvas_size - w
+        (columns).
+    """
+    X = np.asarray(X)
+    if X.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, h, w), got {X.shape}")
+    n, channels, h, w = X.shape
+    if canvas_size < max(h, w):
+        raise ValueError(f"a {canvas_size}x{canvas_size} canvas cannot hold images of size {h}x{w}")
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, canvas_size - h + 1, n), rng.integers(0, canvas_size - w + 1, n)
+    canvas = np.zeros((n, channels, canvas_size, canvas_size), dtype=np.float32)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        canvas[i, :, r:r + h, c:c + w] = X[i]
+    return canvas
 
 
 # --- the source dataset: letters rendered from the fonts matplotlib ships ------------------
