@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# nbgrader (for the instructor's workflow) adds authoring panels to JupyterLab; learners do not
+	@# need them. Instructors re-enable them in Settings > Plugin Manager. "Validate" stays.
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:create-assignment \
+		@jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list @jupyter/nbgrader:assignment-list \
+		@jupyter/nbgrader:menu >/dev/null 2>&1 || true
+	@# The course is offline: JupyterLab should not offer to fetch news or check for updates.
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 lab: $(STAMP)
