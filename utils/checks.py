@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from utils.functional._validate import pair as _validated_pair
+
 __all__ = [
     "CheckFailed",
     "check_get_patch", "check_patch_response", "check_response_map",
@@ -296,7 +298,8 @@ def passed(message: str) -> None:
 
 
 def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, (int, np.integer)) else (int(value[0]), int(value[1]))
+    """An int or (h, w) pair from a check's own test case -> (h, w), via utils.functional's validator."""
+    return _validated_pair(value, "argument")
 
 
 # ---------------------------------------------------------------- chapter 02: output size, padding, conv2d

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from utils.functional._validate import non_negative_pair, positive_pair
+
 BYTES_PER_FLOAT32 = 4
 
 
@@ -55,13 +57,6 @@ class LayerCost:
         return self.macs / self.params if self.params else 0.0
 
 
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(int(v) < 0 for v in pair):
-        raise ValueError(f"{name} must be a non-negative int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def conv2d_cost(in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
                 input_size: int | Sequence[int], stride: int | Sequence[int] = 1,
                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
@@ -80,8 +75,9 @@ def conv2d_cost(in_channels: int, out_channels: int, kernel_size: int | Sequence
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} "
                          f"must both be divisible by groups={groups}")
-    kernel, size = _pair(kernel_size, "kernel_size"), _pair(input_size, "input_size")
-    strides, pads, dils = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    kernel, size = positive_pair(kernel_size, "kernel_size"), positive_pair(input_size, "input_size")
+    strides, dils = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
+    pads = non_negative_pair(padding, "padding")
     out_hw = tuple(conv_output_size(size[i], kernel[i], strides[i], pads[i], dils[i]) for i in range(2))
     weights_per_output = (in_channels // groups) * kernel[0] * kernel[1]
     params = out_channels * weights_per_output + (out_channels if bias else 0)

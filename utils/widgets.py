@@ -123,8 +123,12 @@ def output_size_formula(axis: str, size: int, kernel: int, stride: int, padding:
 
     ``dilation=None`` writes the pooling form ``⌊(H + 2·padding − k) / stride⌋ + 1`` (dilation 1).
     """
-    numerator = size + 2 * padding - (dilation or 1) * (kernel - 1) - 1
-    result = numerator // stride + 1 if numerator >= 0 else None
+    from utils.functional import conv_output_size  # the one place the formula is computed
+    numerator = size + 2 * padding - (dilation or 1) * (kernel - 1) - 1   # shown, not recomputed
+    try:
+        result = conv_output_size(size, kernel, stride, padding, dilation or 1)
+    except ValueError:            # the window does not fit in the padded input
+        result = None
     if dilation is None:
         text = (f"{axis}_out = ⌊({axis} + 2·padding − k) / stride⌋ + 1\n"
                 f"      = ⌊({size} + 2·{padding} − {kernel}) / {stride}⌋ + 1")
