@@ -1,0 +1,59 @@
+"""Who handed a notebook in: one rule, shared by duplicate detection and the gradebook.
+
+A learner is identified by, in this order:
+
+1. the notebook's metadata ``convcourse.learner`` (a non-empty string; set by a hub or an LMS
+   export, never by the course itself);
+2. nbgrader's layout ``.../submitted/<learner>/<assignment>/<notebook>.ipynb``: the folder after
+   ``submitted``;
+3. a folder per learner under a graded folder (``grade home/`` with ``home/<user>/exercises/x.ipynb``,
+   ``grade class/`` with ``class/alice/ex01.ipynb``): the first folder below the graded folder;
+4. otherwise the file itself (its path without ``.ipynb``): a flat folder of files cannot tell
+   two hand-ins of one learner apart, so none is flagged.
+
+The metadata is written by the learner's own file, so a wrong value there only flags hand-ins
+for the instructor to look at; it never changes a grade.
+"""
+from __future__ import annotations
+
+from pathlib import PurePath
+
+MAX_LEARNER_CHARS = 200
+
+
+def learner_from_metadata(nb) -> str | None:
+    """``convcourse.learner`` of a notebook node (or dict) when it is a non-empty string, else None."""
+    try:
+        value = nb.get("metadata", {}).get("convcourse", {}).get("learner")
+    except AttributeError:            # metadata or convcourse of the wrong type: no learner from it
+        return None
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:MAX_LEARNER_CHARS]
+    return None
+
+
+def learner_of(path: str, nb=None, root: str | None = None) -> str:
+    """The learner who handed in ``path`` (see the module docstring for the rule).
+
+    Args:
+        path: the notebook's path as found by the grader.
+        nb: the parsed notebook (or None when it could not be read).
+        root: the folder given on the command line that ``path`` was found in (None for a
+            file given directly).
+    """
+    found = learner_from_metadata(nb) if nb is not None else None
+    if found:
+        return found
+    parts = PurePath(path).parts
+    if "submitted" in parts[:-1]:
+        index = len(parts) - 1 - parts[::-1].index("submitted")
+        if index + 1 < len(parts) - 1:
+            return parts[index + 1]
+    if root is not None:
+        try:
+            relative = PurePath(path).relative_to(PurePath(root)).parts
+        except ValueError:
+            relative = ()
+        if len(relative) >= 2:
+            return relative[0]
+    return str(PurePath(path).with_suffix(""))
