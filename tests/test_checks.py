@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.signal import convolve2d, correlate2d
 
 from utils import checks as C
+from utils.checks import engine, ex03, ex06, ex07
 from utils import functional as F
 
 
@@ -86,8 +87,8 @@ def correct_solutions():
         (C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride)),
         (C.check_max_pool2d_backward, lambda g, x, k, stride=None: F.max_pool2d_backward(g, x, k, stride)),
         (C.check_receptive_field, lambda L: receptive_field([(k, s, 1) for k, s in L])[-1].size if L else 1),
-        (C.check_cnn_forward, C._numpy_cnn),
-        (C.check_build_cnn, C._reference_cnn),
+        (C.check_cnn_forward, ex07._numpy_cnn),
+        (C.check_build_cnn, ex07._reference_cnn),
         (C.check_new_head, new_head),
         (C.check_frozen_features, frozen),
         (C.check_partial_fine_tune, partial),
@@ -136,7 +137,7 @@ def conv_in_place(x, w, b=None, **kw):
 
 
 def max_scatter_overwrite(g, x, k, stride=None):
-    return C._max_pool_scatter(g, x, k, stride, accumulate=False)
+    return ex06._max_pool_scatter(g, x, k, stride, accumulate=False)
 
 
 MISCONCEPTIONS = [
@@ -212,17 +213,17 @@ MISCONCEPTIONS = [
         F.avg_pool2d(x, k, stride, padding), "average pooling"),
     ("max pool zero padding", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
         F.max_pool2d(np.pad(x, ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2)), k, stride), "-inf"),
-    ("avg pool sum", C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * np.prod(C._pair(k)),
+    ("avg pool sum", C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * np.prod(engine._pair(k)),
         "sum instead of mean"),
     ("max backward spread", C.check_max_pool2d_backward, lambda g, x, k, stride=None:
         F.avg_pool2d_backward(g, x, k, stride), "spread over the whole window"),
     ("max backward overwrite", C.check_max_pool2d_backward, max_scatter_overwrite, "use +="),
     ("receptive field no strides", C.check_receptive_field, lambda L: 1 + sum(k - 1 for k, s in L),
         "strides ignored"),
-    ("cnn flatten NHWC", C.check_cnn_forward, lambda x, p: C._numpy_cnn(x, p, flatten_nhwc=True), "NHWC order"),
-    ("cnn no relu", C.check_cnn_forward, lambda x, p: C._numpy_cnn(x, p, relu=False), "ReLU missing"),
+    ("cnn flatten NHWC", C.check_cnn_forward, lambda x, p: ex07._numpy_cnn(x, p, flatten_nhwc=True), "NHWC order"),
+    ("cnn no relu", C.check_cnn_forward, lambda x, p: ex07._numpy_cnn(x, p, relu=False), "ReLU missing"),
     ("build cnn no padding", C.check_build_cnn, lambda n: __import__("torch").nn.Sequential(
-        *[m for m in C._reference_cnn(n) if type(m).__name__ != "ReLU"]), "layers are"),
+        *[m for m in ex07._reference_cnn(n) if type(m).__name__ != "ReLU"]), "layers are"),
     ("frozen head too", C.check_frozen_features, lambda n: __import__("utils.transfer").transfer.freeze(
         transfer_solutions()[0](n)), "head is frozen too"),
     ("not frozen", C.check_frozen_features, lambda n: transfer_solutions()[0](n), "still trainable"),
@@ -275,7 +276,7 @@ def test_a_crashing_or_unfinished_function_is_reported_with_its_input():
 @pytest.mark.parametrize("check, index", [(C.check_build_cnn, None), (C.check_new_head, 0),
                                           (C.check_frozen_features, 1), (C.check_partial_fine_tune, 2)])
 def test_model_checks_accept_a_description_as_a_grader_proxy_returns_it(check, index, capsys):
-    build = C._reference_cnn if index is None else transfer_solutions()[index]
+    build = ex07._reference_cnn if index is None else transfer_solutions()[index]
     check(lambda n: C.describe_model(build(n)), hidden=True)
     assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(C.CheckFailed, match="returned a str"):
@@ -324,7 +325,7 @@ def test_conv2d_check_rejects_any_single_wrong_value(case_index, position, delta
 
 def _windows_conv(x, w, b=None, stride=1, padding=0, dilation=1):
     """A correct conv2d written differently (pairs unpacked by hand, tensordot, no astype)."""
-    (sh, sw), (ph, pw), (dh, dw) = (C._pair(v) for v in (stride, padding, dilation))
+    (sh, sw), (ph, pw), (dh, dw) = (engine._pair(v) for v in (stride, padding, dilation))
     kh, kw = w.shape[2:]
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (dh * (kh - 1) + 1, dw * (kw - 1) + 1),
@@ -334,7 +335,7 @@ def _windows_conv(x, w, b=None, stride=1, padding=0, dilation=1):
 
 
 def _max_pool_backward_offset(g, x, k, stride=None, offset=True, row_width=None):
-    return C._max_pool_routed(g, x, k, stride, offset, row_width)
+    return ex06._max_pool_routed(g, x, k, stride, offset, row_width)
 
 
 LEARNER_REGRESSIONS = [
@@ -356,7 +357,7 @@ LEARNER_REGRESSIONS = [
         np.zeros(x.shape[:2] + (x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)) if isinstance(p, int) else x,
      "`a[p:-p]` is `a[0:0]`"),
     ("zero_pad dtype hint names its argument", C.check_zero_pad,
-     lambda x, p: np.pad(x, ((0, 0), (0, 0), (C._pair(p)[0],) * 2, (C._pair(p)[1],) * 2)).astype(np.float64),
+     lambda x, p: np.pad(x, ((0, 0), (0, 0), (engine._pair(p)[0],) * 2, (engine._pair(p)[1],) * 2)).astype(np.float64),
      "dtype=x.dtype"),
     ("bias added along the last axis crashes", C.check_conv2d,
      lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw) + (0 if b is None else b), "reshape it to (1, C_out, 1, 1)"),
@@ -365,8 +366,8 @@ LEARNER_REGRESSIONS = [
     ("output as large as the input names only that", C.check_response_map,
      lambda im, k: correlate2d(im, k, "same"), "as large as the input"),
     ("backward stride ignored", C.check_conv2d_backward,
-     lambda g, x, w, stride=1, padding=0: C._backward_stride_ignored(g, x, w, stride, padding)
-     + (g.sum(axis=(0, 2, 3)),) if C._pair(stride) != (1, 1) else F.conv2d_backward(g, x, w, stride, padding),
+     lambda g, x, w, stride=1, padding=0: ex03._backward_stride_ignored(g, x, w, stride, padding)
+     + (g.sum(axis=(0, 2, 3)),) if engine._pair(stride) != (1, 1) else F.conv2d_backward(g, x, w, stride, padding),
      "stride ignored"),
     ("backward grad_bias keepdims", C.check_conv2d_backward, lambda g, x, w, stride=1, padding=0:
         F.conv2d_backward(g, x, w, stride, padding)[:2] + (g.sum(axis=(0, 2, 3), keepdims=True),), "keepdims"),
@@ -374,9 +375,9 @@ LEARNER_REGRESSIONS = [
      # a learner computing with the default stride as if it were a number
      lambda x, k, stride=None, padding=0: F.max_pool2d(x, k, stride * 1, padding), "`stride` is None"),
     ("avg pool divided by the side", C.check_avg_pool2d,
-     lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * C._pair(k)[1], "window's side"),
+     lambda x, k, stride=None: F.avg_pool2d(x, k, stride) * engine._pair(k)[1], "window's side"),
     ("avg pool floor division", C.check_avg_pool2d,
-     lambda x, k, stride=None: np.round(F.avg_pool2d(x, k, stride) * np.prod(C._pair(k))) // np.prod(C._pair(k)),
+     lambda x, k, stride=None: np.round(F.avg_pool2d(x, k, stride) * np.prod(engine._pair(k))) // np.prod(engine._pair(k)),
      "floor division"),
     ("max backward without the window offset", C.check_max_pool2d_backward,
      lambda g, x, k, stride=None: _max_pool_backward_offset(g, x, k, stride, offset=False), "top-left corner"),
@@ -434,7 +435,7 @@ def test_model_checks_explain_a_missing_return_flatten_and_a_stacked_head():
 def test_correct_answers_written_differently_pass(capsys):
     differently = [
         (C.check_conv2d, _windows_conv),
-        (C.check_zero_pad, lambda x, p: np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in C._pair(p)])),
+        (C.check_zero_pad, lambda x, p: np.pad(x, [(0, 0), (0, 0)] + [(q, q) for q in engine._pair(p)])),
         (C.check_nhwc_to_nchw, lambda b: np.einsum("nhwc->nchw", b)),              # a view
         (C.check_patch_response, lambda p, k: with_error(p.shape != k.shape, (p * k).sum())),   # NumPy float
         (C.check_response_map, lambda im, k: np.array([[np.sum(im[i:i + k.shape[0], j:j + k.shape[1]] * k)

@@ -1,0 +1,285 @@
+"""The checking engine: :class:`Case`, :class:`Suspect`, :func:`verify` and the messages it writes.
+
+A check (one per exercise, in ``utils/checks/exNN.py``) builds cases and suspects and calls
+:func:`verify`; see :mod:`utils.checks` for what a failing check shows.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from utils.functional._validate import pair as _validated_pair
+
+
+class CheckFailed(AssertionError):
+    """A learner's function gave a wrong result; the message says where and (likely) why."""
+
+
+# ---------------------------------------------------------------- the checking machinery
+
+@dataclass
+class Case:
+    """One call of the learner's function: ``fn(*args, **kwargs)``, with a label saying what it tests."""
+    label: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+#: ``hint(exception, case, arg_names) -> str | None``: explains a crash of the learner's function.
+CrashHint = Callable[[Exception, "Case", Sequence[str]], "str | None"]
+
+
+@dataclass
+class Suspect:
+    """A misconception and what a function suffering from it would return.
+
+    ``wrong(*args, **kwargs)`` returns an array (compared by shape and value) or a tuple of ints
+    (compared by shape only); ``None`` or an exception means "does not apply to this case".
+    """
+    hint: str
+    wrong: Callable[..., Any]
+
+
+def _functional():
+    # Imported lazily so that ``import utils.checks`` stays cheap and works while ops are being written.
+    import utils.functional as F
+    return F
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _ints(rng: np.random.Generator, *shape: int, dtype=np.float64) -> np.ndarray:
+    """Small integer values stored as floats: exact sums and readable failure messages."""
+    return rng.integers(-3, 4, size=shape).astype(dtype)
+
+
+def _distinct(rng: np.random.Generator, *shape: int, dtype=np.float64) -> np.ndarray:
+    """Distinct values (a permutation, centred on 0): no ties, so every max is unique."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) - n // 2).reshape(shape).astype(dtype)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, dict) and all(isinstance(v, np.ndarray) for v in value.values()):
+        shapes = ", ".join(f"{k!r}: {v.shape}" for k, v in value.items())
+        return f"dict of arrays with shapes {{{shapes}}} (random values)"
+    if isinstance(value, np.ndarray):
+        head = f"array of shape {value.shape}, dtype {value.dtype}"
+        if value.size <= 40:
+            body = np.array2string(value, precision=3, separator=", ", suppress_small=True)
+            return head + "\n      " + body.replace("\n", "\n      ")
+        return head + " (random values)"
+    return repr(value)
+
+
+def describe_case(case: Case, arg_names: Sequence[str]) -> str:
+    """The inputs of a case, one per line, as the learner would write the call."""
+    lines = [f"    {name} = {_describe_value(value)}" for name, value in zip(arg_names, case.args)]
+    lines += [f"    {name} = {_describe_value(value)}" for name, value in case.kwargs.items()]
+    return "\n".join(lines)
+
+
+_PAIR_ARGS = ("kernel_size", "stride", "padding", "dilation")
+
+
+def _signature_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    text = str(exc)
+    if isinstance(exc, TypeError) and ("positional argument" in text or "keyword argument" in text):
+        return f"does your function accept the arguments named in the task ({', '.join(arg_names)})?"
+    return None
+
+
+def _pair_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    values = {**dict(zip(arg_names, case.args)), **case.kwargs}
+    pairs = [n for n in _PAIR_ARGS if isinstance(values.get(n), (tuple, list))]
+    if not pairs or not isinstance(exc, (TypeError, ValueError, IndexError)):
+        return None
+    listed, v = ", ".join(f"`{n}`" for n in pairs), pairs[0]
+    return (f"here {listed} {'is a' if len(pairs) == 1 else 'are'} (height, width) pair{'s' * (len(pairs) > 1)}, "
+            f"which the task allows: turn an int or a pair into two numbers first, e.g. "
+            f"`{v[0]}h, {v[0]}w = ({v}, {v}) if isinstance({v}, int) else {v}`.")
+
+
+def _array_condition_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    if "truth value of an array" in str(exc):
+        return ("an array was used as a condition (e.g. `if bias:`); to test whether an optional array "
+                "was given, write `if bias is not None:`.")
+    return None
+
+
+def _empty_slice_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    # e.g. "could not broadcast input array from shape (1,1,2,2) into shape (1,1,0,0)"
+    if re.search(r"into shape \([^)]*\b0\b", str(exc)):
+        return ("an array was assigned into an empty slice: `a[p:-p]` is `a[0:0]` (empty) when p is 0; "
+                "slice the middle with `p:p + H` instead.")
+    return None
+
+
+def _crash_hint(exc: Exception, case: Case, arg_names: Sequence[str], hints: Sequence[CrashHint]) -> str:
+    found = []
+    for hint in (*hints, _signature_hint, _pair_hint, _array_condition_hint, _empty_slice_hint):
+        try:
+            found.append(hint(exc, case, arg_names))
+        except Exception:  # a hint must never hide the learner's error
+            continue
+    return "".join(f"\n  Hint: {h}" for h in dict.fromkeys(h for h in found if h))
+
+
+def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str], crash_hints: Sequence[CrashHint] = ()):
+    try:
+        return fn(*case.args, **case.kwargs)
+    except CheckFailed:
+        raise
+    except NotImplementedError:
+        raise CheckFailed(f"✗ {name} is not written yet: replace `raise NotImplementedError()` "
+                          f"with your code.") from None
+    except Exception as exc:  # the learner's bug, reported with the input that triggered it
+        hint = _crash_hint(exc, case, arg_names, crash_hints)
+        raise CheckFailed(f"✗ {name} raised {type(exc).__name__}: {exc}\n"
+                          f"  on the input ({case.label}):\n{describe_case(case, arg_names)}{hint}") from None
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    if value is None:
+        raise CheckFailed(f"✗ {name} returned None: did you forget the `return` statement?")
+    try:
+        return np.asarray(value)
+    except Exception:
+        raise CheckFailed(f"✗ {name} returned a {type(value).__name__}, not an array") from None
+
+
+def _same(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> bool:
+    if got.shape != want.shape:
+        return False
+    try:
+        return bool(np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol))
+    except (TypeError, ValueError):
+        return False
+
+
+def _suspected(got: np.ndarray, want: np.ndarray, case: Case, suspects: Sequence[Suspect],
+               rtol: float, atol: float) -> list[str]:
+    """The hints of every misconception whose wrong output looks like ``got`` (and not like ``want``)."""
+    values, shapes = [], []
+    for suspect in suspects:
+        try:
+            wrong = suspect.wrong(*case.args, **case.kwargs)
+        except Exception:  # the misconception cannot even produce an output for this case
+            continue
+        if wrong is None:
+            continue
+        if isinstance(wrong, tuple):
+            if got.shape == wrong != want.shape:
+                shapes.append(suspect.hint)
+        elif _same(got, np.asarray(wrong), rtol, atol) and not _same(want, np.asarray(wrong), rtol, atol):
+            values.append(suspect.hint)
+    # a matching shape is weaker evidence than matching values: name only the first (most likely) one
+    return list(dict.fromkeys(values or shapes[:1]))
+
+
+def _truncation_hint(got: np.ndarray, want: np.ndarray, arg_names: Sequence[str]) -> list[str]:
+    """An integer result where floats are expected: fractions were cut off (`int(...)`, an int array)."""
+    if np.issubdtype(got.dtype, np.integer) and np.issubdtype(want.dtype, np.floating):
+        return [f"your result is an integer ({got.dtype}), so fractions were cut off: keep floats "
+                f"(no `int(...)`; create arrays with `dtype={arg_names[0]}.dtype` or the default float)."]
+    return []
+
+
+def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_dtype: bool,
+             first_arg: str = "input") -> str | None:
+    """What differs between the learner's output and the reference (without showing reference values)."""
+    if got.shape != want.shape:
+        return f"your output has shape {got.shape}, expected shape {want.shape}."
+    if not _same(got, want, rtol, atol):
+        if got.dtype == bool or not np.issubdtype(got.dtype, np.number):
+            return f"your output has dtype {got.dtype}; expected numbers of dtype {want.dtype}."
+        if got.ndim == 0:
+            return f"you returned {got.item():.6g}, which is not the right value."
+        wrong = ~np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)
+        first = tuple(int(i) for i in np.argwhere(wrong)[0])
+        return (f"the shape is right but {int(wrong.sum())} of {wrong.size} values are wrong "
+                f"(the first one at index {first}, where you returned {got[first]:.4g}).")
+    if check_dtype and got.dtype != want.dtype:
+        return (f"the values are right but the dtype is {got.dtype}; expected {want.dtype} "
+                f"(wrong dtype: create the output with the input's dtype, e.g. "
+                f"`np.zeros(shape, dtype={first_arg}.dtype)`, or convert it with `.astype({first_arg}.dtype)`).")
+    return None
+
+
+def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Case],
+           reference: Callable, suspects: Sequence[Suspect] = (), rtol: float = 1e-5,
+           atol: float = 1e-6, check_dtype: bool = True, output: Callable | None = None,
+           crash_hints: Sequence[CrashHint] = ()) -> None:
+    """Run ``fn`` on every case; raise :class:`CheckFailed` at the first output unlike ``reference``.
+
+    Args:
+        fn: the learner's function.
+        name, arg_names: how the task names the function and its positional arguments.
+        cases: inputs, smallest first, so that the first failure is the smallest failing input.
+        reference: computes the right output of a case (same call signature as ``fn``).
+        suspects: misconceptions to test a wrong output against.
+        output: optional; turns what ``fn`` returned into the array to compare (default ``np.asarray``).
+        crash_hints: explain typical crashes of ``fn`` (besides the generic ones of :func:`_call`).
+    """
+    for case in cases:
+        want = np.asarray(reference(*case.args, **case.kwargs))
+        before = [a.copy() if isinstance(a, np.ndarray) else None for a in case.args]
+        raw = _call(fn, case, name, arg_names, crash_hints)
+        _unchanged(case, before, name, arg_names)
+        got = output(raw) if output else _as_array(raw, name)
+        problem = _problem(got, want, rtol, atol, check_dtype, arg_names[0] if arg_names else "input")
+        if problem is None:
+            continue
+        dtype_only = got.shape == want.shape and _same(got, want, rtol, atol)
+        hints = [] if dtype_only else (_suspected(got, want, case, suspects, rtol, atol)
+                                       or _truncation_hint(got, want, arg_names or ("input",)))
+        likely = "".join(f"\n  Likely misconception: {hint}" for hint in hints)
+        raise CheckFailed(f"✗ {name} is wrong on the smallest failing input ({case.label}):\n"
+                          f"{describe_case(case, arg_names)}\n  Problem: {problem}{likely}")
+
+
+def _unchanged(case: Case, before: list, name: str, arg_names: Sequence[str]) -> None:
+    for arg_name, old, new in zip(arg_names, before, case.args):
+        if old is not None and not (old.shape == new.shape and np.array_equal(old, new, equal_nan=True)):
+            raise CheckFailed(f"✗ {name} changed its argument `{arg_name}` in place; work on a copy "
+                              f"(the caller still needs the original). Input ({case.label}):\n"
+                              f"{describe_case(Case(case.label, tuple(before), case.kwargs), arg_names)}")
+
+
+def expect_value_error(fn: Callable, name: str, arg_names: Sequence[str], case: Case, why: str) -> None:
+    """Bad input must raise ``ValueError`` (with a message), not return garbage or crash differently."""
+    try:
+        fn(*case.args, **case.kwargs)
+    except ValueError:
+        return
+    except Exception as exc:
+        raise CheckFailed(f"✗ {name} raised {type(exc).__name__} on bad input ({why}); raise a "
+                          f"ValueError that names the values involved instead.\n"
+                          f"{describe_case(case, arg_names)}") from None
+    raise CheckFailed(f"✗ {name} returned a result for bad input ({why}); it should raise a "
+                      f"ValueError naming the values involved.\n{describe_case(case, arg_names)}")
+
+
+def passed(message: str) -> None:
+    """The one line a successful check prints."""
+    print(f"✓ {message}")
+
+
+def _pair(value) -> tuple[int, int]:
+    """An int or (h, w) pair from a check's own test case -> (h, w), via utils.functional's validator."""
+    return _validated_pair(value, "argument")
+
+
+def _integer_output(name: str):
+    def convert(value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            kind = type(value).__name__
+            extra = " (you probably used `/`; floor division is `//`)" if isinstance(value, float) else ""
+            raise CheckFailed(f"✗ {name} returned a {kind}, not an int{extra}.")
+        return np.asarray(int(value))
+    return convert

@@ -1,0 +1,121 @@
+"""Exercise set 02 (convolution from scratch): conv_output_size, zero_pad, conv2d (loops and vectorized)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .engine import (Case, Suspect, _functional, _ints, _integer_output, _pair, _rng, expect_value_error, passed, verify)
+from .convolution import _CONV_ARGS, _bias_broadcast_hint, _conv_suspects, conv2d_cases
+
+
+
+_SIZE_ARGS = ("size", "kernel_size")
+
+
+def _size_suspects() -> list[Suspect]:
+    def formula(pad_factor=2, plus_one=1, use_stride=True, span=lambda k, d: d * (k - 1) + 1, ceil=False):
+        def wrong(size, kernel_size, stride=1, padding=0, dilation=1):
+            room = size + pad_factor * padding - span(kernel_size, dilation)
+            s = stride if use_stride else 1
+            return np.asarray((-(-room // s) if ceil else room // s) + plus_one)
+        return wrong
+    return [
+        Suspect("off by one: the first window position counts too (the `+ 1`).", formula(plus_one=0)),
+        Suspect("padding counted once: it is added on both sides, `2 * padding`.", formula(pad_factor=1)),
+        Suspect("stride ignored: the window jumps `stride` pixels, so divide the room by the stride.",
+                formula(use_stride=False)),
+        Suspect("dilation ignored: a dilated kernel spans `dilation * (kernel_size - 1) + 1` pixels.",
+                formula(span=lambda k, d: k)),
+        Suspect("dilated span wrong: it is `dilation * (kernel_size - 1) + 1`, not `dilation * kernel_size`.",
+                formula(span=lambda k, d: d * k)),
+        Suspect("rounded up: a window that does not fit entirely is dropped (floor, not ceil).",
+                formula(ceil=True)),
+    ]
+
+
+def check_output_size(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(size, kernel_size, stride=1, padding=0, dilation=1) -> int`` (the output-size formula)."""
+    F = _functional()
+    cases = [Case("no padding, stride 1", (5, 3)),
+             Case("a 1-wide kernel", (4, 1)),
+             Case("stride 2", (7, 3), {"stride": 2}),
+             Case("stride 2, last window does not fit", (6, 3), {"stride": 2}),
+             Case("padding 1", (5, 3), {"padding": 1}),
+             Case("padding 2", (4, 5), {"padding": 2}),
+             Case("dilation 2", (7, 3), {"dilation": 2}),
+             Case("everything at once", (11, 3), {"stride": 2, "padding": 1, "dilation": 2})]
+    if hidden:
+        cases += [Case("large input", (224, 7), {"stride": 2, "padding": 3}),
+                  Case("stride 3", (10, 2), {"stride": 3, "padding": 1}),
+                  Case("kernel as big as the padded input", (3, 5), {"padding": 1})]
+    verify(fn, "conv_output_size", _SIZE_ARGS, cases, F.conv_output_size, _size_suspects(),
+           check_dtype=False, output=_integer_output("conv_output_size"))
+    # the task asks for this ValueError, so the visible check tests it too (not only the grader)
+    bad = [Case("kernel too big", (2, 5))]
+    if hidden:
+        bad.append(Case("dilated kernel too big", (5, 3), {"dilation": 3}))
+    for case in bad:
+        expect_value_error(fn, "conv_output_size", _SIZE_ARGS, case, "the kernel does not fit in the padded input")
+    passed(f"conv_output_size agrees with the formula on {len(cases)} configurations")
+
+
+def _pad_reference(x, padding):
+    ph, pw = _pair(padding)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def _pad_suspects() -> list[Suspect]:
+    def pad(widths, **kw):
+        def wrong(x, padding):
+            ph, pw = _pair(padding)
+            return np.pad(x, widths(ph, pw), **kw)
+        return wrong
+    return [
+        Suspect("padding on the wrong axes: in NCHW only axes 2 and 3 (height, width) are padded, "
+                "not the batch or channel axes.", pad(lambda h, w: ((h, h), (h, h), (h, h), (w, w)))),
+        Suspect("padding on the wrong axes: you padded axes 1 and 2 as if the layout were NHWC; "
+                "NCHW has height and width on axes 2 and 3.", pad(lambda h, w: ((0, 0), (h, h), (w, w), (0, 0)))),
+        Suspect("padding on one side only: add `padding` zeros before *and* after.",
+                pad(lambda h, w: ((0, 0), (0, 0), (h, 0), (w, 0)))),
+        Suspect("padding on one side only: add `padding` zeros before *and* after.",
+                pad(lambda h, w: ((0, 0), (0, 0), (0, h), (0, w)))),
+        Suspect("height and width padding swapped: `padding=(ph, pw)` pads the height by ph.",
+                pad(lambda h, w: ((0, 0), (0, 0), (w, w), (h, h)))),
+        Suspect("padding doubled: `padding` is the number of zeros on *each* side.",
+                pad(lambda h, w: ((0, 0), (0, 0), (2 * h, 2 * h), (2 * w, 2 * w)))),
+        Suspect("padded with the edge values instead of zeros.",
+                pad(lambda h, w: ((0, 0), (0, 0), (h, h), (w, w)), mode="edge")),
+        Suspect("padded with ones instead of zeros.",
+                pad(lambda h, w: ((0, 0), (0, 0), (h, h), (w, w)), constant_values=1)),
+    ]
+
+
+def check_zero_pad(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(x, padding) -> x`` zero-padded on height and width; x is (N, C, H, W), padding int or pair."""
+    rng = _rng(2)
+    cases = [Case("one image, one channel, padding 1", (_ints(rng, 1, 1, 2, 3) + 4, 1)),
+             Case("padding 0 changes nothing", (_ints(rng, 1, 1, 2, 2) + 4, 0)),
+             Case("batch of 2, 3 channels, padding 2", (_ints(rng, 2, 3, 2, 2) + 4, 2)),
+             Case("padding given as (height, width)", (_ints(rng, 1, 2, 3, 2) + 4, (1, 2))),
+             Case("float32 input keeps its dtype", (_ints(rng, 1, 1, 2, 2, dtype=np.float32) + 4, 1))]
+    if hidden:
+        cases += [Case("larger batch", (rng.normal(size=(3, 4, 5, 6)), (2, 1))),
+                  Case("padding (0, 3)", (rng.normal(size=(1, 2, 4, 1)), (0, 3)))]
+    verify(fn, "zero_pad", ("x", "padding"), cases, _pad_reference, _pad_suspects())
+    passed(f"zero_pad pads height and width with zeros on {len(cases)} inputs")
+
+
+def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large: bool = False) -> None:
+    """Check ``fn(input, weight, bias=None, stride=1, padding=0, dilation=1)`` against conv2d.
+
+    input (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out,) or None; stride, padding and
+    dilation int or (height, width); returns (N, C_out, H_out, W_out) with the input's dtype.
+    ``large=True`` adds a (8, 3, 32, 32) batch (for vectorized versions).
+    """
+    F = _functional()
+    cases = conv2d_cases(hidden, large)
+    verify(fn, name, _CONV_ARGS, cases, F.conv2d, _conv_suspects(), rtol=1e-4, atol=1e-4,
+           crash_hints=[_bias_broadcast_hint])
+    passed(f"{name} matches the reference conv2d on {len(cases)} inputs "
+           f"(bias, channels, batch, stride, padding, dilation, dtype)")
