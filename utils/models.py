@@ -39,6 +39,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from utils.efficientnet import classify, efficientnet_lite0, imagenet_categories, imagenet_transform, numpy_forward  # noqa: F401
+
 # --------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------
