@@ -282,7 +282,8 @@ def efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> EfficientNetLi
     global torch RNG is left untouched).  Raises PretrainedWeightsError naming the package to
     install when the weights are missing or corrupt; nothing is downloaded.
     """
-    model = EfficientNetLite0()
+    with torch.random.fork_rng(devices=[]):   # nn.Conv2d's default init draws from the global RNG
+        model = EfficientNetLite0()
     if pretrained:
         try:
             model.load_state_dict(_load_state_dict(), strict=True)
