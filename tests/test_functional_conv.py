@@ -90,6 +90,34 @@ def test_conv2d_backward_matches_autograd(config, seed):
         np.testing.assert_allclose(grad_bias, expected_bias, **TOLERANCE[x.dtype.type])
 
 
+@st.composite
+def depthwise_configs(draw):
+    """Depthwise convolutions as MobileNet/EfficientNet use them: groups = channels (up to 24,
+    beyond conv_configs' 3 groups), multiplier 1 or 2, kernel 3 or 5, stride 1 or 2."""
+    channels, multiplier = draw(st.integers(1, 24)), draw(st.integers(1, 2))
+    kernel, stride, padding = draw(st.sampled_from([3, 5])), draw(st.integers(1, 2)), draw(st.integers(0, 2))
+    size = kernel + draw(st.integers(0, 8))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((draw(st.integers(1, 2)), channels, size, size)).astype(dtype)
+    weight = rng.standard_normal((channels * multiplier, 1, kernel, kernel)).astype(dtype)
+    bias = rng.standard_normal(channels * multiplier).astype(dtype) if draw(st.booleans()) else None
+    return x, weight, bias, dict(stride=stride, padding=padding, dilation=1, groups=channels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(depthwise_configs(), st.integers(0, 2**32 - 1))
+def test_depthwise_conv2d_forward_and_backward_match_torch(config, seed):
+    x, weight, bias, kwargs = config
+    expected = torch_conv(x, weight, bias, kwargs)
+    np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs), expected, **TOLERANCE[x.dtype.type])
+    grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
+    ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+
+
 def test_kernel_is_not_flipped():
     # Cross-correlation: a kernel with a single 1 in its top-left corner reads the pixel up-left.
     image = np.arange(16.0).reshape(1, 1, 4, 4)
