@@ -1,4 +1,5 @@
 """utils.efficiency: the formulas agree with real torch layers, and the hooks agree with the formulas."""
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -106,3 +107,77 @@ def test_bad_input_is_a_clear_value_error(call, words):
     with pytest.raises(ValueError) as info:
         call()
     assert all(w in str(info.value) for w in words)
+
+
+# --- input shapes and dense equivalents of profiled layers -------------------------------------
+
+def test_profile_records_each_layers_input_shape_and_dense_equivalent_uses_it():
+    costs = profile_model(small_model(), (1, 16, 16))
+    assert [c.input_shape for c in costs] == [(1, 16, 16), (8, 16, 16), (8, 16, 16), (8, 8, 8),
+                                              (16, 3, 3), (16, 3, 3), (144,)]
+    assert conv2d_cost(8, 16, 3, 8, stride=2).input_shape == costs[3].input_shape
+    assert dense_equivalent(costs[3]) == dense_equivalent(costs[3], (8, 8, 8))
+    assert dense_equivalent(costs[3]).params == 8 * 8 * 8 * 16 * 3 * 3 + 16 * 3 * 3
+
+
+def test_dense_equivalent_without_any_input_shape_is_a_clear_error():
+    from utils.efficiency import LayerCost
+    with pytest.raises(ValueError, match="input_shape"):
+        dense_equivalent(LayerCost("x", "conv2d", 1, 1, (1, 2, 2)))
+
+
+# --- time_inference and time_layers: behaviour only, never a timing threshold ------------------
+
+class Recorder(nn.Module):
+    """Records, at every call, its label, whether autograd was on and whether it was training."""
+
+    def __init__(self, label, log):
+        super().__init__()
+        self.label, self.log = label, log
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, x):
+        self.log.append((self.label, torch.is_grad_enabled(), self.training))
+        return self.linear(x)
+
+
+def test_time_inference_warms_up_then_interleaves_repeats_without_grad_in_eval_mode():
+    from utils.efficiency import time_inference
+    log = []
+    a, b = Recorder("a", log), Recorder("b", log).eval()
+    timings = time_inference({"a": a, "b": b}, torch.zeros(5, 3), repeats=4, warmup=2)
+    assert list(timings) == ["a", "b"]
+    assert [label for label, *_ in log] == ["a", "a", "b", "b"] + ["a", "b"] * 4
+    assert all(not grad and not training for _, grad, training in log)
+    assert a.training and not b.training                     # modes restored
+    for label, timing in timings.items():
+        assert timing.name == label and timing.batch_size == 5 and len(timing.seconds) == 4
+        assert all(s > 0 for s in timing.seconds)
+        assert timing.median == pytest.approx(float(np.median(timing.seconds)))
+        assert timing.per_image == pytest.approx(timing.median / 5)
+
+
+def test_time_inference_of_a_single_module_and_bad_arguments():
+    from utils.efficiency import time_inference
+    timing = time_inference(nn.Linear(3, 2), torch.zeros(1, 3), repeats=1, warmup=0)
+    assert list(timing) == ["model"] and len(timing["model"].seconds) == 1
+    for kwargs, words in (({"repeats": 0}, "repeats"), ({"warmup": -1}, "warmup")):
+        with pytest.raises(ValueError, match=words):
+            time_inference(nn.Linear(3, 2), torch.zeros(1, 3), **kwargs)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        time_inference(nn.Linear(3, 2), np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match="no models"):
+        time_inference({}, torch.zeros(1, 3))
+
+
+def test_time_layers_gives_one_entry_per_leaf_call_in_profile_order_and_cleans_up():
+    from utils.efficiency import time_layers
+    model = small_model().train()
+    times = time_layers(model, torch.zeros(4, 1, 16, 16), repeats=3, warmup=1)
+    costs = profile_model(model, (1, 16, 16))
+    assert [(t.name, t.kind) for t in times] == [(c.name, c.kind) for c in costs]
+    assert all(t.seconds > 0 for t in times)
+    assert model.training and all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    layer = nn.Linear(5, 5)                                   # a layer called twice: two entries
+    assert [t.name for t in time_layers(nn.Sequential(layer, nn.ReLU(), layer), torch.zeros(1, 5),
+                                        repeats=2)] == ["0", "1", "0"]

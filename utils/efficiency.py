@@ -10,9 +10,15 @@ A multiply-add (MAC) is one ``a * b + c``; the bias addition is not counted (as 
 Activation memory is what one input image leaves behind in a layer's output, the tensor a
 training step keeps for the backward pass: ``activations`` elements, ``activations * 4`` bytes
 in float32.  All counts are *per image* (batch size 1).
+
+None of these counts is a *time*.  :func:`time_inference` and :func:`time_layers` measure the
+wall-clock time of forward passes (eval mode, ``torch.no_grad``, warm-up calls first, the median
+of repeats), which depends on the machine, the batch size and the memory traffic of each layer
+as much as on its multiply-adds (chapter 9 shows by how much).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from math import prod
 from typing import Sequence
@@ -34,12 +40,14 @@ class LayerCost:
         params: number of learnable numbers (weights + biases).
         macs: multiply-adds of one forward pass.
         output_shape: shape of the output for one image, ``(C, H, W)`` or ``(F,)``.
+        input_shape: shape of the (first) input for one image; ``()`` when unknown.
     """
     name: str
     kind: str
     params: int
     macs: int
     output_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] = ()
 
     @property
     def activations(self) -> int:
@@ -82,7 +90,7 @@ def conv2d_cost(in_channels: int, out_channels: int, kernel_size: int | Sequence
     weights_per_output = (in_channels // groups) * kernel[0] * kernel[1]
     params = out_channels * weights_per_output + (out_channels if bias else 0)
     macs = out_channels * out_hw[0] * out_hw[1] * weights_per_output
-    return LayerCost(name, "conv2d", params, macs, (out_channels, *out_hw))
+    return LayerCost(name, "conv2d", params, macs, (out_channels, *out_hw), (in_channels, *size))
 
 
 def linear_cost(in_features: int, out_features: int, bias: bool = True,
@@ -96,22 +104,28 @@ def linear_cost(in_features: int, out_features: int, bias: bool = True,
     if in_features <= 0 or out_features <= 0:
         raise ValueError(f"in_features={in_features} and out_features={out_features} must be positive")
     params = in_features * out_features + (out_features if bias else 0)
-    return LayerCost(name, "linear", params, in_features * out_features, (out_features,))
+    return LayerCost(name, "linear", params, in_features * out_features, (out_features,), (in_features,))
 
 
-def dense_equivalent(conv: LayerCost, input_shape: Sequence[int], name: str = "dense") -> LayerCost:
+def dense_equivalent(conv: LayerCost, input_shape: Sequence[int] | None = None,
+                     name: str = "dense") -> LayerCost:
     """The dense layer that maps the same input to an output of the same size as ``conv``.
 
     Args:
         conv: the cost of a convolutional layer (its ``output_shape`` is ``(C_out, H_out, W_out)``).
-        input_shape: that layer's input for one image, ``(C_in, H, W)``.
+        input_shape: that layer's input for one image, ``(C_in, H, W)``; ``None``: the
+            ``input_shape`` recorded in ``conv`` (by :func:`conv2d_cost` or :func:`profile_model`).
 
     Returns:
         the :class:`LayerCost` of ``Linear(C_in*H*W, C_out*H_out*W_out)`` (output reshaped to the
         conv's ``output_shape``): what the conv layer would cost without locality and weight sharing.
     """
+    if input_shape is None:
+        input_shape = conv.input_shape
+    if not input_shape:
+        raise ValueError(f"{conv.name!r} records no input shape: pass input_shape=(C, H, W)")
     dense = linear_cost(prod(input_shape), conv.activations, name=name)
-    return LayerCost(name, "linear", dense.params, dense.macs, conv.output_shape)
+    return LayerCost(name, "linear", dense.params, dense.macs, conv.output_shape, tuple(input_shape))
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:
@@ -159,8 +173,10 @@ def profile_model(model, input_shape: Sequence[int]) -> list[LayerCost]:
         def hook(module, inputs, output):
             params = 0 if id(module) in seen else sum(p.numel() for p in module.parameters(recurse=False))
             seen.add(id(module))
+            first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
             costs.append(LayerCost(name, _kind_of(module), params, _macs_of(module, output),
-                                   tuple(output.shape[1:])))
+                                   tuple(output.shape[1:]),
+                                   tuple(first.shape[1:]) if first is not None else ()))
         return hook
 
     for name, module in model.named_modules():
@@ -193,3 +209,142 @@ def cost_table(costs: Sequence[LayerCost]) -> str:
         rows.append(f"{c.name:<14}{c.kind:<12}{shape:>14}{c.params:>12,}{c.macs:>14,}"
                     f"{c.activation_bytes / 1024:>10.1f}")
     return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Measured time (chapter 9): what the counts above do not tell
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of repeated forward passes of one model on one batch.
+
+    Attributes:
+        name: the model's label.
+        batch_size: images per forward pass.
+        seconds: one entry per timed repeat (warm-up calls excluded), in the order they ran.
+    """
+    name: str
+    batch_size: int
+    seconds: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """Median seconds per forward pass: robust to the odd repeat slowed by other programs."""
+        return float(np.median(self.seconds))
+
+    @property
+    def per_image(self) -> float:
+        """Median seconds per image (``median / batch_size``)."""
+        return self.median / self.batch_size
+
+
+def _check_repeats(repeats: int, warmup: int) -> None:
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+
+
+def time_inference(models, x, repeats: int = 21, warmup: int = 3) -> dict[str, Timing]:
+    """Median-of-repeats inference time of one or several models on the same batch.
+
+    Each model runs in eval mode under ``torch.no_grad()`` (no autograd graph is built, dropout
+    and BatchNorm behave as at test time); ``warmup`` untimed calls come first (the first calls
+    allocate memory and pick kernels); then the ``repeats`` timed calls go round-robin over the
+    models, so that a burst of load on a shared machine slows all of them alike.  Threads: as
+    set by the caller (``torch.set_num_threads``).  Every model's training/eval mode is restored.
+
+    Args:
+        models: a ``torch.nn.Module`` or a mapping ``{label: module}``.
+        x: the input batch, a tensor ``(N, C, H, W)`` (or any shape the models accept).
+        repeats, warmup: timed and untimed calls per model.
+
+    Returns:
+        ``{label: Timing}`` (label ``"model"`` for a single module), in the given order.
+    """
+    import torch
+
+    _check_repeats(repeats, warmup)
+    named = dict(models) if hasattr(models, "items") else {"model": models}
+    if not named:
+        raise ValueError("no models to time")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor batch, got {type(x).__name__}")
+    modes = {label: model.training for label, model in named.items()}
+    seconds = {label: [] for label in named}
+    try:
+        with torch.no_grad():
+            for model in named.values():
+                model.eval()
+                for _ in range(warmup):
+                    model(x)
+            for _ in range(repeats):
+                for label, model in named.items():
+                    start = time.perf_counter()
+                    model(x)
+                    seconds[label].append(time.perf_counter() - start)
+    finally:
+        for label, model in named.items():
+            model.train(modes[label])
+    batch = int(x.shape[0]) if x.ndim else 1
+    return {label: Timing(label, batch, tuple(s)) for label, s in seconds.items()}
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """Median wall-clock seconds of one leaf layer call inside a model's forward pass."""
+    name: str
+    kind: str
+    seconds: float
+
+
+def time_layers(model, x, repeats: int = 11, warmup: int = 2) -> list[LayerTime]:
+    """Time every leaf layer of ``model`` on the batch ``x`` (eval mode, ``torch.no_grad``).
+
+    Hooks read the clock before and after every leaf module call; the median over ``repeats``
+    forward passes is kept per call.  Work done *between* modules (functional calls such as
+    ``F.relu6`` or ``F.pad`` inside a ``forward``, residual additions) belongs to no layer: compare
+    the sum with :func:`time_inference` to see it.  The hooks themselves cost a few microseconds.
+
+    Returns:
+        one :class:`LayerTime` per leaf module call, in the order they ran - the same order and
+        names as :func:`profile_model`, so the two lists can be zipped.
+    """
+    import torch
+
+    _check_repeats(repeats, warmup)
+    current: list[tuple[str, str, float]] = []   # (name, kind, seconds) of each call in one pass
+    starts: list[float] = []
+    handles = []
+
+    def before(module, inputs):
+        starts.append(time.perf_counter())
+
+    def after(name):
+        def hook(module, inputs, output):
+            current.append((name, _kind_of(module), time.perf_counter() - starts.pop()))
+        return hook
+
+    for name, module in model.named_modules():
+        if not any(True for _ in module.children()):
+            handles.append(module.register_forward_pre_hook(before))
+            handles.append(module.register_forward_hook(after(name)))
+    was_training = model.training
+    runs = []
+    try:
+        model.eval()
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                current.clear()
+                model(x)
+                if i >= warmup:
+                    runs.append(list(current))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    calls = [(name, kind) for name, kind, _ in runs[0]]
+    medians = np.median(np.array([[t for *_, t in run] for run in runs]), axis=0) if calls else []
+    return [LayerTime(name, kind, float(t)) for (name, kind), t in zip(calls, medians)]
