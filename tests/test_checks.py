@@ -8,8 +8,16 @@ from hypothesis import given, settings, strategies as st
 from scipy.signal import convolve2d, correlate2d
 
 from utils import checks as C
-from utils.checks import engine, ex03, ex06, ex07
+from utils.checks import engine, ex03, ex06, ex07, rules
 from utils import functional as F
+
+
+@pytest.fixture(autouse=True)
+def values_only(request, monkeypatch):
+    """Most tests here use SciPy/``utils.functional`` as oracles for right and wrong answers: they test
+    the *values* side of the checks, so the source rules are off except in the tests named ``*rule*``."""
+    if "rule" not in request.node.name:
+        monkeypatch.setattr(rules, "_tree", lambda fn: None)
 
 
 def pad_pair(padding):
@@ -175,7 +183,7 @@ MISCONCEPTIONS = [
     ("conv bias summed", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw)
         + (0 if b is None else b.sum()), "bias not broadcast"),
     ("conv float64", C.check_conv2d, lambda *a, **kw: F.conv2d(*[v if v is None else v.astype(np.float64)
-                                                                 for v in a], **kw), "wrong dtype"),
+                                                                 for v in a], **kw), "dtype is wrong"),
     ("conv one row short", C.check_conv2d, lambda *a, **kw: F.conv2d(*a, **kw)[..., :-1, :-1], "off-by-one"),
     ("conv first channel", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x[:, :1], w[:, :1], b, **kw),
         "first input channel"),
@@ -200,7 +208,7 @@ MISCONCEPTIONS = [
         [np.stack([correlate2d(x[c], w[o, c], "valid") for c in range(x.shape[0])]) for o in range(w.shape[0])]),
         "channels not summed"),
     ("relu abs", C.check_relu, np.abs, "absolute value"),
-    ("relu np.max", C.check_relu, lambda x: np.max(x, 0), "np.maximum"),
+    ("relu np.max", C.check_relu, lambda x: np.max(x, 0), "is a reduction"),
     ("relu in place", C.check_relu, lambda x: np.maximum(x, 0, out=x), "in place"),
     ("relu_backward mask", C.check_relu_backward, lambda g, x: (x > 0).astype(x.dtype), "chain rule"),
     ("relu_backward at 0", C.check_relu_backward, lambda g, x: g * (x >= 0), "exactly 0"),
@@ -217,7 +225,7 @@ MISCONCEPTIONS = [
         "sum instead of mean"),
     ("max backward spread", C.check_max_pool2d_backward, lambda g, x, k, stride=None:
         F.avg_pool2d_backward(g, x, k, stride), "spread over the whole window"),
-    ("max backward overwrite", C.check_max_pool2d_backward, max_scatter_overwrite, "use +="),
+    ("max backward overwrite", C.check_max_pool2d_backward, max_scatter_overwrite, "*sum* of their gradients"),
     ("receptive field no strides", C.check_receptive_field, lambda L: 1 + sum(k - 1 for k, s in L),
         "strides ignored"),
     ("cnn flatten NHWC", C.check_cnn_forward, lambda x, p: ex07._numpy_cnn(x, p, flatten_nhwc=True), "NHWC order"),
@@ -358,11 +366,11 @@ LEARNER_REGRESSIONS = [
      "`a[p:-p]` is `a[0:0]`"),
     ("zero_pad dtype hint names its argument", C.check_zero_pad,
      lambda x, p: np.pad(x, ((0, 0), (0, 0), (engine._pair(p)[0],) * 2, (engine._pair(p)[1],) * 2)).astype(np.float64),
-     "dtype=x.dtype"),
+     "the dtype of `x`"),
     ("bias added along the last axis crashes", C.check_conv2d,
-     lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw) + (0 if b is None else b), "reshape it to (1, C_out, 1, 1)"),
+     lambda x, w, b=None, **kw: F.conv2d(x, w, None, **kw) + (0 if b is None else b), "up with the *last* axis (width)"),
     ("if bias:", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w, b if b else None, **kw),
-     "`if bias is not None:`"),
+     "whether it is None"),
     ("output as large as the input names only that", C.check_response_map,
      lambda im, k: correlate2d(im, k, "same"), "as large as the input"),
     ("backward stride ignored", C.check_conv2d_backward,
@@ -457,3 +465,90 @@ def test_an_empty_slice_bug_inside_a_helper_is_explained_where_it_surfaces():
         return out
     with pytest.raises(C.CheckFailed, match=re.escape("`a[p:-p]` is `a[0:0]`")):
         C.check_conv2d(lambda x, w, b=None, **kw: F.conv2d(zero_pad(x, 0), w, b))
+
+
+# ---------------------------------------------------------------- hints added for issue 9 (each names one mistake)
+
+def _crop_to(right, wrong):
+    """``wrong``'s output cropped to ``right``'s height and width: the output size was computed right,
+    the windows were taken wrong."""
+    def crop(x, w, b=None, **kw):
+        h, wd = right(x, w, b, **kw).shape[2:]
+        return wrong(x, w, b, **kw)[..., :h, :wd]
+    return crop
+
+
+def _conv_with(**fixed):
+    return lambda x, w, b=None, **kw: F.conv2d(x, w, b, **{**kw, **fixed})
+
+
+def _channels_averaged(x, w, b=None, **kw):
+    out = F.conv2d(x, w, None, **kw) / x.shape[1]
+    return out if b is None else out + b[None, :, None, None]
+
+
+def _unpadded_loops(x, w, b=None, stride=1, padding=0, dilation=1):
+    """conv2d with loops whose output size counts the padding but whose windows come from the unpadded input."""
+    (sh, sw), (ph, pw) = engine._pair(stride), engine._pair(padding)
+    kh, kw = w.shape[2:]
+    h_out, w_out = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+    out = np.zeros((x.shape[0], w.shape[0], h_out, w_out), dtype=x.dtype)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x[:, None, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            out[:, :, i, j] = (window * w[None]).sum(axis=(2, 3, 4))
+    return out if b is None else out + b[None, :, None, None]
+
+
+def _backward_ints_only(g, x, w, stride=1, padding=0):
+    return F.conv2d_backward(g, x, w, stride * 1, padding + 0)          # TypeError for (h, w) pairs
+
+
+NEW_HINTS = [
+    # (id, check, wrong answer, words of the hint); all on the *visible* check
+    ("stride ignored only in the slice", C.check_conv2d, _crop_to(F.conv2d, _conv_with(stride=1)),
+     "stride ignored in the window slice"),
+    ("dilation ignored only in the slice", C.check_conv2d, _crop_to(F.conv2d, _conv_with(dilation=1)),
+     "dilation ignored in the window slice"),
+    ("channels averaged", C.check_conv2d, _channels_averaged, "channels averaged instead of summed"),
+    ("always filter 0", C.check_conv2d, lambda x, w, b=None, **kw: F.conv2d(x, w[[0] * len(w)], b, **kw),
+     "every output channel uses filter 0"),
+    ("always filter 0 in feature_maps", C.check_feature_maps,
+     lambda im, fs: np.stack([correlate2d(im, fs[0], "valid") for _ in fs]), "every output channel uses filter 0"),
+    ("channels averaged in multichannel_conv", C.check_multichannel_conv,
+     lambda x, w, b: _channels_averaged(x[None], w, b)[0], "channels averaged instead of summed"),
+    ("missing padding", C.check_conv2d, _unpadded_loops, "missing padding"),
+    ("max-pool backward feeds every tied maximum", C.check_max_pool2d_backward,
+     lambda g, x, k, stride=None: ex06._max_pool_all_ties(g, x, k, stride), "every tied maximum"),
+    ("patch_response accepts a (2, 3) patch with a (3, 2) kernel", C.check_patch_response,
+     lambda p, k: with_error(p.size != k.size, float(np.sum(p.ravel() * k.ravel()))), "(3, 2) kernel"),
+    ("conv2d_backward for ints only fails visibly", C.check_conv2d_backward, _backward_ints_only,
+     "(height, width) pair"),
+    ("conv biases forgotten", C.check_cnn_forward, lambda x, p: ex07._numpy_cnn(x, p, conv_bias=False),
+     "conv biases forgotten"),
+    ("ReLU on the logits", C.check_cnn_forward, lambda x, p: ex07._numpy_cnn(x, p, relu_logits=True),
+     "ReLU on the logits"),
+    ("bias=False ignored", C.check_conv_params, lambda ci, co, k, bias=True: ci * co * k * k + co,
+     "`bias=False` ignored"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, words", [h[1:] for h in NEW_HINTS], ids=[h[0] for h in NEW_HINTS])
+def test_new_hint_names_the_mistake_alone(check, wrong, words):
+    with pytest.raises(C.CheckFailed) as failure:
+        check(wrong)
+    message = str(failure.value)
+    assert words in message, message
+    assert message.count("Likely misconception") <= 1, message     # told apart from look-alikes
+
+
+@pytest.mark.parametrize("in_features", [16 * 8 * 8, 8 * 4 * 4, 16 * 16 * 16])
+def test_build_cnn_names_the_flatten_size(in_features):
+    from torch import nn
+
+    def build(n):
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(in_features, n))
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_build_cnn(build)
+    assert f"takes {in_features} inputs" in str(failure.value) and "16×4×4 = 256" in str(failure.value)

@@ -41,6 +41,17 @@ def _conv_suspects(view: Callable = lambda out: out, to_nchw: Callable | None = 
     def bias_added(how):
         return lambda x, w, b, kw: None if b is None else how(conv(x, w, None, kw), b, x)
 
+    def crop_to_output(x, w, b, kw, **changes):
+        """The right output size, but the windows taken as if ``changes`` held (a slice that forgot them)."""
+        h_out, w_out = conv(x, w, b, kw).shape[2:]
+        return conv(x, w, b, kw, **changes)[..., :h_out, :w_out]
+
+    def channels_averaged(x, w, b, kw):
+        if x.shape[1] < 2:
+            return None
+        out = conv(x, w, None, kw) / x.shape[1]
+        return out if b is None else out + b[None, :, None, None]
+
     def shape_of(change):
         def shape(x, w, b, kw):
             n, f, h, wd = conv(x, w, b, kw).shape
@@ -59,6 +70,16 @@ def _conv_suspects(view: Callable = lambda out: out, to_nchw: Callable | None = 
                 bias_added(lambda o, b, x: o + b if o.shape[-1] == b.shape[0] else None)),
         suspect("only the first input channel is used: sum the products over *all* input channels.",
                 lambda x, w, b, kw: conv(x[:, :1], w[:, :1], b, kw) if x.shape[1] > 1 else None),
+        suspect("channels averaged instead of summed: output channel f is the *sum* over the input "
+                "channels of their products with weight[f], not their mean.", channels_averaged),
+        suspect("every output channel uses filter 0: output channel f is computed with its own filter "
+                "weight[f].", lambda x, w, b, kw: None if w.shape[0] < 2 else conv(x, w[[0] * w.shape[0]], b, kw)),
+        suspect("stride ignored in the window slice: the output size accounts for the stride, but output "
+                "(i, j) reads the window starting at (i, j) instead of (i * stride_h, j * stride_w).",
+                lambda x, w, b, kw: None if _pair(kw.get("stride", 1)) == (1, 1) else crop_to_output(x, w, b, kw, stride=1)),
+        suspect("dilation ignored in the window slice: the output size accounts for the dilation, but the "
+                "window's taps are read next to each other instead of `dilation` pixels apart.",
+                lambda x, w, b, kw: None if _pair(kw.get("dilation", 1)) == (1, 1) else crop_to_output(x, w, b, kw, dilation=1)),
         suspect("only the first image of the batch is processed.",
                 lambda x, w, b, kw: conv(x[:1], w, b, kw) if x.shape[0] > 1 else None),
         suspect("stride ignored: move the window `stride` pixels at a time.",
@@ -97,8 +118,17 @@ def _bias_broadcast_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -
     bias = dict(zip(arg_names, case.args)).get("bias")
     if bias is not None and "broadcast" in str(exc) and f"({len(bias)},)" in str(exc):
         return ("bias not broadcast per output channel: `out + bias` lines a (C_out,) bias up with the "
-                "*last* axis (width); reshape it to (1, C_out, 1, 1), or add bias[f] to channel f.")
+                "*last* axis (width), while bias[f] belongs to channel f (axis 1).")
     return None
+
+
+def _unpadded_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
+    """Windows at the border cut short: the output size counted the padding, the input was not padded."""
+    padding = {**dict(zip(arg_names, case.args)), **case.kwargs}.get("padding", 0)
+    if padding in (None, 0) or _pair(padding) == (0, 0) or "broadcast" not in str(exc):
+        return None
+    return ("missing padding: the output size counts the `padding` zeros, but the windows were cut from "
+            "the unpadded input, so those at the bottom/right border come out smaller than the kernel.")
 
 
 def _conv_case(rng, label, x_shape, w_shape, bias=False, dtype=np.float64, **kwargs) -> Case:

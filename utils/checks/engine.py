@@ -5,6 +5,9 @@ A check (one per exercise, in ``utils/checks/exNN.py``) builds cases and suspect
 """
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -15,7 +18,40 @@ from utils.functional._validate import pair as _validated_pair
 
 
 class CheckFailed(AssertionError):
-    """A learner's function gave a wrong result; the message says where and (likely) why."""
+    """A learner's function gave a wrong result; the message says where and (likely) why.
+
+    In IPython/Jupyter the error shows only its message (``_render_traceback_``): no frames of
+    ``utils.checks``, whose source holds the reference computations.  The traceback is dropped for
+    plain Python too (``__traceback__`` cleared when raised through :func:`fail`).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+def fail(message: str) -> None:
+    """Raise :class:`CheckFailed` with ``message`` (and no chained cause)."""
+    raise CheckFailed(message) from None
+
+
+# Inputs of the hidden tests are described by kind (shapes, dtypes, settings), never dumped.
+_KIND_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("convcourse_kind_only", default=False)
+
+
+def learner_check(check: Callable) -> Callable:
+    """Decorator of a ``check_*(fn, hidden=False, ...)``: with ``hidden=True`` the failure messages
+    describe inputs by kind only (the grader's hidden tests stay hidden)."""
+    signature = inspect.signature(check)
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        hidden = bool(signature.bind(*args, **kwargs).arguments.get("hidden", False))
+        token = _KIND_ONLY.set(hidden or _KIND_ONLY.get())
+        try:
+            return check(*args, **kwargs)
+        finally:
+            _KIND_ONLY.reset(token)
+    return wrapper
 
 
 # ---------------------------------------------------------------- the checking machinery
@@ -70,6 +106,8 @@ def _describe_value(value: Any) -> str:
         return f"dict of arrays with shapes {{{shapes}}} (random values)"
     if isinstance(value, np.ndarray):
         head = f"array of shape {value.shape}, dtype {value.dtype}"
+        if _KIND_ONLY.get():
+            return head + " (values of a hidden test are not shown)"
         if value.size <= 40:
             body = np.array2string(value, precision=3, separator=", ", suppress_small=True)
             return head + "\n      " + body.replace("\n", "\n      ")
@@ -99,24 +137,24 @@ def _pair_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | No
     pairs = [n for n in _PAIR_ARGS if isinstance(values.get(n), (tuple, list))]
     if not pairs or not isinstance(exc, (TypeError, ValueError, IndexError)):
         return None
-    listed, v = ", ".join(f"`{n}`" for n in pairs), pairs[0]
+    listed = ", ".join(f"`{n}`" for n in pairs)
     return (f"here {listed} {'is a' if len(pairs) == 1 else 'are'} (height, width) pair{'s' * (len(pairs) > 1)}, "
-            f"which the task allows: turn an int or a pair into two numbers first, e.g. "
-            f"`{v[0]}h, {v[0]}w = ({v}, {v}) if isinstance({v}, int) else {v}`.")
+            f"which the task allows, but your code treats {'it' if len(pairs) == 1 else 'them'} as a single "
+            f"number.")
 
 
 def _array_condition_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
     if "truth value of an array" in str(exc):
-        return ("an array was used as a condition (e.g. `if bias:`); to test whether an optional array "
-                "was given, write `if bias is not None:`.")
+        return ("an array was used as a condition (e.g. `if bias:`): an array of several values is neither "
+                "true nor false. The question to ask about an optional argument is whether it is None.")
     return None
 
 
 def _empty_slice_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> str | None:
     # e.g. "could not broadcast input array from shape (1,1,2,2) into shape (1,1,0,0)"
     if re.search(r"into shape \([^)]*\b0\b", str(exc)):
-        return ("an array was assigned into an empty slice: `a[p:-p]` is `a[0:0]` (empty) when p is 0; "
-                "slice the middle with `p:p + H` instead.")
+        return ("an array was assigned into an empty slice: `a[p:-p]` is `a[0:0]` (empty) when p is 0, "
+                "because `-0` is `0`.")
     return None
 
 
@@ -182,11 +220,47 @@ def _suspected(got: np.ndarray, want: np.ndarray, case: Case, suspects: Sequence
     return list(dict.fromkeys(values or shapes[:1]))
 
 
+def _evidence(got: np.ndarray, want: np.ndarray, case: Case, suspect: Suspect, rtol: float, atol: float) -> str:
+    """Whether ``suspect`` explains ``got`` on ``case``: "match", "mismatch" or "n/a" (no evidence)."""
+    try:
+        wrong = suspect.wrong(*case.args, **case.kwargs)
+    except Exception:  # the misconception does not apply to this case
+        return "n/a"
+    if wrong is None:
+        return "n/a"
+    if isinstance(wrong, tuple):
+        return "n/a" if wrong == want.shape else ("match" if got.shape == wrong else "mismatch")
+    wrong = np.asarray(wrong)
+    if _same(want, wrong, rtol, atol):
+        return "n/a"
+    return "match" if _same(got, wrong, rtol, atol) else "mismatch"
+
+
+def _tell_apart(hints: list[str], fn: Callable, later: Sequence[Case], reference: Callable,
+                suspects: Sequence[Suspect], output: Callable | None, name: str, rtol: float,
+                atol: float) -> list[str]:
+    """When several misconceptions explain the first failure, run the later cases and keep those that
+    also explain (or do not contradict) the learner's outputs there; never drops every hint."""
+    by_hint = {s.hint: s for s in suspects}
+    for case in later:
+        if len(hints) < 2:
+            break
+        try:
+            raw = fn(*case.args, **case.kwargs)
+            got = output(raw) if output else _as_array(raw, name)
+            want = np.asarray(reference(*case.args, **case.kwargs))
+        except Exception:  # a crash on a later case tells nothing more about these hints
+            break
+        kept = [h for h in hints if _evidence(got, want, case, by_hint[h], rtol, atol) != "mismatch"]
+        hints = kept or hints
+    return hints
+
+
 def _truncation_hint(got: np.ndarray, want: np.ndarray, arg_names: Sequence[str]) -> list[str]:
     """An integer result where floats are expected: fractions were cut off (`int(...)`, an int array)."""
     if np.issubdtype(got.dtype, np.integer) and np.issubdtype(want.dtype, np.floating):
-        return [f"your result is an integer ({got.dtype}), so fractions were cut off: keep floats "
-                f"(no `int(...)`; create arrays with `dtype={arg_names[0]}.dtype` or the default float)."]
+        return [f"your result is an integer ({got.dtype}), so fractions were cut off: an `int(...)`, or an "
+                f"array created with an integer dtype, keeps only whole numbers."]
     return []
 
 
@@ -205,9 +279,8 @@ def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_
         return (f"the shape is right but {int(wrong.sum())} of {wrong.size} values are wrong "
                 f"(the first one at index {first}, where you returned {got[first]:.4g}).")
     if check_dtype and got.dtype != want.dtype:
-        return (f"the values are right but the dtype is {got.dtype}; expected {want.dtype} "
-                f"(wrong dtype: create the output with the input's dtype, e.g. "
-                f"`np.zeros(shape, dtype={first_arg}.dtype)`, or convert it with `.astype({first_arg}.dtype)`).")
+        return (f"the values are right but the dtype is wrong: {got.dtype}, expected {want.dtype} (the dtype "
+                f"of `{first_arg}`; an array created without a dtype is float64, whatever the input was).")
     return None
 
 
@@ -226,7 +299,7 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
         output: optional; turns what ``fn`` returned into the array to compare (default ``np.asarray``).
         crash_hints: explain typical crashes of ``fn`` (besides the generic ones of :func:`_call`).
     """
-    for case in cases:
+    for index, case in enumerate(cases):
         want = np.asarray(reference(*case.args, **case.kwargs))
         before = [a.copy() if isinstance(a, np.ndarray) else None for a in case.args]
         raw = _call(fn, case, name, arg_names, crash_hints)
@@ -238,6 +311,8 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
         dtype_only = got.shape == want.shape and _same(got, want, rtol, atol)
         hints = [] if dtype_only else (_suspected(got, want, case, suspects, rtol, atol)
                                        or _truncation_hint(got, want, arg_names or ("input",)))
+        if len(hints) > 1:
+            hints = _tell_apart(hints, fn, cases[index + 1:], reference, suspects, output, name, rtol, atol)
         likely = "".join(f"\n  Likely misconception: {hint}" for hint in hints)
         raise CheckFailed(f"✗ {name} is wrong on the smallest failing input ({case.label}):\n"
                           f"{describe_case(case, arg_names)}\n  Problem: {problem}{likely}")

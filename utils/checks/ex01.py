@@ -5,16 +5,22 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, CheckFailed, Suspect, _as_array, _ints, _rng, expect_value_error, passed, verify
+from .rules import require_from_scratch
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _ints, _rng, expect_value_error, passed, verify
 from .convolution import _conv_suspects, _reference_conv_view
 
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('get_patch', 'patch_response', 'response_map')
 
 
+
+@learner_check
 def check_get_patch(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image, row, col, size) -> image[row:row+size, col:col+size]`` (ValueError if it sticks out).
 
     image (H, W) or (H, W, C); the patch's top-left pixel is (row, col).
     """
+    require_from_scratch(fn, "get_patch", SET_FUNCTIONS)
     image = np.arange(30.0).reshape(5, 6)
     cases = [Case("a 2x2 patch at the top-left corner", (image, 0, 0, 2)),
              Case("a 3x3 patch inside", (image, 1, 2, 3)),
@@ -51,8 +57,10 @@ def _scalar(name: str):
     return convert
 
 
+@learner_check
 def check_patch_response(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(patch, kernel) -> float``: the sum of element-wise products (one output of a convolution)."""
+    require_from_scratch(fn, "patch_response", SET_FUNCTIONS)
     rng = _rng(6)
     cases = [Case("a 2x2 patch", (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [2.0, -1.0]]))),
              Case("a 3x3 edge kernel", (_ints(rng, 3, 3), np.array([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]))),
@@ -69,13 +77,18 @@ def check_patch_response(fn: Callable, hidden: bool = False) -> None:
     verify(fn, "patch_response", ("patch", "kernel"), cases,
            _reference_conv_view(to_nchw, lambda out: out[0, 0, 0, 0]), suspects, check_dtype=False,
            output=_scalar("patch_response"))
-    expect_value_error(fn, "patch_response", ("patch", "kernel"),
-                       Case("shapes differ", (np.ones((3, 3)), np.ones((2, 2)))), "patch and kernel shapes differ")
+    for bad in [Case("shapes differ", (np.ones((3, 3)), np.ones((2, 2)))),
+                Case("a (2, 3) patch and a (3, 2) kernel: as many values, other shapes",
+                     (np.ones((2, 3)), np.ones((3, 2))))]:
+        expect_value_error(fn, "patch_response", ("patch", "kernel"), bad,
+                           f"patch and kernel shapes differ: {bad.label}")
     passed(f"patch_response gives the weighted sum on {len(cases)} patches and refuses mismatched shapes")
 
 
+@learner_check
 def check_response_map(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image, kernel) -> (H - kH + 1, W - kW + 1)``: the kernel's response at every position."""
+    require_from_scratch(fn, "response_map", SET_FUNCTIONS)
     rng = _rng(7)
     cases = [Case("a 3x4 image, 2x2 kernel", (np.arange(12.0).reshape(3, 4), np.array([[1.0, 2.0], [0.0, -1.0]]))),
              Case("a 5x5 image, 3x3 kernel", (_ints(rng, 5, 5), _ints(rng, 3, 3))),

@@ -5,8 +5,13 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import (Case, Suspect, _functional, _ints, _integer_output, _pair, _rng, expect_value_error, passed, verify)
-from .convolution import _CONV_ARGS, _bias_broadcast_hint, _conv_suspects, conv2d_cases
+from .rules import require_from_scratch
+from .engine import (learner_check, Case, Suspect, _functional, _ints, _integer_output, _pair, _rng, expect_value_error, passed, verify)
+from .convolution import _CONV_ARGS, _bias_broadcast_hint, _conv_suspects, _unpadded_hint, conv2d_cases
+from .rules import require_no_position_loops
+
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('conv_output_size', 'zero_pad', 'conv2d_loops', 'conv2d_vectorized', 'conv2d_backward')
 
 
 
@@ -34,8 +39,10 @@ def _size_suspects() -> list[Suspect]:
     ]
 
 
+@learner_check
 def check_output_size(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(size, kernel_size, stride=1, padding=0, dilation=1) -> int`` (the output-size formula)."""
+    require_from_scratch(fn, "conv_output_size", SET_FUNCTIONS)
     F = _functional()
     cases = [Case("no padding, stride 1", (5, 3)),
              Case("a 1-wide kernel", (4, 1)),
@@ -91,8 +98,10 @@ def _pad_suspects() -> list[Suspect]:
     ]
 
 
+@learner_check
 def check_zero_pad(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, padding) -> x`` zero-padded on height and width; x is (N, C, H, W), padding int or pair."""
+    require_from_scratch(fn, "zero_pad", SET_FUNCTIONS)
     rng = _rng(2)
     cases = [Case("one image, one channel, padding 1", (_ints(rng, 1, 1, 2, 3) + 4, 1)),
              Case("padding 0 changes nothing", (_ints(rng, 1, 1, 2, 2) + 4, 0)),
@@ -106,16 +115,23 @@ def check_zero_pad(fn: Callable, hidden: bool = False) -> None:
     passed(f"zero_pad pads height and width with zeros on {len(cases)} inputs")
 
 
-def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large: bool = False) -> None:
+@learner_check
+def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large: bool = False,
+                 vectorized: bool | None = None) -> None:
     """Check ``fn(input, weight, bias=None, stride=1, padding=0, dilation=1)`` against conv2d.
 
     input (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out,) or None; stride, padding and
     dilation int or (height, width); returns (N, C_out, H_out, W_out) with the input's dtype.
-    ``large=True`` adds a (8, 3, 32, 32) batch (for vectorized versions).
+    ``large=True`` adds a (8, 3, 32, 32) batch (for vectorized versions).  Rules read from the source
+    (:mod:`utils.checks.rules`): from scratch always; no loops over output positions when ``vectorized``
+    (default: when ``name`` is ``"conv2d_vectorized"``, exercise set 03).
     """
+    require_from_scratch(fn, name, SET_FUNCTIONS)
     F = _functional()
     cases = conv2d_cases(hidden, large)
+    if vectorized if vectorized is not None else name == "conv2d_vectorized":
+        require_no_position_loops(fn, name)
     verify(fn, name, _CONV_ARGS, cases, F.conv2d, _conv_suspects(), rtol=1e-4, atol=1e-4,
-           crash_hints=[_bias_broadcast_hint])
+           crash_hints=[_bias_broadcast_hint, _unpadded_hint])
     passed(f"{name} matches the reference conv2d on {len(cases)} inputs "
            f"(bias, channels, batch, stride, padding, dilation, dtype)")

@@ -5,11 +5,16 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, CheckFailed, Suspect, _as_array, _functional, _ints, _pair, _rng, passed, verify
+from .rules import require_from_scratch
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _functional, _ints, _pair, _rng, passed, verify
 from .convolution import conv2d_cases
 
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('nhwc_to_nchw', 'conv2d_vectorized', 'conv2d_backward', 'conv_output_size', 'zero_pad', 'conv2d_loops')
 
 
+
+@learner_check
 def check_nhwc_to_nchw(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(batch) -> batch`` converting (N, H, W, C) to (N, C, H, W)."""
     rng = _rng(3)
@@ -107,15 +112,23 @@ def conv2d_backward_cases(hidden: bool = False) -> list[Case]:
         out_shape = F.conv2d(x, w, None, **case.kwargs).shape
         grad = _ints(_rng(len(cases)), *out_shape)
         cases.append(Case(case.label, (grad, x, w), case.kwargs))
+    # the task allows (height, width) pairs for stride and padding: tested visibly, not only in hidden tests
+    rng = _rng(4)
+    x, w = _ints(rng, 2, 2, 6, 5), _ints(rng, 3, 2, 3, 2)
+    pairs = {"stride": (2, 1), "padding": (1, 0)}
+    grad = _ints(_rng(len(cases)), *F.conv2d(x, w, None, **pairs).shape)
+    cases.insert(min(len(cases), 6), Case("(height, width) pairs for stride and padding", (grad, x, w), pairs))
     return cases
 
 
+@learner_check
 def check_conv2d_backward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(grad_output, input, weight, stride=1, padding=0) -> (grad_input, grad_weight, grad_bias)``.
 
     Shapes: grad_output (N, C_out, H_out, W_out), input (N, C_in, H, W), weight (C_out, C_in, kH, kW);
     the gradients have the shapes of input, weight and (C_out,).
     """
+    require_from_scratch(fn, "conv2d_backward", SET_FUNCTIONS)
     F = _functional()
     name, args = "conv2d_backward", ("grad_output", "input", "weight")
     cases = conv2d_backward_cases(hidden)

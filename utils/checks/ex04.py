@@ -5,8 +5,12 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, CheckFailed, Suspect, _as_array, _call, _functional, _ints, _rng, passed, verify
+from .rules import require_from_scratch
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _call, _functional, _ints, _rng, passed, verify
 from .convolution import _conv_suspects, _reference_conv_view
+
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('edge_filters', 'feature_maps', 'multichannel_conv')
 
 
 
@@ -18,6 +22,7 @@ def _edge_images(size: int = 8) -> dict[str, np.ndarray]:
             "flat grey image": np.full((1, 1, size, size), 0.5)}
 
 
+@learner_check
 def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn() -> (2, 1, 3, 3)`` filters: 0 detects vertical edges, 1 horizontal ones (dark to bright > 0)."""
     bank = _as_array(_call(fn, Case("no arguments", ()), "edge_filters", ()), "edge_filters")
@@ -50,11 +55,13 @@ def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
     passed("edge_filters: filter 0 finds vertical edges, filter 1 horizontal ones, flat regions give 0")
 
 
+@learner_check
 def check_feature_maps(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image, filters) -> (F, H - kH + 1, W - kW + 1)``: one feature map per filter.
 
     image (H, W), filters (F, kH, kW); stride 1, no padding, cross-correlation.
     """
+    require_from_scratch(fn, "feature_maps", SET_FUNCTIONS)
     rng = _rng(8)
     cases = [Case("one filter", (np.arange(12.0).reshape(3, 4), np.array([[[1.0, 2.0], [0.0, -1.0]]]))),
              Case("three 2x2 filters", (_ints(rng, 4, 5), _ints(rng, 3, 2, 2))),
@@ -73,11 +80,13 @@ def check_feature_maps(fn: Callable, hidden: bool = False) -> None:
     passed(f"feature_maps returns one correct map per filter on {len(cases)} inputs")
 
 
+@learner_check
 def check_multichannel_conv(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, weight, bias) -> (C_out, H_out, W_out)`` for one image x (C_in, H, W).
 
     weight (C_out, C_in, kH, kW), bias (C_out,); stride 1, no padding.
     """
+    require_from_scratch(fn, "multichannel_conv", SET_FUNCTIONS)
     rng = _rng(9)
     cases = [Case("two channels, one filter", (_ints(rng, 2, 3, 3), _ints(rng, 1, 2, 2, 2), np.array([1.0]))),
              Case("three channels, two filters", (_ints(rng, 3, 4, 5), _ints(rng, 2, 3, 2, 2), np.array([2.0, 3.0]))),

@@ -5,7 +5,11 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, Suspect, _functional, _ints, _rng, passed, verify
+from .rules import require_from_scratch
+from .engine import learner_check, Case, Suspect, _functional, _ints, _rng, passed, verify
+
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('relu', 'relu_backward', 'compose_kernels')
 
 
 
@@ -19,14 +23,17 @@ def _relu_cases(hidden: bool) -> list[Case]:
     return cases
 
 
+@learner_check
 def check_relu(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x) -> max(x, 0)`` element-wise, any shape, same dtype, input left unchanged."""
+    require_from_scratch(fn, "relu", SET_FUNCTIONS)
     F = _functional()
     suspects = [Suspect("absolute value: ReLU sets negative values to 0, it does not flip their sign.", np.abs),
                 Suspect("values clipped to [0, 1]: ReLU only has a lower bound.", lambda x: np.clip(x, 0, 1)),
                 Suspect("a mask, not the values: ReLU returns x where x > 0 (and 0 elsewhere), not 1.",
                         lambda x: (x > 0).astype(x.dtype)),
-                Suspect("`np.max(x, 0)` reduces along axis 0; the element-wise maximum is `np.maximum(x, 0)`.",
+                Suspect("`np.max(x, 0)` is a reduction: the largest value along axis 0, not a comparison of "
+                        "each value with 0.",
                         lambda x: np.max(x, 0)),
                 Suspect("positive and negative parts swapped: keep the positive values.", lambda x: np.minimum(x, 0)),
                 Suspect("leaky ReLU: plain ReLU gives exactly 0 for negative inputs.", lambda x: np.where(x > 0, x, 0.01 * x))]
@@ -35,8 +42,10 @@ def check_relu(fn: Callable, hidden: bool = False) -> None:
     passed(f"relu is max(x, 0) element-wise on {len(cases)} arrays and keeps the dtype")
 
 
+@learner_check
 def check_relu_backward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(grad_output, x) -> grad_input``: grad_output where x > 0, else 0 (also at x == 0)."""
+    require_from_scratch(fn, "relu_backward", SET_FUNCTIONS)
     F = _functional()
     cases = []
     for i, case in enumerate(_relu_cases(hidden)):
@@ -62,11 +71,13 @@ def _composed_kernel(k1: np.ndarray, k2: np.ndarray, flip: bool = True) -> np.nd
     return _functional().conv2d(k1[None, None], k2[None, None].copy(), padding=padding)[0, 0]
 
 
+@learner_check
 def check_compose_kernels(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(k1, k2) -> k`` with conv2d(conv2d(x, k1), k2) == conv2d(x, k) for every image x.
 
     k1 (a, b), k2 (c, d) single-channel kernels (stride 1, no padding, no bias); k is (a+c-1, b+d-1).
     """
+    require_from_scratch(fn, "compose_kernels", SET_FUNCTIONS)
     rng = _rng(11)
     cases = [Case("two 2x2 kernels", (np.array([[1.0, 2.0], [0.0, -1.0]]), np.array([[0.0, 1.0], [3.0, 1.0]]))),
              Case("3x3 then 2x2", (_ints(rng, 3, 3), _ints(rng, 2, 2))),

@@ -5,7 +5,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .engine import Case, Suspect, _distinct, _functional, _ints, _pair, _rng, passed, verify
+from .rules import require_from_scratch
+from .engine import learner_check, Case, Suspect, _distinct, _functional, _ints, _pair, _rng, passed, verify
+
+#: The functions of this exercise set (they may call each other).
+SET_FUNCTIONS = ('max_pool2d', 'avg_pool2d', 'max_pool2d_backward')
 
 
 
@@ -69,8 +73,10 @@ def _max(x, k, stride=None, padding=0):
     return _functional().max_pool2d(x, k, stride, padding)
 
 
+@learner_check
 def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(input, kernel_size, stride=None, padding=0)`` against max_pool2d (NCHW, per channel)."""
+    require_from_scratch(fn, "max_pool2d", SET_FUNCTIONS)
     cases = _pool_cases(hidden, padding=True)
     suspects = _pool_suspects(_max, _avg, "average pooling") + [
         Suspect("minimum instead of maximum.", lambda x, k, stride=None, padding=0: -_max(-x, k, stride, padding))]
@@ -78,8 +84,10 @@ def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
     passed(f"max_pool2d matches the reference on {len(cases)} inputs (stride, windows, padding, dtype)")
 
 
+@learner_check
 def check_avg_pool2d(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(input, kernel_size, stride=None)`` against avg_pool2d (no padding)."""
+    require_from_scratch(fn, "avg_pool2d", SET_FUNCTIONS)
     cases = _pool_cases(hidden, padding=False)
     area = lambda k: int(np.prod(_pair(k)))
     suspects = _pool_suspects(_avg, _max, "max pooling") + [
@@ -106,6 +114,19 @@ def _max_pool_scatter(grad_output, x, kernel_size, stride=None, accumulate=True)
     return grad.reshape(x.shape)
 
 
+def _max_pool_all_ties(grad_output, x, kernel_size, stride=None):
+    """Max-pool backward that feeds every pixel equal to its window's maximum (ties all win)."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(kernel_size if stride is None else stride)
+    grad = np.zeros_like(x)
+    for i in range(grad_output.shape[2]):
+        for j in range(grad_output.shape[3]):
+            window = x[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            top = window == window.max(axis=(2, 3), keepdims=True)
+            grad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += top * grad_output[:, :, i:i + 1, j:j + 1]
+    return grad
+
+
 def _max_pool_routed(grad_output, x, kernel_size, stride=None, offset=True, row_width=None):
     """Max-pool backward with the argmax located by hand, optionally wrong: ``offset=False`` forgets the
     window's top-left corner, ``row_width`` unravels the flat argmax with another row width."""
@@ -127,14 +148,20 @@ def _max_pool_routed(grad_output, x, kernel_size, stride=None, offset=True, row_
     return grad
 
 
+@learner_check
 def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(grad_output, input, kernel_size, stride=None) -> grad_input`` (input's shape)."""
+    require_from_scratch(fn, "max_pool2d_backward", SET_FUNCTIONS)
     F = _functional()
     cases = []
     for i, case in enumerate(_pool_cases(hidden, padding=False)):
         x, k = case.args
         out_shape = F.max_pool2d(x, k, **case.kwargs).shape
         cases.append(Case(case.label, (_ints(_rng(30 + i), *out_shape, dtype=x.dtype) + 5, x, k), case.kwargs))
+    # ties: PyTorch sends a window's gradient to one maximum, the first in row-major order (np.argmax)
+    ties = np.array([[[[1.0, 3, 3, 0], [3, 2, 1, 1], [0, 0, 2, 2], [0, 1, 2, 2]]]])
+    cases.insert(1, Case("ties: several pixels share a window's maximum", (np.array([[[[1.0, 2], [3, 4]]]]), ties, 2)))
+    cases.insert(5, Case("ties in overlapping windows", (_ints(_rng(29), 1, 1, 3, 3) + 5, ties, 2), {"stride": 1}))
 
     def reference(g, x, k, stride=None):
         return F.max_pool2d_backward(g, x, k, stride)
@@ -143,14 +170,17 @@ def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
                         lambda g, x, k, stride=None: F.avg_pool2d_backward(g, x, k, stride)),
                 Suspect("every pixel of the window got the full gradient: only the maximum gets it.",
                         lambda g, x, k, stride=None: F.avg_pool2d_backward(g, x, k, stride) * np.prod(_pair(k))),
+                Suspect("every tied maximum got the gradient: when several pixels share a window's maximum, "
+                        "only one of them (the first, row by row, as `np.argmax` finds it) receives it, as in "
+                        "PyTorch.", _max_pool_all_ties),
                 Suspect("overlapping windows overwrite each other: a pixel that is the maximum of several "
-                        "windows receives the *sum* of their gradients (use +=).",
+                        "windows receives the *sum* of their gradients, not only the last one written.",
                         lambda g, x, k, stride=None: _max_pool_scatter(g, x, k, stride, accumulate=False)),
                 Suspect("the argmax is a position *inside the window*: add the window's top-left corner "
                         "(i * stride, j * stride) to get the position in the input.",
                         lambda g, x, k, stride=None: _max_pool_routed(g, x, k, stride, offset=False)),
-                Suspect("flat argmax unravelled with the wrong row width: row = idx // kW, col = idx % kW "
-                        "(or `np.unravel_index(idx, window.shape)`).",
+                Suspect("flat argmax unravelled with the wrong row width: in the flattened window, one row "
+                        "of the window holds kW values (the window's width, not its height).",
                         lambda g, x, k, stride=None: None if _pair(k)[0] == _pair(k)[1] else
                         _max_pool_routed(g, x, k, stride, row_width=lambda kh, kw: kh))]
     verify(fn, "max_pool2d_backward", ("grad_output", "input", "kernel_size"), cases, reference, suspects,

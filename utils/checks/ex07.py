@@ -76,16 +76,17 @@ def _cnn_params(seed: int) -> dict[str, np.ndarray]:
     return {name: t.numpy().astype(np.float64) for name, t in model.state_dict().items()}
 
 
-def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False):
+def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False, conv_bias=True, relu_logits=False):
     """The exercise's CNN with utils.functional, with switches for the misconceptions."""
     F = _functional()
     out = x
     for layer in ("conv1", "conv2"):
-        out = F.conv2d(out, params[f"{layer}.weight"], params[f"{layer}.bias"], padding=1)
+        out = F.conv2d(out, params[f"{layer}.weight"], params[f"{layer}.bias"] if conv_bias else None, padding=1)
         out = F.relu(out) if relu else out
         out = F.max_pool2d(out, 2) if pool == "max" else F.avg_pool2d(out, 2)
     flat = (out.transpose(0, 2, 3, 1) if flatten_nhwc else out).reshape(out.shape[0], -1)
-    return flat @ params["fc.weight"].T + params["fc.bias"]
+    logits = flat @ params["fc.weight"].T + params["fc.bias"]
+    return F.relu(logits) if relu_logits else logits
 
 
 def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
@@ -105,6 +106,11 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
     suspects = [Suspect("ReLU missing: without it the two convolutions collapse into one linear map.",
                         lambda x, p: _numpy_cnn(x, p, relu=False)),
                 Suspect("average pooling instead of max pooling.", lambda x, p: _numpy_cnn(x, p, pool="avg")),
+                Suspect("conv biases forgotten: each convolution adds its own bias (conv1.bias, conv2.bias) "
+                        "before the ReLU.", lambda x, p: _numpy_cnn(x, p, conv_bias=False)),
+                Suspect("ReLU on the logits: the last layer's scores stay as they are (negative scores are "
+                        "information); ReLU follows the convolutions only.",
+                        lambda x, p: _numpy_cnn(x, p, relu_logits=True)),
                 Suspect("flattened in NHWC order: flatten the (N, C, H, W) map as it is, `out.reshape(N, -1)`.",
                         lambda x, p: _numpy_cnn(x, p, flatten_nhwc=True)),
                 Suspect("fc weight not transposed: logits = flat @ fc.weight.T + fc.bias.",
@@ -124,6 +130,11 @@ def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
         if model["layers"] != want:
             raise CheckFailed(f"✗ build_cnn's layers are {model['layers']}; the task asks for {want}.")
         shapes = sorted(tuple(v.shape) for v in model["parameters"].values())
+        fc = [v.shape for v in model["parameters"].values() if v.ndim == 2]
+        if fc and fc[-1][1] != 16 * 4 * 4:
+            raise CheckFailed(f"✗ build_cnn's Linear layer takes {fc[-1][1]} inputs, but the map it receives is "
+                              f"16×4×4 = 256: 16 channels from conv2, and each 2×2 pooling halves the 16×16 "
+                              f"image (16 → 8 → 4); the convs with padding=1 keep the size.")
         if shapes != sorted(tuple(p.shape) for p in _reference_cnn(num_classes).parameters()):
             raise CheckFailed(f"✗ build_cnn's parameter shapes {shapes} differ from the task's "
                               f"(conv1: 8 filters 3x3 on 1 channel, conv2: 16 filters 3x3, fc to {num_classes}); "

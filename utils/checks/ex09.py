@@ -26,6 +26,8 @@ def check_conv_params(fn: Callable, hidden: bool = False) -> None:
                                 bias=bias).params)
     suspects = [Suspect("bias forgotten: each output channel has one bias.",
                         lambda ci, co, k, bias=True: np.asarray(ci * co * k * k) if bias else None),
+                Suspect("`bias=False` ignored: without bias the layer has only its weights.",
+                        lambda ci, co, k, bias=True: None if bias else np.asarray(ci * co * k * k + co)),
                 Suspect("input channels forgotten: each filter has C_in * k * k weights.",
                         lambda ci, co, k, bias=True: np.asarray(co * k * k + co * bias)),
                 Suspect("kernel size not squared: a k x k kernel has k * k weights.",

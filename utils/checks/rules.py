@@ -1,0 +1,213 @@
+"""Rules about *how* a learner's function is written, read from its source (AST), not from its output.
+
+Two rules, each stated in the task text of the exercises that have it:
+
+* **from scratch** (exercise sets 01-06): the function must compute with NumPy itself, so it fails when
+  it uses ``utils.functional``, PyTorch, SciPy (``scipy.signal.correlate2d``, ...), NumPy's own
+  ``convolve``/``correlate``, or reaches other code by ``__import__``/``eval``/``globals()``;
+* **no loops over output positions** (``conv2d_vectorized``): no ``for`` loop over output rows or
+  columns nested in another loop (loops over filters or kernel taps are fine).
+
+The source is ``getattr(fn, "__source__", None) or inspect.getsource(fn)``: the grader's proxies carry
+the ``def`` block read from the notebook, so the notebook's check and the grader read the same text and
+give the same verdict.  Only the function's own source is read (not the cells around it); a function
+whose source cannot be found is not judged by these rules.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from typing import Callable, Iterable
+
+from .engine import CheckFailed
+
+#: Module (or alias) names whose use makes a "from scratch" function not from scratch.
+FORBIDDEN_ROOTS = frozenset({"torch", "scipy", "signal", "ndimage", "F", "TF", "nn", "functional", "utils",
+                             "cv2", "skimage", "tensorflow", "tf", "jax", "sklearn", "importlib", "sys",
+                             "builtins"})
+#: Calls that hand the computation to other code, whatever they are reached through.
+FORBIDDEN_CALLS = frozenset({"__import__", "eval", "exec", "compile", "globals", "vars", "getattr"})
+#: The course's reference operations (utils.functional) and SciPy's convolutions, called by bare name.
+REFERENCE_NAMES = frozenset({"conv2d", "conv2d_naive", "conv2d_backward", "max_pool2d", "avg_pool2d",
+                             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d", "relu",
+                             "relu_backward", "leaky_relu", "correlate2d", "convolve2d", "fftconvolve",
+                             "oaconvolve", "correlate", "convolve"})
+#: NumPy functions that are convolutions already.
+NUMPY_CONVOLUTIONS = frozenset({"convolve", "correlate"})
+_NUMPY = frozenset({"np", "numpy"})
+
+
+def source_of(fn: Callable) -> str | None:
+    """The source of ``fn`` (a grader proxy's ``__source__``, else :func:`inspect.getsource`), or None."""
+    source = getattr(fn, "__source__", None)
+    if not source:
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            return None
+    return textwrap.dedent(source)
+
+
+def _tree(fn: Callable) -> ast.AST | None:
+    source = source_of(fn)
+    if source is None:
+        return None
+    try:
+        return ast.parse(source)
+    except SyntaxError:  # e.g. a lambda cut out of a longer line: not judged
+        return None
+
+
+def _dotted(node: ast.AST) -> list[str]:
+    """``a.b.c`` -> ["a", "b", "c"]; [] if the chain does not start with a name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return [node.id, *reversed(parts)]
+    return []
+
+
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
+def scratch_violations(fn: Callable, own_names: Iterable[str] = ()) -> list[str]:
+    """What in ``fn``'s source breaks the from-scratch rule (empty if nothing, or no source).
+
+    ``own_names``: functions of the same exercise set that the learner writes (and may call), e.g.
+    ``relu`` inside ``relu_backward``.
+    """
+    tree = _tree(fn)
+    if tree is None:
+        return []
+    parent = _parents(tree)
+    own = set(own_names) | {getattr(fn, "__name__", "")}
+    own |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    local = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+              for a in n.posonlyargs + n.args + n.kwonlyargs + [n.vararg, n.kwarg] if a is not None}
+    allowed_modules = _NUMPY | {"math", "itertools", "functools"}
+    found: list[str] = []
+    for node in sorted(ast.walk(tree), key=lambda n: (getattr(n, "lineno", 0), getattr(n, "col_offset", 0))):
+        if isinstance(node, ast.Import):
+            found += [f"`import {a.name}`" for a in node.names if a.name.split(".")[0] not in allowed_modules]
+        elif isinstance(node, ast.ImportFrom):
+            if (node.module or "").split(".")[0] not in allowed_modules:
+                found.append(f"`from {node.module} import ...`")
+        elif isinstance(node, ast.Attribute) and not isinstance(parent.get(node), ast.Attribute):
+            chain = _dotted(node)
+            if chain and chain[0] in FORBIDDEN_ROOTS and chain[0] not in local:
+                found.append(f"`{'.'.join(chain)}`")
+            elif len(chain) >= 2 and chain[0] in _NUMPY and chain[-1] in NUMPY_CONVOLUTIONS:
+                found.append(f"`{'.'.join(chain)}`")
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            called = isinstance(parent.get(node), ast.Call) and parent[node].func is node
+            if node.id in FORBIDDEN_CALLS and called:
+                found.append(f"`{node.id}(...)`")
+            elif node.id in REFERENCE_NAMES and node.id not in own | local:
+                found.append(f"`{node.id}`")
+            elif (node.id in FORBIDDEN_ROOTS and node.id not in local
+                  and not isinstance(parent.get(node), ast.Attribute)):
+                found.append(f"`{node.id}`")
+    return list(dict.fromkeys(found))
+
+
+def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ()) -> None:
+    """Fail with a message naming the rule when ``fn`` hands its computation to a library."""
+    found = scratch_violations(fn, own_names)
+    if found:
+        raise CheckFailed(f"✗ {name} breaks the task's rule \"from scratch\": it must compute with NumPy "
+                          f"itself, but it uses {', '.join(found[:3])}. The course's `utils.functional`, "
+                          f"PyTorch and SciPy are there to compare with, not to answer with.")
+
+
+# ---------------------------------------------------------------- no loops over output positions
+
+_POSITION_WORDS = ("out", "row", "col", "position", "pixel")
+_INPUT_SIZE_NAMES = frozenset({"H", "W", "h", "height", "width", "h_in", "w_in", "H_in", "W_in", "rows", "cols"})
+_INPUT_ARRAYS = frozenset({"input", "x", "padded", "image", "images", "grad_output", "out", "output", "result"})
+
+
+def _over_positions(loop: ast.AST) -> bool:
+    """Whether a ``for`` loop (or comprehension) iterates over output rows/columns."""
+    iterable = loop.iter
+    for node in ast.walk(iterable):
+        if isinstance(node, ast.Name):
+            low = node.id.lower()
+            if node.id in _INPUT_SIZE_NAMES or any(word in low for word in _POSITION_WORDS):
+                return True
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "shape"):
+            owner = _dotted(node.value.value)
+            index = node.slice
+            axis = index.value if isinstance(index, ast.Constant) else (
+                -index.operand.value if isinstance(index, ast.UnaryOp) and isinstance(index.operand, ast.Constant)
+                else None)
+            if owner and owner[0] in _INPUT_ARRAYS and axis in (2, 3, -1, -2):
+                return True
+    target = loop.target
+    names = [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return any(n in ("i", "j", "r", "c", "y", "oy", "ox", "oi", "oj") for n in names) and _is_ndindex(iterable)
+
+
+def _is_ndindex(node: ast.AST) -> bool:
+    chain = _dotted(node.func) if isinstance(node, ast.Call) else []
+    return bool(chain) and chain[-1] in ("ndindex", "product")
+
+
+def _loops(tree: ast.AST) -> list[ast.AST]:
+    """Every ``for`` statement and every ``for`` clause of a comprehension in ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor)):
+            found.append(node)
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            found += node.generators
+    return found
+
+
+def position_loops(fn: Callable) -> list[str]:
+    """Loops over output positions that are nested in, or hold, another loop (as source snippets)."""
+    tree = _tree(fn)
+    if tree is None:
+        return []
+    parent = _parents(tree)
+    loops = _loops(tree)
+
+    def enclosing(loop: ast.AST) -> set[int]:
+        """ids of the loops around ``loop`` (and of the earlier clauses of its comprehension)."""
+        around, node = set(), loop
+        comp = parent.get(loop)
+        if isinstance(comp, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)) and loop in comp.generators:
+            around |= {id(g) for g in comp.generators[:comp.generators.index(loop)]}
+            # a comprehension's element is inside all of its clauses
+        while node in parent:
+            node = parent[node]
+            if isinstance(node, (ast.For, ast.AsyncFor)):
+                around.add(id(node))
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)) and node is not comp:
+                around |= {id(g) for g in node.generators}
+        return around
+
+    nested_ids = set()
+    for loop in loops:
+        around = enclosing(loop)
+        if around:
+            nested_ids.add(id(loop))
+            nested_ids |= around
+    found = [f"`for {ast.unparse(lp.target)} in {ast.unparse(lp.iter)}`"
+             for lp in sorted(loops, key=lambda n: (n.iter.lineno, n.iter.col_offset))
+             if id(lp) in nested_ids and _over_positions(lp)]
+    return list(dict.fromkeys(found))
+
+
+def require_no_position_loops(fn: Callable, name: str) -> None:
+    """Fail with a message naming the rule when ``fn`` loops over output rows/columns in nested loops."""
+    found = position_loops(fn)
+    if found:
+        raise CheckFailed(f"✗ {name} breaks the task's rule \"no Python loop over output positions\": "
+                          f"{found[0]} runs once per output row or column, inside another loop. Compute "
+                          f"all positions at once with array operations.")
