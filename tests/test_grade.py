@@ -71,8 +71,8 @@ PATCHING_FUNCTION = ("import numpy, torch, utils.checks\n"
 SUBMISSIONS = {     # file name -> notebook (or raw text)
     "class/alice.ipynb": with_quiz_answers(solved(), {"q1": 1, "q2": [0, 1, 3]}),
     "class/.ipynb_checkpoints/alice-checkpoint.ipynb": "not even JSON, and never read",
-    "class/untouched.ipynb": nbformat.read(UNSOLVED, as_version=4),
-    "class/renamed_file_xyz.ipynb": with_quiz_answers(solved(), {"q1": 0, "q2": [0, 1, 3]}),
+    "untouched.ipynb": nbformat.read(UNSOLVED, as_version=4),
+    "renamed_file_xyz.ipynb": with_quiz_answers(solved(), {"q1": 0, "q2": [0, 1, 3]}),
     "broken.ipynb": "{ this is not JSON",
     "other_course.ipynb": nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]),
     "unknown_set.ipynb": nbformat.v4.new_notebook(metadata={"convcourse": {"exercise_set": "ex99"}}),
@@ -158,11 +158,11 @@ def test_solution_gets_full_automatic_points_and_quiz_graded(run):
         "add_one_test": "passed", "kernel_sum_test": "passed", "extra:secret": "passed",
         "explain": "needs-review", "quiz00:q1": "passed", "quiz00:q2": "passed"}
     assert sum(float(r["points"]) for r in alice.values()) == 8
-    assert status(run, "class/renamed_file_xyz.ipynb", "quiz00:q1") == "failed"   # set found from metadata
+    assert status(run, "renamed_file_xyz.ipynb", "quiz00:q1") == "failed"   # set found from metadata
 
 
 def test_untouched_exercise_gets_zero(run):
-    untouched = run["by_file"]["class/untouched.ipynb"]
+    untouched = run["by_file"]["untouched.ipynb"]
     assert sum(float(r["points"]) for r in untouched.values()) == 0
     assert untouched["add_one_test"]["status"] == "error"
     assert "NotImplementedError" in feedback_of(run, "untouched.ipynb")
@@ -351,3 +351,234 @@ def test_names_a_test_cell_needs_from_the_student():
     assert defined_names(solution) == {"f", "image", "k"}
     test = "import numpy as np\nx = np.ones(3)\nassert np.array_equal(f(x), x) and image.shape == (2,)"
     assert used_names(test) == {"f", "image"}
+
+
+# ---------------------------------------------------------------- one rule for what of the learner's code runs
+
+LEARNER_CELLS = [
+    (1, "import numpy as np\nnp.einsum?\n%matplotlib inline\n!echo hello"),
+    (2, "SLOPE = 0.0\nrelu = lambda x: np.maximum(x, SLOPE)\n_cache = {}\n"
+        "def cached_relu(x):\n    key = x.tobytes()\n    if key not in _cache:\n        _cache[key] = relu(x)\n    return _cache[key]"),
+    (3, "@staticmethod\ndef decorated(x):\n    return x\nalias = cached_relu\nhistory = 1 / 0   # a training run no function reads\nprint(relu(np.ones(2)))"),
+    (4, "%%bash\necho not python"),
+]
+
+
+def test_ipython_syntax_is_not_a_syntax_error():
+    from utils.grade.student_code import parse_cells
+    code = parse_cells(LEARNER_CELLS + [(5, "def broken(:\n    pass")])
+    assert code.problems == ["cell 5 has a syntax error (line 1): invalid syntax"]
+
+
+def test_the_runner_runs_what_the_tested_functions_read_and_nothing_else():
+    from utils.grade.student_code import parse_cells
+    code = parse_cells(LEARNER_CELLS)
+    chosen = [code.statements[i].source for i in code.needed({"alias"})]
+    assert "SLOPE = 0.0" in chosen and "_cache = {}" in chosen and "relu = lambda x: np.maximum(x, SLOPE)" in chosen
+    assert not any("1 / 0" in s or "print(" in s or "get_ipython" in s for s in chosen)
+    assert code.function_names() >= {"relu", "cached_relu", "alias", "decorated"}
+    assert "SLOPE" not in code.function_names() and "_cache" not in code.function_names()
+
+
+def test_student_function_exposes_the_learners_source(tmp_path):
+    from utils.grade.runner import StudentFunction
+    from utils.grade.student_code import parse_cells
+    code = parse_cells(LEARNER_CELLS)
+    assert code.source_of("relu") == "relu = lambda x: np.maximum(x, SLOPE)"
+    assert code.source_of("alias") == code.source_of("cached_relu") == LEARNER_CELLS[1][1].split("\n", 3)[3]
+    assert code.source_of("decorated").startswith("@staticmethod\ndef decorated(x):")
+    proxy = StudentFunction(None, "relu", code.source_of("relu"))
+    assert proxy.__name__ == "relu" and proxy.__source__ == "relu = lambda x: np.maximum(x, SLOPE)"
+
+
+def _runner_for(cells, names, tmp_path, seconds=30.0):
+    from utils.grade.runner import Runner, StudentFunction
+    from utils.grade.student_code import parse_cells
+    code = parse_cells(cells)
+    chosen = [code.statements[i] for i in code.needed(set(names))]
+    runner = Runner([s.source for s in chosen], str(tmp_path), 2**32, start_seconds=seconds,
+                    labels=[s.where() for s in chosen])
+    runner.start()
+    return runner, {n: StudentFunction(runner, n, code.source_of(n)) for n in names}
+
+
+def test_module_level_constants_lambdas_and_caches_work_in_the_runner(tmp_path):
+    import numpy as np
+    from utils.checks import check_relu
+    runner, fns = _runner_for(LEARNER_CELLS, ["relu", "alias"], tmp_path)
+    try:
+        assert runner.load_problems == []
+        assert runner.callables(["relu", "alias", "SLOPE"]) == {"relu", "alias"}
+        check_relu(fns["relu"], hidden=True)
+        check_relu(fns["alias"], hidden=True)
+        assert np.array_equal(fns["alias"](np.array([-1.0, 2.0])), [0.0, 2.0])
+    finally:
+        runner.stop()
+
+
+IN_PLACE = [(1, "import numpy as np\ndef relu(x):\n    x[x < 0] = 0\n    return x")]
+
+
+def test_an_in_place_change_of_an_argument_fails_the_same_way_in_the_notebook_and_the_grader(tmp_path):
+    from utils.checks import CheckFailed, check_relu
+    namespace = {}
+    exec(IN_PLACE[0][1], namespace)
+    with pytest.raises(CheckFailed) as in_notebook:
+        check_relu(namespace["relu"])
+    runner, fns = _runner_for(IN_PLACE, ["relu"], tmp_path)
+    try:
+        with pytest.raises(CheckFailed) as in_grader:
+            check_relu(fns["relu"])
+    finally:
+        runner.stop()
+    assert "changed its argument `x` in place" in str(in_grader.value)
+    assert str(in_grader.value) == str(in_notebook.value)
+
+
+def test_a_returned_torch_tensor_arrives_as_a_torch_tensor(tmp_path):
+    import numpy as np
+    import torch
+    cells = [(1, "import torch\nimport numpy as np\ndef relu(x):\n    return torch.relu(torch.from_numpy(x))\n"
+                 "def grad(x):\n    return torch.from_numpy(x).requires_grad_()")]
+    runner, fns = _runner_for(cells, ["relu", "grad"], tmp_path)
+    try:
+        out = fns["relu"](np.array([-1.0, 2.0]))
+        assert isinstance(out, torch.Tensor) and out.tolist() == [0.0, 2.0] and out.dtype == torch.float64
+        assert fns["grad"](np.ones(2)).requires_grad        # np.asarray refuses it here as in the notebook
+    finally:
+        runner.stop()
+
+
+def test_a_timeout_inside_a_check_is_a_timeout_not_a_wrong_answer(tmp_path):
+    import time
+
+    import numpy as np
+    from utils.grade.runner import StudentTimeout
+    cells = [(1, "def relu(x):\n    while True:\n        pass")]
+    runner, fns = _runner_for(cells, ["relu"], tmp_path)
+    runner.deadline = time.monotonic() + 1
+    try:
+        with pytest.raises(StudentTimeout):
+            try:                           # what a check does with the learner's exceptions
+                fns["relu"](np.ones(2))
+            except Exception:              # noqa: BLE001
+                pytest.fail("a timeout must not look like an exception of the learner's function")
+    finally:
+        runner.stop()
+
+
+def test_exceptions_keep_the_learners_message_and_builtin_class(tmp_path):
+    import numpy as np
+    cells = [(1, "import numpy as np\ndef f(x):\n    return np.sum(x, axis=5)\ndef g(x):\n    raise ValueError('bad x')")]
+    runner, fns = _runner_for(cells, ["f", "g"], tmp_path)
+    try:
+        with pytest.raises(ValueError) as raised:        # numpy's AxisError is a ValueError, here too
+            fns["f"](np.ones(2))
+        assert type(raised.value).__name__ == "AxisError" and "axis 5" in str(raised.value)
+        with pytest.raises(ValueError) as raised:
+            fns["g"](1)
+        assert str(raised.value) == "bad x" and raised.value.feedback() == "g raised ValueError: bad x"
+    finally:
+        runner.stop()
+
+
+def test_a_statement_that_hangs_or_exits_while_loading_is_skipped_and_named(tmp_path):
+    cells = [(1, "import os, time\nLIMIT = 2\nWAIT = time.sleep(60)\nGONE = os._exit(3)\n"
+                 "def f(x):\n    return x + LIMIT + (WAIT is None) + (GONE is None)")]
+    runner, fns = _runner_for(cells, ["f"], tmp_path, seconds=2)
+    try:
+        assert [p.split(" ", 4)[:4] for p in runner.load_problems] == [["cell", "1,", "line", "3"],
+                                                                        ["cell", "1,", "line", "4"]]
+        assert "took longer than 2 s" in runner.load_problems[0] and "ended the process" in runner.load_problems[1]
+        with pytest.raises(NameError, match="WAIT"):
+            fns["f"](1)
+    finally:
+        runner.stop()
+
+
+# ---------------------------------------------------------------- one file, one problem (no kernels)
+
+def _raw_solved() -> dict:
+    return json.loads(nbformat.writes(solved()))
+
+
+def _edit(edit):
+    raw = _raw_solved()
+    edit(raw)
+    return json.dumps(raw)
+
+
+def _answer_cell(raw):
+    return next(c for c in raw["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "add_one")
+
+
+BROKEN = {    # file text -> (exercise set found, words the problem must contain)
+    "not json": ("{ nope", None, "not JSON (Expecting property name"),
+    "a list": ("[1, 2]", None, "the file holds a list"),
+    "nbformat 99": (_edit(lambda r: r.update(nbformat=99)), "ex01", "field nbformat is 99"),
+    "nbformat text": (_edit(lambda r: r.update(nbformat="4")), "ex01", "field nbformat is '4'"),
+    "set a list": (_edit(lambda r: r["metadata"]["convcourse"].update(exercise_set=["ex01"])), None,
+                   'metadata convcourse.exercise_set is a list (["ex01"])'),
+    "set a dict": (_edit(lambda r: r["metadata"]["convcourse"].update(exercise_set={"a": 1})), None,
+                   "metadata convcourse.exercise_set is an object"),
+    "set an int": (_edit(lambda r: r["metadata"]["convcourse"].update(exercise_set=1)), None,
+                   "metadata convcourse.exercise_set is an integer (1)"),
+    "set unknown": (_edit(lambda r: r["metadata"]["convcourse"].update(exercise_set="ex77")), None,
+                    "unknown exercise set 'ex77'"),
+    "convcourse a list": (_edit(lambda r: r["metadata"].update(convcourse=["ex01"])), None,
+                          "metadata convcourse is a list"),
+    "source an int": (_edit(lambda r: _answer_cell(r).update(source=3)), "ex01",
+                      "cell 3: field source is an integer (3); expected text"),
+    "source of non-strings": (_edit(lambda r: _answer_cell(r).update(source=["x = 1\n", None])), "ex01",
+                              "field source is a list holding null"),
+    "nbgrader a string": (_edit(lambda r: _answer_cell(r)["metadata"].update(nbgrader="add_one")), "ex01",
+                          "metadata nbgrader is a string ('add_one')"),
+    "cells missing": (_edit(lambda r: r.pop("cells")), "ex01", "field cells is missing"),
+    "cells an object": (_edit(lambda r: r.update(cells={})), "ex01", "field cells is an object, not a list"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_a_broken_file_is_its_own_problem_named_by_field(tmp_path, kind):
+    from utils.grade.grader import read_submission
+    from utils.grade.exercise_sets import load_exercise_sets
+    text, set_id, words = BROKEN[kind]
+    (tmp_path / "x.ipynb").write_text(text)
+    submission = read_submission(str(tmp_path / "x.ipynb"), load_exercise_sets(FIXTURES / "solutions"))
+    assert submission.nb is None
+    assert (submission.exercise_set.set_id if submission.exercise_set else None) == set_id
+    assert {r.status for r in submission.rows} == {"invalid"}
+    messages = {r.feedback for r in submission.rows if r.feedback}
+    assert len(messages) == 1 and words in messages.pop(), [r.feedback for r in submission.rows]
+    for row in submission.rows:
+        assert "Error" not in row.feedback and "Traceback" not in row.feedback
+
+
+def test_one_malformed_quiz_record_invalidates_only_its_own_quiz():
+    from utils.grade.reading import quiz_answers
+    nb = solved()
+    quiz_cell = next(c for c in nb.cells if "show_quiz" in c.source)
+    quiz_cell.outputs = [
+        nbformat.v4.new_output("display_data", data={ANSWERS_MIME: {"quiz": "00", "answers": [1, 2]}}),
+        nbformat.v4.new_output("display_data", data={ANSWERS_MIME: {"quiz": "07", "answers": {"q1": 2}}}),
+        nbformat.v4.new_output("display_data", data={ANSWERS_MIME: "not json"})]
+    answers, problems = quiz_answers(nb)
+    assert answers == {"07": {"q1": 2}}
+    assert "field answers of the quiz 00 record is a list" in problems["00"]
+
+
+def test_two_hand_ins_of_one_learner_are_flagged():
+    from utils.grade.layout import learner_of
+    from utils.grade.reading import duplicate_notes
+    meta = {"metadata": {"convcourse": {"learner": "heidi"}}}
+    entries = [("c/alice/ex01.ipynb", learner_of("c/alice/ex01.ipynb", None, "c"), "ex01"),
+               ("c/alice/ex01 (1).ipynb", learner_of("c/alice/ex01 (1).ipynb", None, "c"), "ex01"),
+               ("c/alice/ex02.ipynb", learner_of("c/alice/ex02.ipynb", None, "c"), "ex02"),
+               ("c/u1.ipynb", learner_of("c/u1.ipynb", meta, "c"), "ex01"),
+               ("c/u2.ipynb", learner_of("c/u2.ipynb", meta, "c"), "ex01"),
+               ("c/bob.ipynb", learner_of("c/bob.ipynb", None, "c"), "ex01"),
+               ("x/submitted/carl/ex01/ex01.ipynb", learner_of("x/submitted/carl/ex01/ex01.ipynb"), "ex01")]
+    notes = duplicate_notes(entries)
+    assert set(notes) == {"c/alice/ex01.ipynb", "c/alice/ex01 (1).ipynb", "c/u1.ipynb", "c/u2.ipynb"}
+    assert "learner heidi handed in 2 notebooks for ex01 (also c/u2.ipynb)" in notes["c/u1.ipynb"]
+    assert learner_of("x/submitted/carl/ex01/ex01.ipynb") == "carl"

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from .regions import is_solution_cell, is_test_cell, nbgrader_meta, quiz_ids
+from .student_code import parse_cells, strip_magics
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,10 @@ class ExerciseSet:
     quizzes: list[str]
     manual: list[TestCell] = field(default_factory=list)   # answers graded by hand (solution + grade)
     extra_tests: list[TestCell] = field(default_factory=list)
+    solution_functions: set[str] = field(default_factory=set)   # of solution_names, those the solution defs
 
     def all_tests(self) -> list[TestCell]:
         return self.tests + self.extra_tests
-
-
-def strip_magics(source: str) -> str:
-    """``source`` with IPython magic / shell lines (``%...``, ``!...``) blanked so ``ast`` can parse it."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.split("\n"))
 
 
 def defined_names(source: str) -> set[str]:
@@ -77,15 +74,18 @@ def load_exercise_set(path: Path) -> ExerciseSet:
     if "exercise_set" not in info:
         raise ValueError(f"{path}: metadata convcourse.exercise_set is missing")
     names: set[str] = set()
+    functions: set[str] = set()
     for cell in nb.cells:
         if cell.cell_type == "code" and is_solution_cell(cell):
             names |= defined_names(cell.source)
+            functions |= parse_cells([(0, cell.source)]).function_names()
     return ExerciseSet(
         set_id=str(info["exercise_set"]), title=str(info.get("title", path.stem)),
         tests=[_test_cell(c) for c in nb.cells if is_test_cell(c)],
         solution_names=names,
         quizzes=[q for cell in nb.cells for q in quiz_ids(cell)],
-        manual=[_test_cell(c) for c in nb.cells if is_solution_cell(c) and nbgrader_meta(c).get("grade")])
+        manual=[_test_cell(c) for c in nb.cells if is_solution_cell(c) and nbgrader_meta(c).get("grade")],
+        solution_functions=functions)
 
 
 def load_exercise_sets(solutions_dir: Path) -> dict[str, ExerciseSet]:

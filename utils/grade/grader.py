@@ -20,10 +20,11 @@ import nbformat
 
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
+from .layout import learner_of
 from .limits import kill_tree
+from .reading import MAX_NOTEBOOK_BYTES, duplicate_notes, quiz_answers, read_notebook  # noqa: F401
 from .worker import Row, grade_notebook, question_name
 
-MAX_NOTEBOOK_BYTES = 100 * 2**20
 # Imported once here, before forking, so that every worker starts warm.
 WARM_MODULES = ("numpy", "torch", "utils.functional", "utils.checks", "utils.quiz",
                 "nbclient", "jupyter_client.manager")
@@ -38,20 +39,32 @@ class Submission:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     grader_fault: bool = False
+    learner: str = ""             # who handed it in (utils.grade.layout.learner_of)
+
+
+def find_notebooks_in(paths: list[str]) -> list[tuple[str, str | None]]:
+    """(notebook path, the folder given that holds it or None for a file given directly), folders
+    searched recursively (``.ipynb_checkpoints`` skipped), each file once."""
+    found, seen = [], set()
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            entries = [(str(p), arg) for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
+        elif path.is_file():
+            entries = [(arg, None)]
+        else:
+            raise FileNotFoundError(f"no such file or folder: {arg}")
+        for entry in entries:
+            key = os.path.realpath(entry[0])
+            if key not in seen:
+                seen.add(key)
+                found.append(entry)
+    return found
 
 
 def find_notebooks(paths: list[str]) -> list[str]:
     """Notebook paths as given, folders searched recursively (``.ipynb_checkpoints`` skipped)."""
-    found = []
-    for arg in paths:
-        path = Path(arg)
-        if path.is_dir():
-            found += [str(p) for p in sorted(path.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
-        elif path.is_file():
-            found.append(arg)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {arg}")
-    return found
+    return [path for path, _ in find_notebooks_in(paths)]
 
 
 def warm_up() -> None:
@@ -73,44 +86,61 @@ def invalid(submission: Submission, reason: str) -> Submission:
     return submission
 
 
+def invalid_rows(exercise_set: ExerciseSet, reason: str) -> list[Row]:
+    """Every question of ``exercise_set`` as ``invalid`` (0 points) with ``reason``."""
+    from utils.quiz import load_quiz
+    rows = [Row(question_name(t), 0.0, t.points, "invalid", "" if t.hidden else reason) for t in exercise_set.all_tests()]
+    rows += [Row(m.grade_id, 0.0, m.points, "invalid", reason) for m in exercise_set.manual]
+    for quiz_id in exercise_set.quizzes:
+        rows += [Row(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", reason)
+                 for q in load_quiz(quiz_id)["questions"]]
+    return rows
+
+
 def read_submission(path: str, sets: dict[str, ExerciseSet]) -> Submission:
-    """Parse ``path`` and find its exercise set from its metadata (not its file name)."""
+    """Parse ``path`` and find its exercise set from its metadata (not its file name).
+
+    A broken file gets rows, never an exception: one ``notebook`` row when its set is unknown,
+    else every question of its set ``invalid``, with a message naming the broken field."""
     submission = Submission(path)
-    if Path(path).stat().st_size > MAX_NOTEBOOK_BYTES:
-        return invalid(submission, f"file is larger than {MAX_NOTEBOOK_BYTES} bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            submission.nb = nbformat.reads(Path(path).read_text(encoding="utf-8"), as_version=4)
-    except Exception as exc:                                     # noqa: BLE001 - any unreadable file
-        return invalid(submission, f"not a readable Jupyter notebook ({type(exc).__name__}: {str(exc)[:200]})")
-    info = submission.nb.get("metadata", {}).get("convcourse", {})
-    set_id = info.get("exercise_set") if isinstance(info, dict) else None
-    if set_id is None:
-        return invalid(submission, "not an exercise notebook of this course (metadata convcourse.exercise_set missing)")
-    if set_id not in sets:
-        return invalid(submission, f"unknown exercise set {set_id!r} (known: {', '.join(sorted(sets))})")
-    submission.exercise_set = sets[set_id]
+    nb, set_id, problem = read_notebook(path, sorted(sets))
+    if problem is None:
+        submission.nb, submission.exercise_set = nb, sets[set_id]
+    elif set_id is None:
+        invalid(submission, problem)
+    else:
+        submission.exercise_set = sets[set_id]
+        submission.rows = invalid_rows(submission.exercise_set, problem)
+        submission.notes.append(f"not graded: {problem}")
     return submission
 
 
 def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
-    """One row per quiz question, graded from the answers saved in the submitted file."""
-    from utils.quiz import grade_quiz, load_quiz, read_quiz_answers
-    try:
-        saved = read_quiz_answers(nb)
-    except Exception:                                            # noqa: BLE001 - a mangled record
-        saved = {}
+    """One row per quiz question, graded from the answers saved in the submitted file.
+
+    A malformed record makes its own quiz's rows invalid; a malformed answer its own question's."""
+    from utils.quiz import grade_quiz, load_quiz
+    saved, problems = quiz_answers(nb)
     rows = []
     for quiz_id in quiz_ids:
+        questions = load_quiz(quiz_id)["questions"]
+        if quiz_id in problems:
+            rows += [Row(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", problems[quiz_id])
+                     for q in questions]
+            continue
         answers = saved.get(quiz_id, {})
-        try:
-            results = grade_quiz(quiz_id, answers if isinstance(answers, dict) else {})
-        except (TypeError, ValueError, AttributeError):
-            results = grade_quiz(quiz_id, {})
-        rows += [Row(f"quiz{quiz_id}:{r.question}", float(r.points), float(r.max_points), r.status,
-                     "" if r.status != "needs-review" else "free response: graded by hand")
-                 for r in results]
+        for question in questions:
+            qid, name = question["id"], f"quiz{quiz_id}:{question['id']}"
+            one = {qid: answers[qid]} if qid in answers else {}
+            try:
+                result = next(r for r in grade_quiz(quiz_id, one) if r.question == qid)
+            except Exception:                                    # noqa: BLE001 - an answer of the wrong type
+                shown = repr(answers.get(qid))[:60]
+                rows.append(Row(name, 0.0, float(question.get("points", 1)), "invalid",
+                                f"the saved answer {shown} is not an answer to this question"))
+                continue
+            rows.append(Row(name, float(result.points), float(result.max_points), result.status,
+                            "" if result.status != "needs-review" else "free response: graded by hand"))
     return rows
 
 
@@ -189,8 +219,16 @@ class Pool:
 
 def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimits, jobs: int) -> list[Submission]:
     """Grade every notebook in ``paths``; returns the submissions in order, each with its rows."""
-    submissions = [read_submission(path, sets) for path in find_notebooks(paths)]
-    gradable = [s for s in submissions if s.exercise_set is not None]
+    submissions = []
+    for path, root in find_notebooks_in(paths):
+        submission = read_submission(path, sets)
+        submission.learner = learner_of(path, submission.nb, root)
+        submissions.append(submission)
+    gradable = [s for s in submissions if s.nb is not None]
+    flagged = duplicate_notes([(s.path, s.learner, s.exercise_set.set_id) for s in gradable])
+    for submission in gradable:
+        if submission.path in flagged:
+            submission.notes.append(flagged[submission.path])
     warm_up()
     # Workers put their scratch folders (and kernel connection files) here; it goes away even
     # when a worker had to be killed.
@@ -208,4 +246,6 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
         except Exception:                                        # noqa: BLE001 - e.g. a quiz file missing
             submission.grader_fault = True
             submission.notes.append("GRADER FAULT (quiz): " + traceback.format_exc(limit=3))
+        if submission.path in flagged:
+            submission.rows.append(Row("duplicate", 0.0, 0.0, "needs-review", flagged[submission.path]))
     return submissions

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .exercise_sets import ExerciseSet, TestCell, used_names
 from .kernel import KernelLimits, KernelReport, run_notebook
-from .runner import Runner, StudentCodeError, StudentFunction, StudentTimeout
-from .student_code import definitions, student_code_cells
+from .runner import Runner, StudentCodeError, StudentFunction, StudentStopped, StudentTimeout
+from .student_code import StudentCode, cell_source, parse_cells, student_code_cells
 
 MESSAGE_CHARS = 2000
 
@@ -42,15 +42,26 @@ def question_name(test: TestCell) -> str:
 class Bindings:
     """The student's names as the test cells see them: plain values or function proxies."""
 
-    def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport):
+    def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport,
+                 code: StudentCode | None = None, expected_functions: set[str] = frozenset()):
         self.functions, self.runner, self.report = functions, runner, report
+        self.code = code or StudentCode()
+        self.expected_functions = expected_functions
 
     def bind(self, names: set[str]) -> tuple[dict, list[str], str]:
         """(namespace, problems, status if a name is unavailable)."""
         namespace, problems = {"__name__": "__grader__"}, []
         for name in sorted(names):
             if name in self.functions:
-                namespace[name] = StudentFunction(self.runner, name)
+                namespace[name] = StudentFunction(self.runner, name, self.code.source_of(name))
+                continue
+            if name in self.expected_functions:
+                if self.runner is not None and self.runner.start_failure is not None:
+                    problems.append(f"{name} is unavailable: {self.runner.start_failure}")
+                elif name in self.code.bound():
+                    problems.append(f"{name} is not a function in your notebook (the task asks for a function)")
+                else:
+                    problems.append(f"{name} is not defined by your notebook (renamed or deleted a cell?)")
                 continue
             entry = self.report.values.get(name)
             if isinstance(entry, dict) and "value" in entry:
@@ -63,7 +74,9 @@ class Bindings:
                 problems.append(f"{name} was not defined: a cell raised an error first (see below)")
             else:
                 problems.append(f"{name} is not defined by your notebook (renamed or deleted a cell?)")
-        status = "timeout" if problems and self.report.stopped and self.report.stop_status == "timeout" else "error"
+        timed_out = (self.report.stopped and self.report.stop_status == "timeout" or
+                     self.runner is not None and isinstance(self.runner.start_failure, StudentTimeout))
+        status = "timeout" if problems and timed_out else "error"
         return namespace, problems, status
 
 
@@ -72,18 +85,26 @@ def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: fl
     if runner is not None:
         runner.deadline = time.monotonic() + seconds
     printed = io.StringIO()
+    events = len(runner.stopped_events) if runner is not None else 0
     try:
         with contextlib.redirect_stdout(printed):
             exec(compile(test.source, f"<test {test.grade_id}>", "exec"), namespace)
     except StudentTimeout as exc:
         return "timeout", f"{exc} ({seconds:g} s per test)"
+    except StudentStopped as exc:
+        return exc.status, str(exc)
     except StudentCodeError as exc:
-        return "error", str(exc)
+        return "error", exc.feedback()
     except AssertionError as exc:
-        return "failed", str(exc) or "a check failed"
+        outcome = "failed", str(exc) or "a check failed"
     except Exception as exc:                              # noqa: BLE001 - e.g. a wrong return type
-        return "error", f"{type(exc).__name__}: {exc}"
-    return "passed", printed.getvalue().strip()
+        outcome = "error", f"{type(exc).__name__}: {exc}"
+    else:
+        outcome = "passed", printed.getvalue().strip()
+    late = runner.stopped_events[events:] if runner is not None else []
+    if late and outcome[0] != "passed":      # a check caught the timeout/crash itself: say what happened
+        return late[-1].status, f"{late[-1]}" + (f" ({seconds:g} s per test)" if isinstance(late[-1], StudentTimeout) else "")
+    return outcome
 
 
 def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seconds: float) -> Row:
@@ -109,16 +130,22 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
     workdir = Path(tempfile.mkdtemp(prefix="convcourse-grade-"))
     runner = None
     try:
-        cells = student_code_cells(nb, exercise_set)
-        units, functions, notes = definitions([(i + 1, nb.cells[i].source) for i in cells])
+        cells = student_code_cells(nb, {t.grade_id for t in exercise_set.tests})
+        code = parse_cells([(i + 1, cell_source(nb.cells[i])) for i in cells])
+        notes = list(code.problems)
         needed = set().union(*(used_names(t.source) for t in exercise_set.all_tests())) & exercise_set.solution_names
-        functions &= needed
-        if functions:
-            runner = Runner(units, str(workdir), limits.memory_bytes, start_seconds=limits.cell_seconds)
-            with contextlib.suppress(StudentCodeError):
+        expected = needed & exercise_set.solution_functions       # the tests call these
+        functions: set[str] = set()
+        if expected & code.bound():
+            chosen = [code.statements[i] for i in code.needed(expected)]
+            labels = [f"{s.where()} (`{s.source.splitlines()[0][:60]}`)" for s in chosen]
+            runner = Runner([s.source for s in chosen], str(workdir), limits.memory_bytes,
+                            start_seconds=limits.cell_seconds, labels=labels)
+            with contextlib.suppress(StudentStopped):
                 runner.start()      # before the kernel: fork while this process has no threads
-            notes += [f"loading your definitions: {p}" for p in runner.load_problems]
-        values = sorted(needed - functions)
+            functions = runner.callables(sorted(expected & code.bound()))
+            notes += [f"loading your code for the tests: {p}" for p in runner.load_problems]
+        values = sorted(needed - expected)
         if values or limits.always_execute:
             report = run_notebook(nb, cells, values, workdir, limits)
         else:
@@ -127,7 +154,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         notes += report.cell_errors + ([f"stopped: {report.stopped}"] if report.stopped else [])
         if report.output_truncated:
             notes.append(f"output was over {limits.max_output} bytes and was cut")
-        bindings = Bindings(functions, runner, report)
+        bindings = Bindings(functions, runner, report, code, expected)
         rows = [run_test(t, exercise_set, bindings, limits.cell_seconds) for t in exercise_set.all_tests()]
         return rows, notes
     finally:
