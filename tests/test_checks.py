@@ -552,3 +552,139 @@ def test_build_cnn_names_the_flatten_size(in_features):
     with pytest.raises(C.CheckFailed) as failure:
         C.check_build_cnn(build)
     assert f"takes {in_features} inputs" in str(failure.value) and "16×4×4 = 256" in str(failure.value)
+
+
+# ---------------------------------------------------------------- rules read from the source (AST)
+
+def learner_function(source: str):
+    """A function defined from ``source`` in a namespace like an exercise notebook's, carrying
+    ``__source__`` as the grader's proxies do."""
+    import torch
+    from scipy import signal
+    namespace = {"np": np, "F": F, "torch": torch, "TF": torch.nn.functional, "signal": signal,
+                 "conv2d": F.conv2d, "correlate2d": correlate2d}
+    exec(compile(source, "<learner>", "exec"), namespace)
+    fn = [v for v in namespace.values() if getattr(v, "__code__", None) and v.__code__.co_filename == "<learner>"][-1]
+    fn.__source__ = source
+    return fn
+
+
+CHEATS = [
+    # (id, check, source, words of the message)
+    ("utils.functional in conv2d_loops", lambda f: C.check_conv2d(f, name="conv2d_loops"),
+     "def conv2d_loops(input, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+     "    return F.conv2d(input, weight, bias, stride, padding, dilation)\n", "`F.conv2d`"),
+    ("a bare imported conv2d", lambda f: C.check_conv2d(f, name="conv2d_loops"),
+     "def conv2d_loops(input, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+     "    return conv2d(input, weight, bias, stride, padding, dilation)\n", "`conv2d`"),
+    ("torch inside the function", lambda f: C.check_conv2d(f, name="conv2d_vectorized"),
+     "def conv2d_vectorized(input, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+     "    import torch\n    out = torch.nn.functional.conv2d(torch.from_numpy(input), torch.from_numpy(weight),\n"
+     "        None if bias is None else torch.from_numpy(bias), stride, padding, dilation)\n"
+     "    return out.numpy()\n", "`import torch`"),
+    ("scipy in response_map", C.check_response_map,
+     "def response_map(image, kernel):\n    return signal.correlate2d(image, kernel, 'valid')\n",
+     "`signal.correlate2d`"),
+    ("__import__ in feature_maps", C.check_feature_maps,
+     "def feature_maps(image, filters):\n    s = __import__('scipy.signal')\n"
+     "    return np.stack([s.signal.correlate2d(image, f, 'valid') for f in filters])\n", "`__import__(...)`"),
+    ("the course's relu in relu", C.check_relu, "def relu(x):\n    return F.relu(x)\n", "`F.relu`"),
+    ("the course's pooling", C.check_max_pool2d,
+     "def max_pool2d(input, kernel_size, stride=None, padding=0):\n"
+     "    return F.max_pool2d(input, kernel_size, stride, padding)\n", "`F.max_pool2d`"),
+]
+
+
+@pytest.mark.parametrize("check, source, words", [c[1:] for c in CHEATS], ids=[c[0] for c in CHEATS])
+def test_rule_from_scratch_fails_naming_the_rule(check, source, words):
+    with pytest.raises(C.CheckFailed) as failure:
+        check(learner_function(source))
+    message = str(failure.value)
+    assert 'rule "from scratch"' in message and words in message, message
+
+
+VECTORIZED = "\n".join([
+    "def conv2d_vectorized(input, weight, bias=None, stride=1, padding=0, dilation=1):",
+    "    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)",
+    "    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)",
+    "    F, _, kh, kw = weight.shape          # a variable named F is not utils.functional",
+    "    padded = np.pad(input, ((0, 0), (0, 0), (ph, ph), (pw, pw)))",
+    "    h_out = (padded.shape[2] - dh * (kh - 1) - 1) // sh + 1",
+    "    w_out = (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1",
+    "    out = np.zeros((input.shape[0], F, h_out, w_out), dtype=input.dtype)",
+    "    for u in range(kh):                  # loops over kernel taps are allowed",
+    "        for v in range(kw):",
+    "            window = padded[:, :, u * dh:u * dh + sh * (h_out - 1) + 1:sh, v * dw:v * dw + sw * (w_out - 1) + 1:sw]",
+    "            out += np.einsum('nchw,fc->nfhw', window, weight[:, :, u, v])",
+    "    return out if bias is None else out + bias[None, :, None, None].astype(input.dtype)",
+    ""])
+PIXEL_LOOPS = "\n".join([
+    "def conv2d_vectorized(input, weight, bias=None, stride=1, padding=0, dilation=1):",
+    "    out = np.zeros((1,))",
+    "    for i in range(h_out):",
+    "        for j in range(w_out):",
+    "            out[...] += 0",
+    "    return out",
+    ""])
+
+
+def test_rule_no_position_loops_passes_tap_loops_and_fails_pixel_loops(capsys):
+    C.check_conv2d(learner_function(VECTORIZED), name="conv2d_vectorized", hidden=True)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_conv2d(learner_function(PIXEL_LOOPS), name="conv2d_vectorized")
+    assert 'rule "no Python loop over output positions"' in str(failure.value)
+    assert "`for i in range(h_out)`" in str(failure.value)
+    C.check_conv2d(F.conv2d_naive, name="conv2d_loops")   # pixel loops are fine in the loops task (set 02)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("comprehension", [
+    "[[np.sum(x) for j in range(W_out)] for i in range(H_out)]",
+    "np.array([np.sum(x) for i in range(out.shape[2]) for j in range(out.shape[3])])"])
+def test_rule_no_position_loops_sees_comprehensions(comprehension):
+    fn = learner_function(f"def conv2d_vectorized(input, weight, bias=None, stride=1, padding=0, dilation=1):\n"
+                          f"    return {comprehension}\n")
+    assert rules.position_loops(fn)
+
+
+def test_rule_allows_the_sets_own_functions_and_reads_real_sources():
+    def relu(x):
+        return np.maximum(x, 0)
+
+    def relu_backward(grad_output, x):
+        return grad_output * (relu(x) > 0)          # calls the learner's own relu: allowed
+    assert rules.scratch_violations(relu_backward, ex06.SET_FUNCTIONS + ("relu",)) == []
+
+    def via_course(x, w, b=None, **kw):
+        return F.conv2d(x, w, b, **kw)             # inspect.getsource path (no __source__)
+    with pytest.raises(C.CheckFailed, match='rule "from scratch"'):
+        C.check_conv2d(via_course)
+    assert rules.scratch_violations(type("Opaque", (), {"__name__": "f"})()) == []   # no source: not judged
+
+
+# ---------------------------------------------------------------- what a failing check shows in Jupyter
+
+def test_check_failed_renders_only_its_message_in_ipython():
+    error = C.CheckFailed("✗ conv2d is wrong\n  Problem: ...")
+    assert error._render_traceback_() == ["✗ conv2d is wrong\n  Problem: ..."]
+
+
+def test_a_failing_check_in_a_real_kernel_shows_no_utils_checks_frames():
+    """The stored error output of a failing check cell: the message first, no frames or source of
+    utils.checks (whose reference lambdas would give answers away)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import numpy as np\nfrom utils.checks import check_get_patch\n"
+        "def get_patch(image, row, col, size):\n    return image[col:col + size, row:row + size]\n"
+        "check_get_patch(get_patch)")]
+    with pytest.raises(CellExecutionError):
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    error = [o for o in nb.cells[0].outputs if o.output_type == "error"][0]
+    shown = "\n".join(error.traceback)
+    assert error.traceback[0].startswith("✗ get_patch is wrong"), shown
+    assert "utils/checks" not in shown and "lambda" not in shown and "im[r:r + k" not in shown, shown
+    assert "row and column swapped" in shown

@@ -10,8 +10,11 @@ from hypothesis import given, settings, strategies as st
 from nbclient import NotebookClient
 
 import utils.quiz as quiz_mod
+import utils.quiz.grading as grading_mod
+import utils.quiz.widget as widget_mod
 from tools import build_quizzes
-from utils.quiz import (ANSWERS_MIME, NUMERIC_GRID, QuizSession, QuizView, grade_quiz, read_quiz_answers)
+from utils.quiz import (ANSWERS_MIME, MAX_TRIES, NUMERIC_GRID, MissingQuizKeys, QuizSession, QuizView, grade_quiz,
+                        read_quiz_answers)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +36,15 @@ SOURCE = {"id": "t1", "title": "Test quiz", "questions": [
 def compiled(monkeypatch):
     """The test quiz compiled in memory and served by load_quiz("t1")."""
     quiz = build_quizzes.compile_quiz(json.loads(json.dumps(SOURCE)), "t1")
-    real_load = quiz_mod.load_quiz
-    monkeypatch.setattr(quiz_mod, "load_quiz", lambda qid: quiz if qid == "t1" else real_load(qid))
+    serve(monkeypatch, quiz)
     return quiz
+
+
+def serve(monkeypatch, quiz):
+    real_load = grading_mod.load_quiz
+    fake = lambda qid: quiz if qid == quiz["id"] else real_load(qid)          # noqa: E731
+    monkeypatch.setattr(grading_mod, "load_quiz", fake)
+    monkeypatch.setattr(widget_mod, "load_quiz", fake)
 
 
 def statuses(results):
@@ -126,8 +135,9 @@ def test_session_records_checked_answers_and_reveals_feedback(compiled):
     status, feedback = session.check("q5", "Filters slide.")
     assert status == "needs-review" and "zebra" in feedback and "mentions local patterns" in feedback
     status, feedback = session.check("q1", 0)
-    assert status == "failed" and "B is the one." in feedback
-    assert records[-1][ANSWERS_MIME] == {"quiz": "t1", "answers": {"q1": 0, "q5": "Filters slide."}}
+    assert status == "failed" and "B is the one." not in feedback and "Try again" in feedback
+    assert records[-1][ANSWERS_MIME] == {"quiz": "t1", "answers": {"q1": 0, "q5": "Filters slide."},
+                                         "tries": {"q1": 1, "q5": 1}}
     assert records[-1]["text/plain"] == "Quiz t1 (Test quiz): 2 of 5 questions answered."
     with pytest.raises(ValueError, match="option index"):
         session.check("q1", 5)
@@ -169,7 +179,7 @@ def test_answers_persist_in_an_executed_and_saved_notebook(tmp_path):
 
 
 def test_rerunning_a_quiz_cell_keeps_the_answers_checked_in_this_kernel(compiled, monkeypatch):
-    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.setattr(widget_mod, "_KERNEL_RECORDS", {})
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     first = quiz_mod.display_quiz(compiled)
     first.controls["q2"].children[0].value = first.controls["q2"].children[2].value = True
@@ -188,13 +198,135 @@ def test_answers_saved_in_the_notebook_file_are_restored_in_a_new_kernel(tmp_pat
         "display_data", data={ANSWERS_MIME: {"quiz": "00", "answers": {"q1": 2}}, "text/plain": "x"})])]
     path = tmp_path / "mine.ipynb"
     nbformat.write(saved, path)
-    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.setattr(widget_mod, "_KERNEL_RECORDS", {})
     monkeypatch.setenv("JPY_SESSION_NAME", str(path))
     assert quiz_mod.saved_answers("00") == {"q1": 2}
     view = quiz_mod.display_quiz(quiz_mod.load_quiz("00"))
     view.restore({"q1": 2, "no-such-question": 1, "q2": "malformed"})
     assert view.controls["q1"].index == 2 and view.session.answers["q1"] == 2
     assert quiz_mod.saved_answers("00") == {"q1": 2}          # now also known to this kernel
-    monkeypatch.setattr(quiz_mod, "_KERNEL_ANSWERS", {})
+    monkeypatch.setattr(widget_mod, "_KERNEL_RECORDS", {})
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "missing.ipynb"))
     assert quiz_mod.saved_answers("00") == {}
+
+
+# ---------------------------------------------------------------- two modes (issue 9)
+
+GRADED = {**SOURCE, "id": "g1", "title": "Graded quiz", "mode": "graded"}
+
+
+@pytest.fixture
+def graded(monkeypatch, tmp_path):
+    """The test quiz compiled in graded mode, with the instructor's source in ``tmp_path``."""
+    source = json.loads(json.dumps(GRADED))
+    (tmp_path / "g1.json").write_text(json.dumps(source))
+    quiz = build_quizzes.compile_quiz(source, "g1")
+    serve(monkeypatch, quiz)
+    monkeypatch.setenv("CONVCOURSE_QUIZ_SOURCES", str(tmp_path))
+    return quiz
+
+
+def test_a_graded_quiz_ships_without_keys_salts_or_explanations(graded):
+    text = json.dumps(graded)
+    assert graded["mode"] == "graded"
+    for field in ('"key"', '"salt"', '"feedback"', '"hash"', '"answer"', '"explanation"'):
+        assert field not in text
+    assert [q["id"] for q in graded["questions"]] == [q["id"] for q in SOURCE["questions"]]
+
+
+def test_farming_is_correct_over_the_options_finds_nothing_in_graded_mode(graded):
+    """A learner's loop over every option has no key to compare with: each call refuses."""
+    question = graded["questions"][0]
+    for option in range(len(question["options"])):
+        with pytest.raises(ValueError, match="is graded: its key is not in this file"):
+            quiz_mod.is_correct("g1", question, option)
+
+
+def test_the_grader_scores_the_first_answer_with_the_instructors_keys(graded):
+    right = {"q1": 1, "q2": [0, 2], "q3": "30", "q4": 0.42}
+    assert statuses(grade_quiz("g1", right)) == {"q1": "passed", "q2": "passed", "q3": "passed",
+                                                 "q4": "passed", "q5": "needs-review"}
+    session = QuizSession(graded)
+    assert session.check("q1", 0)[0] == "recorded"
+    status, feedback = session.check("q1", 1)                 # a second try changes nothing
+    assert status == "recorded" and "already recorded" in feedback and "correct" not in feedback
+    record = session.record()[ANSWERS_MIME]
+    assert record == {"quiz": "g1", "answers": {"q1": 0}, "mode": "graded", "tries": {"q1": 1}}
+    assert statuses(grade_quiz("g1", record["answers"]))["q1"] == "failed"
+
+
+def test_graded_widget_shows_no_verdict_and_locks_the_question(graded):
+    view = QuizView(graded)
+    view.controls["q1"].index = 1
+    view.buttons["q1"].click()
+    assert view.buttons["q1"].disabled and view.buttons["q1"].description == "Submit"
+    assert "correct" not in view.feedback["q1"].value and "not yet" not in view.feedback["q1"].value
+
+
+def test_a_graded_quiz_without_the_instructors_source_is_a_grader_problem(graded, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVCOURSE_QUIZ_SOURCES", str(tmp_path / "elsewhere"))
+    with pytest.raises(MissingQuizKeys, match="g1.json"):
+        grade_quiz("g1", {"q1": 1})
+    changed = {**GRADED, "questions": [{**SOURCE["questions"][0], "prompt": "Pick C"}]}
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "g1.json").write_text(json.dumps(changed))
+    with pytest.raises(MissingQuizKeys, match="differs from the compiled quiz"):
+        grade_quiz("g1", {"q1": 1})
+
+
+def test_self_study_explains_only_after_a_right_answer_or_three_tries(compiled):
+    session = QuizSession(compiled)
+    for attempt in range(1, MAX_TRIES):
+        status, feedback = session.check("q3", 29)
+        assert status == "failed" and "(32 - 3)" not in feedback, attempt
+    status, feedback = session.check("q3", 28)
+    assert status == "failed" and "(32 - 3) / 1 + 1 = 30" in feedback    # third try: explained
+    assert session.check("q1", 1)[1].count("B is the one.") == 1          # right at once: explained
+    session.check("q3", 30)
+    record = session.record()[ANSWERS_MIME]
+    assert record["answers"] == {"q1": 1, "q3": 29}                        # the FIRST answers
+    assert record["tries"] == {"q1": 1, "q3": 4} and record["solved"] == ["q1", "q3"]
+    assert "right after 4 tries" in session.record()["text/html"]
+
+
+@pytest.mark.parametrize("typed, value", [("16,781,312", 16781312), ("4,640", 4640), ("4 640", 4640),
+                                          ("4\u202f640", 4640), ("1 000 000", 1000000), ("0.42", 0.42),
+                                          ("0,42", 0.42), ("-3", -3), ("1e6", 1000000), (" 30 ", 30)])
+def test_numbers_are_read_as_the_course_writes_them(typed, value):
+    assert quiz_mod.parse_number(typed) == value
+
+
+@pytest.mark.parametrize("typed", ["1,2,3", "4_640", "thirty", "", "1.2.3", "4,64,0"])
+def test_malformed_numbers_are_refused(typed):
+    with pytest.raises(ValueError):
+        quiz_mod.parse_number(typed)
+
+
+def test_a_number_with_separators_passes_and_the_record_shows_it_exactly(monkeypatch):
+    source = {"id": "n1", "title": "Numbers", "questions": [
+        {"id": "q1", "kind": "numeric", "prompt": "Parameters?", "answer": 16781312, "tolerance": 0}]}
+    quiz = build_quizzes.compile_quiz(source, "n1")
+    serve(monkeypatch, quiz)
+    session = QuizSession(quiz)
+    assert session.check("q1", "16,781,312")[0] == "passed"
+    bundle = session.record()
+    assert bundle[ANSWERS_MIME]["answers"] == {"q1": 16781312}
+    assert "16,781,312" in bundle["text/html"] and "e+07" not in bundle["text/html"]
+
+
+def test_the_unanswered_record_is_what_the_stored_chapters_hold():
+    """The new fields appear only once answered: stored chapter outputs need no re-execution."""
+    chapter = nbformat.read(ROOT / "chapters" / "02_convolution_from_scratch.ipynb", as_version=4)
+    stored = [o["data"] for c in chapter.cells for o in c.get("outputs", []) if ANSWERS_MIME in o.get("data", {})]
+    fresh = QuizSession(quiz_mod.load_quiz("02")).record()
+    assert len(stored) == 1 and stored[0] == fresh
+
+
+def test_importing_the_grading_side_imports_no_widget_library():
+    import subprocess
+    import sys
+    code = ("import sys, utils.quiz, utils.quiz.grading, utils.quiz.record; "
+            "from utils.quiz import grade_quiz, read_quiz_answers, QuizSession; "
+            "assert 'ipywidgets' not in sys.modules; from utils.quiz import show_quiz; "
+            "assert 'ipywidgets' in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -4,21 +4,26 @@
     python -m tools.build_quizzes 02 review  # only these
     python -m tools.build_quizzes --check    # fail when a compiled quiz is missing or stale
 
-A source ``tools/quiz_sources/<id>.json`` holds the plain answers (see the format in
-``tools/README.md`` / the shared contracts); the compiled ``utils/quizzes/<id>.json`` keeps the
-prompts and options, a salted hash of each answer (see :mod:`utils.quiz`) and the explanations,
-model answers and rubrics in encoded form.  Compiling is deterministic: the salt of a question is
-derived from its quiz id, question id and prompt, so rebuilding an unchanged source changes nothing.
+A source ``tools/quiz_sources/<id>.json`` holds the plain answers: ``{"id", "title", "questions": [...]}``
+and optionally ``"mode": "self-study"`` (the default) or ``"graded"``.  The compiled
+``utils/quizzes/<id>.json`` keeps the prompts and options and
+
+* self-study: a salted hash of each answer (see :mod:`utils.quiz`) and the explanations, model
+  answers and rubrics in encoded form (the format is unchanged from before modes existed);
+* graded: ``"mode": "graded"`` and nothing else: no hash, no salt, no explanation.  The grader
+  computes the keys from the source itself (:func:`utils.quiz.instructor_quiz`).
+
+Compiling is deterministic: the salt of a question is derived from its quiz id, question id and
+prompt, so rebuilding an unchanged source changes nothing.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from utils.quiz import KINDS, answer_key, encode_feedback
+from utils.quiz.keys import KINDS, MODES, encode_feedback, question_salt, source_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "tools" / "quiz_sources"
@@ -65,26 +70,23 @@ def validate_question(quiz_id: str, question: dict) -> None:
         _fail(where, f"rubric must be a non-empty list of strings, got {question['rubric']!r}")
 
 
-def question_salt(quiz_id: str, question: dict) -> str:
-    text = f"convcourse/{quiz_id}/{question['id']}/{question['prompt']}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+__all__ = ["compile_question", "compile_quiz", "compiled_text", "main", "question_salt", "validate_question"]
 
 
-def compile_question(quiz_id: str, question: dict) -> dict:
-    """The shipped form of one validated source question (no plain answer)."""
+def compile_question(quiz_id: str, question: dict, mode: str = "self-study") -> dict:
+    """The shipped form of one validated source question (no plain answer; no key at all if graded)."""
     kind = question["kind"]
     compiled = {"id": question["id"], "kind": kind, "prompt": question["prompt"],
                 "points": question.get("points", 1)}
     if kind in ("single", "multiple"):
         compiled["options"] = question["options"]
+    if mode == "graded":
+        return compiled
     feedback = {"explanation": question.get("explanation", "")}
     if kind == "free":
         feedback.update(model_answer=question["model_answer"], rubric=question["rubric"])
     else:
-        salt = question_salt(quiz_id, question)
-        compiled["salt"] = salt
-        compiled["key"] = answer_key(quiz_id, question["id"], kind, question["answer"], salt,
-                                     float(question.get("tolerance", 0)))
+        compiled.update(source_key(quiz_id, question))
     compiled["feedback"] = encode_feedback(feedback)
     return compiled
 
@@ -100,10 +102,15 @@ def compile_quiz(source: dict, expected_id: str | None = None) -> dict:
     ids = [q.get("id") for q in questions]
     if len(set(ids)) != len(ids):
         raise ValueError(f"quiz {quiz_id}: question ids must be unique, got {ids}")
+    mode = source.get("mode", "self-study")
+    if mode not in MODES:
+        raise ValueError(f"quiz {quiz_id}: mode must be one of {MODES}, got {mode!r}")
     for q in questions:
         validate_question(quiz_id, q)
-    return {"id": quiz_id, "title": source["title"],
-            "questions": [compile_question(quiz_id, q) for q in questions]}
+    compiled = {"id": quiz_id, "title": source["title"]}
+    if mode == "graded":
+        compiled["mode"] = "graded"
+    return {**compiled, "questions": [compile_question(quiz_id, q, mode) for q in questions]}
 
 
 def compiled_text(source_path: Path) -> str:
