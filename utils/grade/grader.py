@@ -119,7 +119,7 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
     """One row per quiz question, graded from the answers saved in the submitted file.
 
     A malformed record makes its own quiz's rows invalid; a malformed answer its own question's."""
-    from utils.quiz import grade_quiz, load_quiz
+    from utils.quiz import MissingQuizKeys, grade_quiz, load_quiz
     saved, problems = quiz_answers(nb)
     rows = []
     for quiz_id in quiz_ids:
@@ -134,6 +134,8 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
             one = {qid: answers[qid]} if qid in answers else {}
             try:
                 result = next(r for r in grade_quiz(quiz_id, one) if r.question == qid)
+            except MissingQuizKeys:                              # the instructor's set-up, not the learner's answer
+                raise
             except Exception:                                    # noqa: BLE001 - an answer of the wrong type
                 shown = repr(answers.get(qid))[:60]
                 rows.append(Row(name, 0.0, float(question.get("points", 1)), "invalid",
