@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test exercises notebooks benchmarks clean-venv
+.PHONY: lab test book hub-test exercises notebooks benchmarks clean-venv
 
 # OpenMP threads that spin while waiting make torch several times slower when the cores are
 # shared (two notebooks run in parallel under pytest -n 2); passive waiting changes no result.
@@ -28,12 +28,31 @@ $(STAMP): pyproject.toml
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
+# Extras installed on first use (again only when pyproject.toml changed): the web edition's
+# Sphinx + myst-nb (book) and JupyterHub + nbgitpuller (hub, docs/teaching.md).
+$(VENV)/.installed-%: pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$*]'
+	@touch $@
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/00_start_here.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-test: $(STAMP)
+test: $(STAMP) $(VENV)/.installed-book
 	bash tools/ensure_chromium.sh
 	$(PY) -m pytest -n 2 --dist loadfile tests --nbval chapters solutions --nbval-sanitize-with tools/nbval_sanitize.cfg
+
+# The web edition: a static site of every chapter and exercise set in _build/html (README "Web edition").
+book: $(VENV)/.installed-book
+	$(PY) book/build.py _build/html
+	@echo "Open _build/html/index.html (or: $(PY) -m http.server -d _build/html -b 127.0.0.1 8000)"
+
+# Opt-in: a real JupyterHub on 127.0.0.1, three learners, their notebooks graded (docs/teaching.md).
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+$(CHP):
+	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0
+
+hub-test: $(STAMP) $(VENV)/.installed-hub $(CHP)
+	CONVCOURSE_HUB_TEST=1 $(PY) -m pytest -q tests/test_hub.py
 
 # Maintainer commands (see tools/README.md)
 exercises: $(STAMP)
