@@ -142,7 +142,8 @@ def test_exit_status_zero_and_one_summary_line_per_submission(run):
 
 
 def test_csv_columns_and_statuses(run):
-    assert list(run["rows"][0]) == ["submission", "exercise_set", "question", "points", "max_points", "status"]
+    assert list(run["rows"][0]) == ["submission", "learner", "exercise_set", "question", "points", "max_points",
+                                    "status"]
     assert {row["status"] for row in run["rows"]} <= STATUSES
     assert set(run["by_file"]) == set(SUBMISSIONS) - {"class/.ipynb_checkpoints/alice-checkpoint.ipynb"}
     assert not list(run["out"].glob(".grades-*"))      # the temporary file was renamed

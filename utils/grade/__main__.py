@@ -9,6 +9,7 @@ from . import __doc__ as DOC
 from .exercise_sets import add_extra_tests, load_exercise_sets
 from .grader import grade_all
 from .kernel import KernelLimits
+from .gradebook import write_gradebook
 from .report import summary_line, write_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,8 @@ def parse_args(argv: list[str] | None):
                              "when a test needs a value it computes (faster: functions are tested apart anyway)")
     parser.add_argument("--extra-tests", type=Path, help="folder of instructor-only tests exNN.py / exNN.ipynb")
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="the instructor's solution notebooks")
+    parser.add_argument("--gradebook", type=Path, help="also write this wide CSV: one row per learner, one column "
+                        "per exercise set and a total (for a learning-management system; docs/teaching.md)")
     return parser.parse_args(argv)
 
 
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_outputs(submissions, args.out)
+    if args.gradebook:
+        for note in write_gradebook(submissions, args.gradebook):
+            print(f"gradebook: {note}", file=sys.stderr)
     for submission in submissions:
         print(summary_line(submission))
     faults = [s.path for s in submissions if s.grader_fault]

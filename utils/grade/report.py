@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .grader import Submission
 
-COLUMNS = ["submission", "exercise_set", "question", "points", "max_points", "status"]
+COLUMNS = ["submission", "learner", "exercise_set", "question", "points", "max_points", "status"]
 
 
 def write_csv(submissions: list[Submission], path: Path) -> None:
@@ -23,7 +23,7 @@ def write_csv(submissions: list[Submission], path: Path) -> None:
             for s in submissions:
                 set_id = s.exercise_set.set_id if s.exercise_set else ""
                 for row in s.rows:
-                    writer.writerow([s.path, set_id, row.question, f"{row.points:g}", f"{row.max_points:g}", row.status])
+                    writer.writerow([s.path, s.learner, set_id, row.question, f"{row.points:g}", f"{row.max_points:g}", row.status])
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

@@ -1,0 +1,110 @@
+"""Grading a class as a hub hands it over: who each notebook belongs to in the layouts of
+docs/teaching.md (utils.grade.layout.learner_of, as the grader applies it) and the wide gradebook
+CSV (utils.grade.gradebook, ``python -m utils.grade --gradebook``)."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+from utils.grade.gradebook import write_gradebook
+from utils.grade.grader import Submission, find_notebooks_in
+from utils.grade.layout import learner_of
+from utils.grade.worker import Row
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def sub(path: str, learner: str, set_id: str | None = "ex01", points: tuple[float, ...] = ()) -> Submission:
+    s = Submission(path, exercise_set=SimpleNamespace(set_id=set_id) if set_id else None)
+    s.learner = learner
+    s.rows = [Row(f"q{i}", p, 2.0, "passed" if p == 2 else "failed", "") for i, p in enumerate(points)]
+    return s
+
+
+@pytest.mark.parametrize("given, file, learner", [
+    ("home", "home/alice/exercises/ex01.ipynb", "alice"),           # home folders copied from a hub
+    ("home/", "home/alice/exercises/ex01.ipynb", "alice"),
+    ("home", "home/bob/work/deep/ex02.ipynb", "bob"),
+    ("course/submitted", "course/submitted/carol/ps1/ex01.ipynb", "carol"),   # nbgrader's exchange
+    ("course", "course/submitted/carol/ps1/ex01.ipynb", "carol"),
+    ("flat", "flat/dan_ex01.ipynb", "flat/dan_ex01"),                # a flat folder: one file, one learner
+])
+def test_learner_of_each_class_layout_as_the_grader_finds_it(tmp_path, given, file, learner):
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text("{}")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        [(path, root)] = find_notebooks_in([given])
+    finally:
+        os.chdir(cwd)
+    assert learner_of(path, None, root) == learner
+
+
+def test_metadata_learner_wins_over_the_folder():
+    nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "erin"}})
+    assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as file:
+        return list(csv.reader(file))
+
+
+def test_gradebook_one_row_per_learner_one_column_per_set(tmp_path):
+    submissions = [sub("h/bob/ex02.ipynb", "bob", set_id="ex02", points=(2, 0)),
+                   sub("h/alice/ex01.ipynb", "alice", points=(2, 2)),
+                   sub("h/alice/ex02.ipynb", "alice", set_id="ex02", points=(2, 1.5)),
+                   sub("h/alice/broken.ipynb", "alice", set_id=None)]
+    notes = write_gradebook(submissions, tmp_path / "book" / "gradebook.csv")
+    assert read_csv(tmp_path / "book" / "gradebook.csv") == [
+        ["learner", "ex01", "ex02", "total"],
+        ["alice", "4", "3.5", "7.5"],
+        ["bob", "", "2", "2"]]
+    assert notes == []
+
+
+def test_gradebook_keeps_the_higher_of_two_hand_ins_and_says_so(tmp_path):
+    submissions = [sub("h/alice/a/ex01.ipynb", "alice", points=(2, 0)),
+                   sub("h/alice/b/ex01.ipynb", "alice", points=(0, 0))]
+    notes = write_gradebook(submissions, tmp_path / "g.csv")
+    assert read_csv(tmp_path / "g.csv") == [["learner", "ex01", "total"], ["alice", "2", "2"]]
+    assert notes == ["alice handed in ex01 more than once: the gradebook keeps the higher score"]
+
+
+def test_cli_grades_home_folders_and_nbgrader_exchange_by_learner(tmp_path):
+    """home/<user>/exercises/ (a hub's home folders) and submitted/<student>/<assignment>/ (nbgrader)."""
+    solved = (FIXTURES / "solutions" / "ex01_fixture.ipynb").read_text()
+    unsolved = (FIXTURES / "exercises" / "ex01_fixture.ipynb").read_text()
+    files = {"home/alice/exercises/ex01_fixture.ipynb": solved,
+             "home/bob/exercises/ex01_fixture.ipynb": unsolved,
+             "submitted/carol/ps1/ex01_fixture.ipynb": solved}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([sys.executable, "-m", "utils.grade", "home", "submitted", "--out", "out",
+                             "--gradebook", "out/gradebook.csv", "--jobs", "2", "--timeout", "60",
+                             "--memory", "2", "--solutions", str(FIXTURES / "solutions")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    with (tmp_path / "out" / "grades.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert {r["learner"] for r in rows} == {"alice", "bob", "carol"}
+    assert all(r["learner"] in r["submission"] for r in rows)
+    book = read_csv(tmp_path / "out" / "gradebook.csv")
+    assert book[0] == ["learner", "ex01", "total"]
+    assert [r[0] for r in book[1:]] == ["alice", "bob", "carol"]
+    scores = {r[0]: float(r[1]) for r in book[1:]}
+    automatic = {learner: sum(float(r["points"]) for r in rows if r["learner"] == learner) for learner in scores}
+    assert scores == automatic
+    assert scores["alice"] == scores["carol"] > scores["bob"], [(r["learner"], r["question"], r["status"]) for r in rows]
+    assert all(r[2] == r[1] for r in book[1:])
