@@ -39,6 +39,7 @@ lab: $(STAMP)
 
 test: $(STAMP) $(VENV)/.installed-book
 	bash tools/ensure_chromium.sh
+	bash tools/ensure_bwrap.sh
 	$(PY) -m pytest -n 2 --dist loadfile tests --nbval chapters solutions --nbval-sanitize-with tools/nbval_sanitize.cfg
 
 # The web edition: a static site of every chapter and exercise set in _build/html (README "Web edition").

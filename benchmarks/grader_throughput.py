@@ -1,10 +1,12 @@
-"""How long the instructor's grader takes for a class: 20 submissions, ``--jobs 2``.
+"""How long the instructor's grader takes for a class: 20 (or N) submissions, ``--jobs 2``.
 
-    .venv/bin/python benchmarks/grader_throughput.py [--submissions 20] [--jobs 2]
+    .venv/bin/python benchmarks/grader_throughput.py [--submissions 20] [--jobs 2] [--unsafe-no-sandbox]
 
 The submissions are copies of the course's solution and exercise notebooks (solved and untouched
 alternately, cycling through the exercise sets), written to a temporary folder; the whole
-``python -m utils.grade`` command is timed, start-up included.  Target: under 60 s on 2 cores.
+``python -m utils.grade`` command is timed, start-up included.  Target: under 3 s per submission
+(60 s for 20) on 2 idle cores.  ``--unsafe-no-sandbox`` measures the grader without its bubblewrap
+sandbox (the cost of the sandbox is the difference).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--execute", default="always", choices=["always", "when-needed"])
+    parser.add_argument("--unsafe-no-sandbox", action="store_true", help="grade without the sandbox (to compare)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(tmp) / "class", Path(tmp) / "out"
@@ -48,7 +51,7 @@ def main() -> int:
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), "--out", str(out),
                                  "--jobs", str(args.jobs), "--solutions", str(args.solutions),
-                                 "--execute", args.execute],
+                                 "--execute", args.execute] + (["--unsafe-no-sandbox"] if args.unsafe_no_sandbox else []),
                                 cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -57,13 +60,14 @@ def main() -> int:
     if result.returncode != 0:
         print(result.stdout, result.stderr, file=sys.stderr)
         return 1
-    print(f"{args.submissions} submissions, --jobs {args.jobs} --execute {args.execute}: {seconds:.1f} s "
-          f"({seconds / args.submissions:.2f} s per submission, {len(rows)} graded rows); target < 60 s")
+    mode = "without sandbox" if args.unsafe_no_sandbox else "sandboxed"
+    print(f"{args.submissions} submissions ({mode}), --jobs {args.jobs} --execute {args.execute}: {seconds:.1f} s "
+          f"({seconds / args.submissions:.2f} s per submission, {len(rows)} graded rows); target < 3 s per submission")
     # The machine may be shared: CPU seconds of the whole process tree / cores is what an idle one needs.
     print(f"CPU time of the grader and everything it started: {cpu:.1f} s "
           f"(= {cpu / args.jobs:.1f} s of wall time on {args.jobs} idle cores); load average now "
           f"{os.getloadavg()[0]:.1f}")
-    return 0 if seconds < 60 else 1
+    return 0 if seconds < 3 * args.submissions else 1
 
 
 if __name__ == "__main__":

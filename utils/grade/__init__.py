@@ -44,6 +44,10 @@ How a submission is graded (and why a submission cannot grade itself)
   data.  So patching numpy, torch or ``utils.checks`` in a submission changes nothing here.
 * Infinite loops, ``os._exit``, memory hogs, floods of output, invalid JSON or another course's
   notebook each give that submission clear rows; the other submissions are still graded.
-* Limitation: student code runs as the same OS user as the grader.  Run the grader in a
-  throw-away container or account when submissions may be hostile beyond that.
+* Every process that runs learner code (kernel and runner) runs in a bubblewrap sandbox
+  (:mod:`.sandbox`): unprivileged uid, no capabilities, no network, its own PID namespace, a
+  read-only view of the system, Python and ``utils`` only, size-limited tmpfs scratch, memory and
+  process caps for the whole submission; every process ends with it, and ``grades.csv`` is
+  written only once none is left.  Without a working ``bwrap`` the grader refuses to grade
+  unless given ``--unsafe-no-sandbox`` (then learner code runs as the grader's user).
 """

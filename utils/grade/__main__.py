@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from . import __doc__ as DOC
+from . import sandbox
 from .exercise_sets import add_extra_tests, load_exercise_sets
 from .grader import grade_all
 from .kernel import KernelLimits
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="the instructor's solution notebooks")
     parser.add_argument("--gradebook", type=Path, help="also write this wide CSV: one row per learner, one column "
                         "per exercise set and a total (for a learning-management system; docs/teaching.md)")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="grade without the bubblewrap sandbox (learner code can then read solutions/, "
+                             "other submissions and the grader's files): only for trusted notebooks")
     return parser.parse_args(argv)
 
 
@@ -40,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1 or args.timeout <= 0 or args.total_timeout <= 0 or args.memory <= 0:
         print("error: --jobs, --timeout, --total-timeout and --memory must be positive", file=sys.stderr)
         return 2
+    if not args.unsafe_no_sandbox:
+        reason = sandbox.check_bwrap()
+        if reason:
+            print(f"error: refusing to grade: learner code must run in a sandbox, and {reason}.\n"
+                  "Install bubblewrap on this Linux machine, or pass --unsafe-no-sandbox to grade "
+                  "trusted notebooks without it.", file=sys.stderr)
+            return 2
     try:
         sets = load_exercise_sets(args.solutions)
         if args.extra_tests:
@@ -51,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
                           memory_bytes=int(args.memory * 2**30), max_output=args.max_output,
                           always_execute=args.execute == "always")
     try:
-        submissions = grade_all(args.paths, sets, limits, args.jobs)
+        submissions = grade_all(args.paths, sets, limits, args.jobs, sandboxed=not args.unsafe_no_sandbox)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:          # a learner process could not be ended: no grades
+        print(f"GRADER FAULT: {exc}; grades.csv was not written", file=sys.stderr)
+        return 1
     write_outputs(submissions, args.out)
     if args.gradebook:
         for note in write_gradebook(submissions, args.gradebook):

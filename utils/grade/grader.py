@@ -1,5 +1,9 @@
 """Grade many submissions: find them, read them, fork one worker per submission (at most
-``jobs`` at a time, each with a hard deadline), add the quiz rows, collect the results."""
+``jobs`` at a time, each with a hard deadline), add the quiz rows, collect the results.
+
+Each worker grades in its own sandbox group (:mod:`.sandbox`); once every worker has ended, the
+grader checks that no learner process of the run is left (killing any) before the caller writes
+``grades.csv``."""
 from __future__ import annotations
 
 import copy
@@ -18,10 +22,11 @@ from pathlib import Path
 
 import nbformat
 
+from . import sandbox
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
 from .layout import learner_of
-from .limits import kill_tree
+from .limits import kill_tree, remove_tree
 from .reading import MAX_NOTEBOOK_BYTES, duplicate_notes, quiz_answers, read_notebook  # noqa: F401
 from .worker import Row, grade_notebook, question_name
 
@@ -153,8 +158,12 @@ def _placeholder_rows(exercise_set: ExerciseSet, status: str, message: str) -> l
 
 def _worker_main(connection, submission: Submission, limits: KernelLimits) -> None:
     try:
-        rows, notes = grade_notebook(copy.deepcopy(submission.nb), submission.exercise_set, limits)
-        payload = {"rows": [r.as_dict() for r in rows], "notes": notes}
+        sandbox.begin_submission(limits.memory_bytes, limits.file_bytes)
+        try:
+            rows, notes = grade_notebook(copy.deepcopy(submission.nb), submission.exercise_set, limits)
+        finally:
+            limit_notes = sandbox.end_submission()      # every learner process of it has ended
+        payload = {"rows": [r.as_dict() for r in rows], "notes": notes + limit_notes}
     except Exception:                                            # noqa: BLE001 - a grader fault
         payload = {"fault": traceback.format_exc()}
     connection.send_bytes(json.dumps(payload).encode())
@@ -185,6 +194,7 @@ class Pool:
             payload = {"fault": f"grader worker died (exit code {process.exitcode})"}
         kill_tree(process.pid)
         process.join()
+        sandbox.remove_groups_of(process.pid)
         receive.close()
         if "fault" in payload:
             submission.grader_fault = True
@@ -197,6 +207,7 @@ class Pool:
     def _expire(self, submission: Submission, process, receive) -> None:
         kill_tree(process.pid)
         process.join()
+        sandbox.remove_groups_of(process.pid)
         receive.close()
         submission.notes.append(f"grading took longer than {self.deadline_seconds(submission):g} s and was stopped")
         submission.rows += _placeholder_rows(submission.exercise_set, "timeout", "time limit exceeded")
@@ -219,8 +230,16 @@ class Pool:
                 del running[key]
 
 
-def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimits, jobs: int) -> list[Submission]:
-    """Grade every notebook in ``paths``; returns the submissions in order, each with its rows."""
+def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimits, jobs: int,
+              sandboxed: bool = False) -> list[Submission]:
+    """Grade every notebook in ``paths``; returns the submissions in order, each with its rows.
+
+    Args:
+        sandboxed: run learner code in bubblewrap sandboxes (:mod:`.sandbox`; the command line
+            checks that bubblewrap works and refuses to grade otherwise unless told not to).
+    Raises:
+        RuntimeError: a learner process could not be ended (then no grades should be written).
+    """
     submissions = []
     for path, root in find_notebooks_in(paths):
         submission = read_submission(path, sets)
@@ -233,13 +252,20 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
             submission.notes.append(flagged[submission.path])
     warm_up()
     # Workers put their scratch folders (and kernel connection files) here; it goes away even
-    # when a worker had to be killed.
-    with tempfile.TemporaryDirectory(prefix="convcourse-grading-") as scratch:
-        tempfile.tempdir = scratch
-        try:
-            Pool(jobs, limits).run(gradable)
-        finally:
-            tempfile.tempdir = None
+    # when a worker had to be killed.  The registry (not visible in any sandbox) records every
+    # sandbox's PID namespace, to check at the end that none of their processes is left.
+    scratch = tempfile.mkdtemp(prefix="convcourse-grading-")
+    registry = os.path.join(scratch, "sandboxes")
+    os.mkdir(registry)
+    sandbox.enabled, sandbox.registry = sandboxed, registry
+    tempfile.tempdir = scratch
+    try:
+        Pool(jobs, limits).run(gradable)
+        sandbox.end_all(registry)
+    finally:
+        tempfile.tempdir = None
+        sandbox.enabled, sandbox.registry = False, None
+        remove_tree(scratch)
     for submission in gradable:
         submission.rows += [Row(m.grade_id, 0.0, m.points, "needs-review", "graded by hand")
                             for m in submission.exercise_set.manual]

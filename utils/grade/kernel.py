@@ -1,6 +1,8 @@
 """Run a student's notebook in its own limited Jupyter kernel and bring back plain values.
 
-The kernel starts under a memory cap (RLIMIT_AS) and a file-size cap, each cell has a time
+The kernel starts in its own sandbox (:mod:`.sandbox`: bubblewrap, no network, only ZMQ ``ipc``
+sockets in its private runtime folder, reached from here through ``/proc/<pid>/root``) under a
+memory cap (RLIMIT_AS, plus the submission's cgroup) and a file-size cap, each cell has a time
 limit and so does the whole notebook, and the output the kernel may send is capped (beyond
 ``max_output`` bytes outputs are dropped; beyond ten times that the kernel is killed).  After
 the last cell the values of the requested names are written with ``serialize.dump_names`` and
@@ -22,6 +24,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from . import sandbox
 from .limits import kill_tree, limited_command
 from .serialize import load_names
 
@@ -47,12 +50,37 @@ class KernelReport:
 
 
 class LimitedKernelManager(AsyncKernelManager):
-    """An AsyncKernelManager (what nbclient expects) whose kernel starts under resource limits."""
+    """An AsyncKernelManager (what nbclient expects) whose kernel starts under resource limits,
+    in the submission's sandbox group when there is one (then over ``ipc`` sockets)."""
     limits: KernelLimits = KernelLimits()
+    group: sandbox.Group | None = None
+    sandbox_root: str | None = None     # /proc/<init>/root: the sandbox's files as seen from here
 
     def format_kernel_cmd(self, extra_arguments=None):
         command = super().format_kernel_cmd(extra_arguments)
-        return limited_command(command, self.limits.memory_bytes, self.limits.file_bytes)
+        if self.group is None:
+            return limited_command(command, self.limits.memory_bytes, self.limits.file_bytes)
+        inside = [sandbox.CONNECTION_FILE if part == self.connection_file else part for part in command]
+        return self.group.launcher(sandbox.bwrap_command(inside, binds=[(self.connection_file, sandbox.CONNECTION_FILE)]))
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self.group is not None:
+            init = self.group.attach(self.provisioner.pid)
+            self.sandbox_root = f"/proc/{init}/root"
+            self.ip = self.sandbox_root + self.ip         # the kernel's sockets, reached from outside
+
+
+def _kernel_manager(limits: KernelLimits, workdir: Path) -> LimitedKernelManager:
+    group = sandbox.current()
+    if group is None:
+        km = LimitedKernelManager(kernel_name="python3")
+    else:
+        km = LimitedKernelManager(kernel_name="python3", transport="ipc", ip=f"{sandbox.RUNTIME}/kernel",
+                                  cache_ports=False, connection_file=str(workdir / "kernel.json"))
+        km.group = group
+    km.limits = limits
+    return km
 
 
 class CappedClient(NotebookClient):
@@ -72,6 +100,7 @@ class CappedClient(NotebookClient):
 
 
 def _kernel_env() -> dict[str, str]:
+    """Without a sandbox: the grader's environment plus a few settings (a sandbox rebuilds it)."""
     env = dict(os.environ)
     env.update({"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
     return env
@@ -131,8 +160,7 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
         a KernelReport; ``values`` is empty when the kernel stopped early.
     """
     report = KernelReport()
-    km = LimitedKernelManager(kernel_name="python3")
-    km.limits = limits
+    km = _kernel_manager(limits, workdir)
     client = CappedClient(nb, km=km, timeout=int(limits.cell_seconds), allow_errors=True,
                           interrupt_on_timeout=False, startup_timeout=60,
                           resources={"metadata": {"path": str(workdir)}})
@@ -142,18 +170,18 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
             _run_cells(client, nb, cell_indices, limits, report)
             report.output_truncated = client.output_bytes > limits.max_output
             if report.stopped is None and value_names:
-                dump_path = workdir / "_grader_values.json"
+                inside = f"{sandbox.RUNTIME}/values.json" if km.group else str(workdir / "_grader_values.json")
                 client.timeout = max(1, int(limits.cell_seconds))
-                nb.cells.append(_dump_cell(value_names, dump_path))
+                nb.cells.append(_dump_cell(value_names, inside))
                 client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
-                report.values = load_names(str(dump_path))
+                report.values = load_names((km.sandbox_root or "") + inside)   # read while the kernel lives
     except (CellTimeoutError, DeadKernelError, OSError, ValueError, TypeError) as exc:
         report.values = {}
         report.stopped = report.stopped or f"the values of your notebook could not be read back ({type(exc).__name__})"
     finally:
         pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
         if pid:
-            kill_tree(pid)
+            kill_tree(pid)          # in a sandbox this includes its PID namespace's init: all of it
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)          # reap it (and count its CPU time in ours)
         if client.kc is not None:

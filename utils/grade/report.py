@@ -11,6 +11,16 @@ from pathlib import Path
 from .grader import Submission
 
 COLUMNS = ["submission", "learner", "exercise_set", "question", "points", "max_points", "status"]
+ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: str) -> str:
+    """``text`` (which may come from learner code) without ANSI sequences, with every other
+    control character (carriage return, backspace, bidi overrides, ...) shown as an escape, so
+    that it cannot redraw or imitate the grader's own lines.  Newlines are kept."""
+    text = ANSI.sub("", str(text))
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
 
 
 def write_csv(submissions: list[Submission], path: Path) -> None:
@@ -38,16 +48,16 @@ def totals(submission: Submission) -> tuple[float, float, int]:
 
 def summary_line(submission: Submission) -> str:
     if submission.exercise_set is None:
-        return f"INVALID  {submission.path}: {submission.rows[0].feedback}"
+        return plain(f"INVALID  {submission.path}: {submission.rows[0].feedback}").replace("\n", " ")
     points, maximum, review = totals(submission)
     extra = f", {review} to review by hand" if review else ""
     fault = "  [GRADER FAULT]" if submission.grader_fault else ""
-    return f"{points:g}/{maximum:g}  {submission.path}  [{submission.exercise_set.set_id}{extra}]{fault}"
+    return plain(f"{points:g}/{maximum:g}  {submission.path}  [{submission.exercise_set.set_id}{extra}]{fault}").replace("\n", " ")
 
 
 def feedback_text(submission: Submission) -> str:
     """What the student may read: statuses, points, check messages (never hidden-test source)."""
-    lines = [f"Feedback for {submission.path}"]
+    lines = [plain(f"Feedback for {submission.path}").replace("\n", " ")]
     if submission.exercise_set is None:
         return "\n".join(lines + [f"Not graded: {submission.rows[0].feedback}", ""])
     points, maximum, review = totals(submission)
@@ -56,10 +66,14 @@ def feedback_text(submission: Submission) -> str:
     for row in submission.rows:
         label = "instructor test" if row.question.startswith("extra:") else row.question
         lines.append(f"[{row.status}] {label}: {row.points:g}/{row.max_points:g}")
-        lines += ["    " + line for line in row.feedback.splitlines() if line.strip()]
+        # Every line of a message is indented: only the grader writes at the margin.
+        lines += ["    " + line for line in plain(row.feedback).splitlines() if line.strip()]
     notes = [n for n in submission.notes if not n.startswith("GRADER FAULT")]
     if notes:
-        lines += ["", "While running your notebook:"] + [f"  - {n}" for n in notes]
+        lines += ["", "While running your notebook:"]
+        for note in notes:
+            first, *rest = plain(note).splitlines() or [""]
+            lines += [f"  - {first}"] + [f"    | {line}" for line in rest]
     return "\n".join(lines) + "\n"
 
 

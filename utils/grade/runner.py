@@ -15,7 +15,7 @@ import select
 import struct
 import time
 
-from . import serialize
+from . import runner_process, serialize
 from .limits import apply_limits, kill_tree
 
 
@@ -314,18 +314,13 @@ class Runner:
         return ["pass" if i in self.skipped else unit for i, unit in enumerate(self.units)]
 
     def start(self) -> None:
-        to_child, from_parent = os.pipe()
-        from_child, to_parent = os.pipe()
-        pid = os.fork()
-        if pid == 0:                                   # the runner
-            try:
-                os.close(from_parent); os.close(from_child)
-                _isolate((to_child, to_parent), self.workdir, self.memory_bytes)
-                _serve(to_child, to_parent, self.units_to_load())
-            finally:
-                os._exit(0)
-        os.close(to_child); os.close(to_parent)
-        self.pid, self.requests, self.replies = pid, from_parent, from_child
+        # A fresh process (exec, in the submission's sandbox when there is one): see runner_process.
+        self.pid, self.requests, self.replies = runner_process.spawn(self.workdir, self.memory_bytes)
+        try:
+            _write(self.requests, serialize.dumps(list(self.units_to_load())))
+        except OSError:
+            pass                    # it died at once: _load reports it
+        runner_process.wait_warm(self.replies)
         self._load()
 
     def _load(self) -> None:
@@ -360,6 +355,7 @@ class Runner:
                 os.waitpid(self.pid, 0)
             except ChildProcessError:
                 pass
+            runner_process.forget(self.pid)
             self.pid = None
 
     def _receive(self, deadline: float | None, doing: str):

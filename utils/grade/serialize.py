@@ -1,19 +1,31 @@
 """Data that crosses a process boundary between a student's code and the grader.
 
 Only plain data travels: None, bool, int, float, str, tuples, lists, dicts and NumPy arrays
-or scalars.  Arrays go through ``np.save``/``np.load`` with ``allow_pickle=False`` inside a
-JSON document, so decoding a message can never run code (no pickle anywhere).
+or scalars.  Arrays go through ``np.save`` inside a JSON document and are decoded from their
+header without ``np.load``: numeric or boolean dtypes only (no object arrays, no pickles), at
+most MAX_ARRAY_BYTES each, the data exactly as long as the shape says.  A decoded message is at
+most MAX_MESSAGE_BYTES long, MAX_DEPTH deep and MAX_ITEMS items large (ValueError otherwise,
+never a RecursionError), and a file is read only when it is a regular file (no FIFO, no
+symlink followed) within a deadline (:func:`read_regular_file`).
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+import os
+import select
+import stat
+import time
 from typing import Any
 
 import numpy as np
 
 MAX_MESSAGE_BYTES = 256 * 2**20   # larger messages are refused, not decoded
+MAX_ARRAY_BYTES = 64 * 2**20      # one array's data
+MAX_DEPTH = 32                    # nesting of lists, tuples and dicts
+MAX_ITEMS = 2**20                 # containers' items in one message, all together
+ARRAY_KINDS = "biufc"             # bool, ints, unsigned, floats, complex
 
 
 class NotSerializable(TypeError):
@@ -27,7 +39,35 @@ def _array_to_text(array: np.ndarray) -> str:
 
 
 def _array_from_text(text: str) -> np.ndarray:
-    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+    """The array ``_array_from_text`` encoded, checked from its header before any allocation."""
+    if not isinstance(text, str) or len(text) > 4 * MAX_ARRAY_BYTES // 3 + 4096:
+        raise ValueError("array too large or not text")
+    buffer = io.BytesIO(base64.b64decode(text, validate=True))
+    try:
+        version = np.lib.format.read_magic(buffer)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buffer)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buffer)
+        else:
+            raise ValueError(f"unknown array format {version}")
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"not an array: {exc}") from None
+    if dtype.hasobject or dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"arrays of dtype {dtype} are not accepted (pickle or object arrays are refused)")
+    if len(shape) > MAX_DEPTH or any(not isinstance(n, int) or n < 0 for n in shape):
+        raise ValueError(f"array shape {shape} refused")
+    count = 1
+    for n in shape:
+        count *= n
+    nbytes = count * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise ValueError(f"array of shape {shape} is over the {MAX_ARRAY_BYTES}-byte limit")
+    data = buffer.read()
+    if len(data) != nbytes:
+        raise ValueError(f"array data of {len(data)} bytes does not match shape {shape}")
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C")
+    return array.copy()
 
 
 def encode(value: Any) -> Any:
@@ -73,11 +113,39 @@ def dumps(value: Any) -> bytes:
     return json.dumps(encode(value)).encode("utf-8")
 
 
+def _check_shape(value: Any) -> None:
+    """ValueError when ``value`` (decoded JSON) nests deeper than MAX_DEPTH or has too many items."""
+    items, level = 0, [value]
+    for _ in range(MAX_DEPTH + 1):
+        children = []
+        for item in level:
+            if isinstance(item, dict):
+                children += list(item.values())
+                children += list(item.keys()) if any(isinstance(k, tuple) for k in item) else []
+            elif isinstance(item, (list, tuple)):
+                children += list(item)
+        items += len(children)
+        if items > MAX_ITEMS:
+            raise ValueError(f"message has more than {MAX_ITEMS} items")
+        if not children:
+            return
+        level = children
+    raise ValueError(f"message nests deeper than {MAX_DEPTH} levels")
+
+
 def loads(data: bytes) -> Any:
-    """The value ``dumps`` encoded; refuses messages over MAX_MESSAGE_BYTES (ValueError)."""
+    """The value ``dumps`` encoded; ValueError for a message over MAX_MESSAGE_BYTES, nested deeper
+    than MAX_DEPTH, with more than MAX_ITEMS items, or holding anything but plain data."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
-    return json.loads(data.decode("utf-8"), object_hook=_decode_object)
+    try:
+        value = json.loads(data.decode("utf-8"), object_hook=_decode_object)
+    except RecursionError:
+        raise ValueError("message nests too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"message is not UTF-8 ({exc.reason})") from None
+    _check_shape(value)
+    return value
 
 
 def dump_names(namespace: dict, names: list[str], path: str) -> None:
@@ -103,11 +171,35 @@ def dump_names(namespace: dict, names: list[str], path: str) -> None:
         json.dump(entries, file)
 
 
+def read_regular_file(path: str, max_bytes: int = MAX_MESSAGE_BYTES, seconds: float = 30.0) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a symlink, FIFO or device) of at most
+    ``max_bytes``, read within ``seconds``; ValueError otherwise (OSError when it is missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{os.path.basename(path)} is not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{os.path.basename(path)} is larger than {max_bytes} bytes")
+        chunks, total, deadline = [], 0, time.monotonic() + seconds
+        while True:
+            if time.monotonic() > deadline:
+                raise ValueError(f"reading {os.path.basename(path)} took longer than {seconds:g} s")
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, min(2**20, max_bytes + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ValueError(f"{os.path.basename(path)} is larger than {max_bytes} bytes")
+    finally:
+        os.close(fd)
+
+
 def load_names(path: str) -> dict[str, dict]:
     """Read what ``dump_names`` wrote: ``{name: {"value": v} | {"missing": True} | {"unsupported": msg}}``."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_MESSAGE_BYTES + 1)
-    raw = loads(data)
+    raw = loads(read_regular_file(path))
     if not isinstance(raw, dict):
         raise ValueError("value dump is not a JSON object")
     return raw
