@@ -688,3 +688,31 @@ def test_a_failing_check_in_a_real_kernel_shows_no_utils_checks_frames():
     assert error.traceback[0].startswith("✗ get_patch is wrong"), shown
     assert "utils/checks" not in shown and "lambda" not in shown and "im[r:r + k" not in shown, shown
     assert "row and column swapped" in shown
+
+
+def test_look_alike_misconceptions_are_told_apart_by_later_inputs():
+    """Two suspects fit the first failing input; the later input shows which one the learner has."""
+    cases = [engine.Case("zeros", (np.zeros(3),)), engine.Case("a ramp", (np.arange(3.0),))]
+    suspects = [engine.Suspect("doubled instead of incremented", lambda x: 2 * x),
+                engine.Suspect("returned the input unchanged", lambda x: x.copy())]
+
+    def message(cases_used):
+        with pytest.raises(C.CheckFailed) as failure:
+            engine.verify(lambda x: 2 * x, "inc", ("x",), cases_used, lambda x: x + 1, suspects)
+        return str(failure.value)
+    alone = message(cases[:1])                          # only the ambiguous input: both fit
+    assert "doubled" in alone and "unchanged" in alone
+    told_apart = message(cases)
+    assert "doubled" in told_apart and "unchanged" not in told_apart
+    assert "(zeros)" in told_apart                      # still reported on the smallest failing input
+
+
+def test_hidden_inputs_are_described_by_kind_not_dumped():
+    with pytest.raises(C.CheckFailed) as shown:
+        C.check_relu(np.abs)
+    assert "-0.5" in str(shown.value)                   # a visible input is shown in full
+    with pytest.raises(C.CheckFailed) as hidden:
+        C.check_relu(lambda x: np.abs(x) if x.size > 30 else np.maximum(x, 0), hidden=True)
+    message = str(hidden.value)
+    assert "random real values" in message and "shape (2, 3, 4, 5), dtype float64" in message
+    assert "values of a hidden test are not shown" in message and "[[" not in message
