@@ -36,7 +36,7 @@ from .ex05 import check_compose_kernels, check_relu, check_relu_backward
 from .ex06 import check_avg_pool2d, check_max_pool2d, check_max_pool2d_backward
 from .ex07 import CNN_PARAM_SHAPES, check_build_cnn, check_cnn_forward, check_receptive_field
 from .ex08 import check_extract_features, check_frozen_features, check_new_head, check_partial_fine_tune
-from .ex09 import check_conv_macs, check_conv_params, check_dense_params
+from .ex09 import check_conv_macs, check_conv_params, check_dense_params, check_median_time
 
 
 __all__ = [
@@ -50,5 +50,5 @@ __all__ = [
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward",
     "check_receptive_field", "check_cnn_forward", "check_build_cnn", "describe_model",
     "check_new_head", "check_frozen_features", "check_partial_fine_tune", "check_extract_features",
-    "check_conv_params", "check_conv_macs", "check_dense_params",
+    "check_conv_params", "check_conv_macs", "check_dense_params", "check_median_time",
 ]

@@ -1,11 +1,11 @@
-"""Exercise set 09 (efficiency and accuracy): conv_params, conv_macs, dense_params."""
+"""Exercise set 09 (efficiency and accuracy): conv_params, conv_macs, dense_params, median_time."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from .engine import Case, Suspect, _integer_output, passed, verify
+from .engine import Case, CheckFailed, Suspect, _integer_output, learner_check, passed, verify
 
 
 
@@ -86,3 +86,56 @@ def check_dense_params(fn: Callable, hidden: bool = False) -> None:
     verify(fn, "dense_params", ("input_shape", "output_shape"), cases, params, suspects, check_dtype=False,
            output=_integer_output("dense_params"))
     passed(f"dense_params counts the dense layer's parameters right for {len(cases)} shapes")
+
+
+@learner_check
+def check_median_time(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(seconds, warmup) -> float``: the median of ``seconds[warmup:]`` (a timing of one call).
+
+    ``seconds`` holds the wall-clock time of consecutive forward passes, warm-up calls first.
+    """
+    rng = np.random.default_rng(9)
+    cold = np.array([0.52, 0.21, 0.09])                        # warm-up: allocation, kernel choice
+    cases = [Case("3 warm-up calls, then 7 calls, one interrupted",
+                  (np.concatenate([cold, [0.010, 0.011, 0.012, 0.300, 0.010, 0.013, 0.011]]), 3)),
+             Case("no warm-up", (np.array([0.020, 0.022, 0.021, 0.400, 0.019]), 0)),
+             Case("2 warm-up calls, then an even number of calls (6)",
+                  (np.concatenate([cold[:2], [0.030, 0.050, 0.040, 0.035, 0.045, 0.900]]), 2))]
+    if hidden:
+        timed = rng.lognormal(np.log(0.004), 0.1, 40)
+        timed[rng.choice(40, 6, replace=False)] *= rng.uniform(5, 50, 6)
+        cases += [Case("5 warm-up calls, then 40 calls, several interrupted",
+                       (np.concatenate([rng.uniform(0.05, 0.5, 5), timed]), 5)),
+                  Case("1 warm-up call, then 2 calls", (np.array([1.5, 0.002, 0.004]), 1))]
+
+    def median(seconds, warmup):
+        return np.asarray(float(np.median(seconds[warmup:])))
+    suspects = [
+        Suspect("warm-up calls kept: the first calls allocate memory and choose kernels, they are not the "
+                "model's speed; leave out the first `warmup` values.",
+                lambda s, w: np.asarray(float(np.median(s))) if w else None),
+        Suspect("warm-up taken from the wrong end: the warm-up calls are the *first* `warmup` values.",
+                lambda s, w: np.asarray(float(np.median(s[:len(s) - w]))) if w else None),
+        Suspect("mean instead of median: a mean is pulled up by the calls that other programs "
+                "interrupted; the median is the typical call.",
+                lambda s, w: np.asarray(float(np.mean(s[w:])))),
+        Suspect("mean of all calls: leave out the warm-up calls, and take the median (the mean is pulled up "
+                "by interrupted calls).", lambda s, w: np.asarray(float(np.mean(s))) if w else None),
+        Suspect("total instead of one call: the sum of the repeats grows with their number; report the "
+                "median time of one call.", lambda s, w: np.asarray(float(np.sum(s[w:])))),
+        Suspect("minimum instead of median: the fastest call is the luckiest one; this course reports the "
+                "median, the typical call.", lambda s, w: np.asarray(float(np.min(s[w:])))),
+        Suspect("upper middle value for an even number of calls: the median of an even number of values "
+                "is the mean of the two middle ones (`np.median` does it).",
+                lambda s, w: np.asarray(float(np.sort(s[w:])[(len(s) - w) // 2])) if (len(s) - w) % 2 == 0 else None),
+    ]
+
+    def as_float(value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                and not (isinstance(value, np.ndarray) and value.shape == ()):
+            raise CheckFailed(f"✗ median_time returned a {type(value).__name__}; return one number (a float, "
+                              f"in seconds), e.g. `float(np.median(...))`.")
+        return np.asarray(float(value))
+    verify(fn, "median_time", ("seconds", "warmup"), cases, median, suspects, check_dtype=False,
+           output=as_float)
+    passed(f"median_time reads {len(cases)} timings right: warm-up left out, median of the rest")
