@@ -72,17 +72,18 @@ def window_view(padded: np.ndarray, geometry: WindowGeometry) -> np.ndarray:
 
 
 def add_windows(window_grads: np.ndarray, padded_hw: tuple[int, int],
-                geometry: WindowGeometry) -> np.ndarray:
+                geometry: WindowGeometry, out: np.ndarray | None = None) -> np.ndarray:
     """Adjoint of :func:`window_view`: sum window gradients back onto the padded input.
 
     ``window_grads`` has shape (N, C, kH, kW, H_out, W_out); returns (N, C, Hp, Wp) where every
     input pixel receives the sum over all windows (and taps) that read it.  One vectorised add per
     kernel tap (kH*kW Python iterations), because overlapping windows make a single scatter ambiguous.
+    ``out``: an (N, C, Hp, Wp) array to add into instead of a new zero array.
     """
     (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     out_h, out_w = geometry.out_hw
     n, c = window_grads.shape[:2]
-    padded = np.zeros((n, c) + tuple(padded_hw), dtype=window_grads.dtype)
+    padded = np.zeros((n, c) + tuple(padded_hw), dtype=window_grads.dtype) if out is None else out
     for i in range(kh):
         rows = slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh)
         for j in range(kw):

@@ -13,7 +13,8 @@ Like PyTorch (and every deep-learning library) this is *cross-correlation*: the 
 flipped.  Three versions live here:
 
 * :func:`conv2d_naive`: explicit loops over every output value, the readable definition;
-* :func:`conv2d`: the same numbers, vectorised: im2col (one strided copy of all windows) + matmul;
+* :func:`conv2d`: the same numbers, vectorised: im2col (strided copies of the windows, a cache-sized
+  block of images at a time) + matmul; depthwise layers add one shifted view per kernel tap;
 * :func:`conv2d_backward`: the gradients with respect to input, weight and bias.
 """
 from __future__ import annotations
@@ -152,21 +153,54 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     return unbatch(out, was_unbatched)
 
 
-def _im2col(x: np.ndarray, geo: WindowGeometry, groups: int) -> np.ndarray:
-    """(N, C_in, H, W) -> the window matrix (groups, C_in/groups * kH * kW, N * H_out * W_out).
+# Columns of im2col are built a few images at a time, into a buffer of about this many bytes, and
+# multiplied at once: a block that stays in the CPU's cache multiplies several times faster than
+# one im2col matrix of the whole batch streamed from main memory (benchmarks/layer_sweep.py).
+BLOCK_BYTES = 1 << 20
 
-    One contiguous copy of the strided window view.  Rows are ordered (channel, i, j) like a
-    flattened weight and columns (n, oh, ow), so a whole batch is *one* matrix product per group:
-    a few large BLAS calls are much faster than one small call per image.
+
+def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
+    """How many images' im2col columns fit in BLOCK_BYTES (at least one)."""
+    per_image = x.shape[1] * geo.kernel[0] * geo.kernel[1] * geo.out_hw[0] * geo.out_hw[1]
+    return max(1, BLOCK_BYTES // (per_image * x.itemsize))
+
+
+def _is_pointwise(geo: WindowGeometry) -> bool:
+    """1x1 kernel, stride 1, no padding: the input itself is the im2col matrix."""
+    return geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_h == geo.pad_w == (0, 0)
+
+
+def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int):
+    """Yield ``(images, columns)``: columns (n_block, G, C_in/G * kH * kW, H_out * W_out).
+
+    Rows are ordered (channel, i, j) like a flattened weight and columns (oh, ow), so one batched
+    matmul with the (G, C_out/G, K) weight gives the output block already in NCHW order.  The
+    buffer is reused from block to block: the temporary memory is one block, not the whole batch.
     """
-    windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)     # (N, C, kH, kW, Ho, Wo)
-    columns = np.ascontiguousarray(windows.transpose(1, 2, 3, 0, 4, 5))  # (C, kH, kW, N, Ho, Wo)
-    return columns.reshape(groups, x.shape[1] // groups * geo.kernel[0] * geo.kernel[1], -1)
+    n, channels = x.shape[:2]
+    rows = channels // groups * geo.kernel[0] * geo.kernel[1]
+    length = geo.out_hw[0] * geo.out_hw[1]
+    if _is_pointwise(geo):
+        yield slice(0, n), x.reshape(n, groups, rows, length)
+        return
+    windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)       # (N, C, kH, kW, Ho, Wo)
+    step = _images_per_block(x, geo)
+    buffer = np.empty((min(step, n),) + windows.shape[1:], dtype=x.dtype)
+    for start in range(0, n, step):
+        images = slice(start, min(start + step, n))
+        block = buffer[:images.stop - start]
+        np.copyto(block, windows[images])
+        yield images, block.reshape(block.shape[0], groups, rows, length)
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     """(C_out, C_in/groups, kH, kW) -> (groups, C_out/groups, C_in/groups * kH * kW), a view."""
     return weight.reshape(groups, weight.shape[0] // groups, -1)
+
+
+def _is_depthwise(x: np.ndarray, groups: int) -> bool:
+    """One group per input channel (C_out a multiple of C_in): chapter 04's depthwise layer."""
+    return groups > 1 and groups == x.shape[1]
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -181,18 +215,84 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     - groups: number of independent channel groups (must divide C_in and C_out)
     Returns: (N, C_out, H_out, W_out), or (C_out, H_out, W_out) for an unbatched input; the input's
     dtype.  H_out, W_out: see :func:`conv_output_size`.
+
+    How (chapter 02 section 7 times each step): im2col a block of images at a time, one batched
+    matmul per block straight into the NCHW output; depthwise layers (``groups == C_in``) instead
+    add one strided view per kernel tap, because their im2col matrix would be mostly copying.
     """
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
-    products = np.matmul(_weight_matrix(weight, groups), _im2col(x, geo, groups))  # (G, Co/G, N*L)
-    channels_first = products.reshape((weight.shape[0], x.shape[0]) + geo.out_hw)  # (C_out, N, Ho, Wo)
-    out = np.empty((x.shape[0], weight.shape[0]) + geo.out_hw, dtype=x.dtype)
-    # Reordering to NCHW costs one pass over the output; the bias add rides along in that pass.
-    source = channels_first.transpose(1, 0, 2, 3)
-    if bias is None:
-        np.copyto(out, source)
+    n, out_channels = x.shape[0], weight.shape[0]
+    if _is_depthwise(x, groups):
+        out = _depthwise_forward(x, weight, geo)
     else:
-        np.add(source, bias[:, None, None], out=out)
+        out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
+        flat = out.reshape(n, groups, out_channels // groups, geo.out_hw[0] * geo.out_hw[1])  # view
+        matrix = _weight_matrix(weight, groups)
+        for images, columns in _column_blocks(x, geo, groups):
+            np.matmul(matrix, columns, out=flat[images])
+    if bias is not None:
+        out += bias[:, None, None]
     return unbatch(out, was_unbatched)
+
+
+def _tap_slices(geo: WindowGeometry, i: int, j: int) -> tuple[slice, slice]:
+    """Rows and columns of the padded input that kernel tap (i, j) reads, one per output pixel."""
+    (sh, sw), (dh, dw), (out_h, out_w) = geo.stride, geo.dilation, geo.out_hw
+    return (slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw))
+
+
+def _channels_last_blocks(x: np.ndarray, geo: WindowGeometry):
+    """Yield ``(images, padded)``: a cache-sized block of ``x`` zero-padded and channels-last
+    (n_block, Hp, Wp, C), in a buffer reused from block to block (its zero border stays zero)."""
+    n, channels, height, width = x.shape
+    padded_hw = (height + sum(geo.pad_h), width + sum(geo.pad_w))
+    step = max(1, BLOCK_BYTES // (padded_hw[0] * padded_hw[1] * channels * x.itemsize))
+    buffer = np.zeros((min(step, n),) + padded_hw + (channels,), dtype=x.dtype)
+    inside = (slice(geo.pad_h[0], geo.pad_h[0] + height), slice(geo.pad_w[0], geo.pad_w[0] + width))
+    for start in range(0, n, step):
+        images = slice(start, min(start + step, n))
+        block = buffer[:images.stop - start]
+        block[(slice(None),) + inside] = x[images].transpose(0, 2, 3, 1)
+        yield images, block
+
+
+def _tiled_taps(weight: np.ndarray, channels: int, geo: WindowGeometry) -> np.ndarray:
+    """Depthwise weight (C*m, 1, kH, kW) -> (kH, kW, W_out, C, m), each tap repeated along W_out.
+
+    Repeating the (small) weight along the output width lets NumPy run the multiply over W_out * C
+    contiguous values in one inner loop instead of one loop of C values per output pixel.
+    """
+    taps = weight.reshape(channels, -1, *geo.kernel).transpose(2, 3, 0, 1)    # (kH, kW, C, m)
+    return np.ascontiguousarray(np.broadcast_to(taps[:, :, None], geo.kernel + (geo.out_hw[1],)
+                                                + taps.shape[2:]))
+
+
+def _depthwise_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry) -> np.ndarray:
+    """groups == C_in: out[n, c*m + k] = sum over taps of weight[c*m + k, 0, i, j] * shifted input.
+
+    One multiply and one add of a shifted view per kernel tap (kH * kW Python steps), in place, a
+    cache-sized block of images at a time.  Channels-last, so that the channel axis is the
+    contiguous inner loop: in NCHW it would be one short row of W_out values, and NumPy's per-row
+    overhead would dominate.
+    """
+    n, channels = x.shape[:2]
+    multiplier = weight.shape[0] // channels
+    taps = _tiled_taps(weight, channels, geo)                               # (kH, kW, Wo, C, m)
+    out = np.empty((n, weight.shape[0]) + geo.out_hw, dtype=x.dtype)
+    total = product = None
+    for images, padded in _channels_last_blocks(x, geo):
+        if total is None or total.shape[0] != padded.shape[0]:
+            total = np.empty((padded.shape[0],) + geo.out_hw + (channels, multiplier), dtype=x.dtype)
+            product = np.empty_like(total)
+        padded = padded[..., None]                                           # (n_b, Hp, Wp, C, 1)
+        for tap, (i, j) in enumerate(np.ndindex(*geo.kernel)):
+            rows, cols = _tap_slices(geo, i, j)
+            np.multiply(padded[:, rows, cols], taps[i, j], out=total if tap == 0 else product)
+            if tap:
+                total += product
+        out[images] = total.reshape(total.shape[:3] + (-1,)).transpose(0, 3, 1, 2)
+    return out
 
 
 # ----------------------------------------------------------------------------- backward
@@ -207,25 +307,63 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     - grad_input: same shape as input
     - grad_weight: (C_out, C_in / groups, kH, kW)
     - grad_bias: (C_out,), the gradient a bias would receive (sum of grad_output over N, H, W)
+
+    Chapter 03 derives the three formulas; this is the same im2col blocks as :func:`conv2d`:
+    grad_weight = grad (C_out, L) @ columns.T, grad_columns = weight.T @ grad, added back onto the
+    windows they came from (col2im).
     """
     x, was_unbatched, geo = _prepare(input, weight, None, stride, padding, dilation, groups)
     grad = batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)
-    # Reorder to (C_out, N, Ho, Wo), the layout of the forward's product, viewed as (G, C_out/G, N*L).
-    channels_first = np.ascontiguousarray(grad.transpose(1, 0, 2, 3))
-    grad_matrix = channels_first.reshape(groups, weight.shape[0] // groups, -1)
-    columns = _im2col(x, geo, groups)                                              # (G, K, N*L)
-    # (G, K, Co/G): with the long N*L axis contiguous in both operands BLAS runs fastest.
-    grad_weight = np.matmul(columns, grad_matrix.transpose(0, 2, 1)).transpose(0, 2, 1)
-    grad_columns = np.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_matrix)
-    grad_input = _col2im(grad_columns, x.shape, geo)
-    grad_bias = grad_matrix.sum(axis=2).reshape(-1)
+    grad_bias = grad.sum(axis=(0, 2, 3))
+    if _is_depthwise(x, groups):
+        grad_input, grad_weight = _depthwise_backward(grad, x, weight, geo)
+    else:
+        grad_input, grad_weight = _gemm_backward(grad, x, weight, geo, groups)
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
 
 
-def _col2im(grad_columns: np.ndarray, input_shape: tuple[int, ...], geo: WindowGeometry) -> np.ndarray:
-    """Adjoint of :func:`_im2col`: (G, K, N*L) window gradients -> (N, C_in, H, W) input gradient."""
-    n, channels, height, width = input_shape
-    window_grads = grad_columns.reshape((channels,) + geo.kernel + (n,) + geo.out_hw)
-    padded_hw = (height + sum(geo.pad_h), width + sum(geo.pad_w))
-    added = add_windows(window_grads.transpose(3, 0, 1, 2, 4, 5), padded_hw, geo)
-    return crop_nchw(added, geo.pad_h, geo.pad_w)
+def _gemm_backward(grad, x, weight, geo, groups):
+    """grad_input (N, C_in, H, W) and grad_weight (G, C_out/G, K), block by block of images."""
+    n, out_channels = x.shape[0], weight.shape[0]
+    grad_matrix = np.ascontiguousarray(grad).reshape(n, groups, out_channels // groups,
+                                                     geo.out_hw[0] * geo.out_hw[1])
+    matrix_t = _weight_matrix(weight, groups).transpose(0, 2, 1)             # (G, K, C_out/G)
+    grad_weight = np.zeros(matrix_t.shape[:1] + matrix_t.shape[:0:-1], dtype=x.dtype)
+    padded_hw = (x.shape[2] + sum(geo.pad_h), x.shape[3] + sum(geo.pad_w))
+    grad_padded = np.zeros(x.shape[:2] + padded_hw, dtype=x.dtype)
+    for images, columns in _column_blocks(x, geo, groups):
+        block = grad_matrix[images]                                         # (n_b, G, C_out/G, L)
+        grad_weight += np.matmul(block, columns.transpose(0, 1, 3, 2)).sum(axis=0)
+        grad_columns = np.matmul(matrix_t, block)                           # (n_b, G, K, L)
+        window_grads = grad_columns.reshape((grad_columns.shape[0], x.shape[1]) + geo.kernel
+                                            + geo.out_hw)
+        add_windows(window_grads, padded_hw, geo, out=grad_padded[images])
+    return crop_nchw(grad_padded, geo.pad_h, geo.pad_w), grad_weight
+
+
+def _depthwise_backward(grad, x, weight, geo):
+    """Depthwise (groups == C_in) gradients: channels-last blocks and one shifted view per tap,
+    like the forward."""
+    n, channels, height, width = x.shape
+    multiplier = weight.shape[0] // channels
+    taps = _tiled_taps(weight, channels, geo)                               # (kH, kW, Wo, C, m)
+    grad_taps = np.zeros(geo.kernel + (channels, multiplier), dtype=x.dtype)
+    grad_input = np.empty_like(x)
+    inside = (slice(None), slice(geo.pad_h[0], geo.pad_h[0] + height),
+              slice(geo.pad_w[0], geo.pad_w[0] + width))
+    for images, padded in _channels_last_blocks(x, geo):
+        # (n_b, Ho, Wo, C, m): the gradient of each output channel beside its input channel
+        per_input = grad[images].transpose(0, 2, 3, 1).reshape(
+            (padded.shape[0],) + geo.out_hw + (channels, multiplier))
+        per_input = np.ascontiguousarray(per_input)
+        grad_padded = np.zeros_like(padded)
+        for i, j in np.ndindex(*geo.kernel):
+            rows, cols = _tap_slices(geo, i, j)
+            # d out / d weight[c, k, i, j] is the shifted input; d out / d input is the tap's weight.
+            grad_taps[i, j] += np.einsum("nhwck,nhwc->ck", per_input, padded[:, rows, cols])
+            if multiplier == 1:
+                grad_padded[:, rows, cols] += per_input[..., 0] * taps[i, j, ..., 0]
+            else:
+                grad_padded[:, rows, cols] += np.einsum("nhwck,wck->nhwc", per_input, taps[i, j])
+        grad_input[images] = grad_padded[inside].transpose(0, 3, 1, 2)
+    return grad_input, grad_taps.transpose(2, 3, 0, 1)

@@ -1,0 +1,224 @@
+"""Sweep utils.functional against PyTorch over the layer shapes of a real CNN (issue 10).
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/layer_sweep.py [--repeats 5] [--threads 1 2] [--only NAME ...]
+
+For every layer (float32) and every thread count, four passes are timed round-robin after a
+warm-up: utils forward, torch forward, utils backward, torch backward (all gradients: input,
+weight, bias; for torch a fresh graph each round and only ``backward()`` timed).  NumPy's BLAS and
+torch get the same number of threads (threadpoolctl / ``torch.set_num_threads``).  Printed per row:
+
+* ``ms``: the best round (minimum, the least disturbed by other processes) of utils and torch;
+* ``ratio``: utils / torch from the same run (the result; milliseconds depend on the machine);
+* ``CPU ratio``: the same from CPU seconds (process_time), which do not count waiting for a core;
+* ``GMAC/s``: multiply-adds per second (backward counts 2x the forward's multiply-adds: one GEMM
+  for grad_input and one for grad_weight);
+* ``%peak``: that rate as a fraction of the machine's measured matmul peak (float32
+  ``np.matmul`` of two 1024 x 1024 matrices with the same threads) - 2 FLOP per multiply-add;
+* ``temp MB``: peak NumPy memory allocated during the utils pass beyond its result
+  (tracemalloc), beside ``budget MB`` = the im2col matrix plus the output.
+
+The load average is printed with the table: on a shared machine, compare ratios from one run.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
+
+from utils.functional import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    n: int
+    c_in: int
+    c_out: int
+    size: int
+    k: int
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    pool: bool = False      # max_pool2d(k, stride) instead of a convolution
+
+    def out_size(self) -> int:
+        span = self.dilation * (self.k - 1) + 1
+        return (self.size + 2 * self.padding - span) // self.stride + 1
+
+    def macs(self) -> int:
+        """Multiply-adds of the forward pass (comparisons for pooling)."""
+        per_output = self.k * self.k * (1 if self.pool else self.c_in // self.groups)
+        return self.n * self.c_out * self.out_size() ** 2 * per_output
+
+    def im2col_bytes(self) -> int:
+        return 0 if self.pool else 4 * self.n * self.c_in * self.k * self.k * self.out_size() ** 2
+
+
+LAYERS = [
+    Layer("3->16 64² k3 p1", 32, 3, 16, 64, 3, padding=1),
+    Layer("16->32 32² k3 p1", 32, 16, 32, 32, 3, padding=1),
+    Layer("64->64 32² k3 p1", 16, 64, 64, 32, 3, padding=1),
+    Layer("128->128 16² k3 p1", 16, 128, 128, 16, 3, padding=1),
+    Layer("256->256 8² k3 p1", 16, 256, 256, 8, 3, padding=1),
+    Layer("64->128 32² k3 s2 p1", 16, 64, 128, 32, 3, stride=2, padding=1),
+    Layer("128->256 16² k1", 16, 128, 256, 16, 1),
+    Layer("3->64 112² k7 s2 p3", 4, 3, 64, 112, 7, stride=2, padding=3),
+    Layer("depthwise 128 16² k3 p1", 16, 128, 128, 16, 3, padding=1, groups=128),
+    Layer("32->32 32² k3 p2 d2", 16, 32, 32, 32, 3, padding=2, dilation=2),
+    Layer("maxpool 2x2 on 64x32²", 16, 64, 64, 32, 2, stride=2, pool=True),
+    Layer("maxpool 3x3 s2 on 64x32²", 16, 64, 64, 32, 3, stride=2, pool=True),
+]
+TARGETS = {"regular": 2.0, "depthwise": 3.0, "pool": 2.0, "geomean": 1.5}
+
+
+def kind(layer: Layer) -> str:
+    return "pool" if layer.pool else "depthwise" if layer.groups > 1 else "regular"
+
+
+def problem(layer: Layer, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((layer.n, layer.c_in, layer.size, layer.size), dtype=np.float32)
+    out = layer.out_size()
+    grad = rng.standard_normal((layer.n, layer.c_out, out, out), dtype=np.float32)
+    if layer.pool:
+        return x, None, None, grad
+    w = rng.standard_normal((layer.c_out, layer.c_in // layer.groups, layer.k, layer.k),
+                            dtype=np.float32) / math.sqrt(layer.c_in // layer.groups * layer.k ** 2)
+    b = rng.standard_normal(layer.c_out, dtype=np.float32)
+    return x, w, b, grad
+
+
+def passes(layer: Layer):
+    """{(library, pass): zero-argument function running that pass once}."""
+    x, w, b, grad = problem(layer)
+    xt, gt = torch.from_numpy(x), torch.from_numpy(grad)
+    if layer.pool:
+        args = dict(kernel_size=layer.k, stride=layer.stride)
+
+        def torch_backward():
+            leaf = xt.detach().requires_grad_()
+            out = F.max_pool2d(leaf, **args)
+            return lambda: out.backward(gt)
+        return {("utils", "forward"): lambda: max_pool2d(x, **args),
+                ("torch", "forward"): lambda: F.max_pool2d(xt, **args),
+                ("utils", "backward"): lambda: max_pool2d_backward(grad, x, **args),
+                ("torch", "backward"): torch_backward}
+    args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                groups=layer.groups)
+    wt, bt = torch.from_numpy(w), torch.from_numpy(b)
+
+    def torch_backward():
+        leaves = [t.detach().requires_grad_() for t in (xt, wt, bt)]
+        out = F.conv2d(*leaves, **args)
+        return lambda: out.backward(gt)
+    return {("utils", "forward"): lambda: conv2d(x, w, b, **args),
+            ("torch", "forward"): lambda: F.conv2d(xt, wt, bt, **args),
+            ("utils", "backward"): lambda: conv2d_backward(grad, x, w, **args),
+            ("torch", "backward"): torch_backward}
+
+
+def seconds(key, run) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run; torch's backward builds its graph untimed first.
+
+    CPU seconds (the whole process, all its threads) do not count the time the process waited for
+    a core, so on a busy machine they are the steadier measure of how much work each library does.
+    """
+    if key == ("torch", "backward"):
+        run = run()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def temporary_mb(run) -> float:
+    """Peak traced allocation during ``run()`` minus the size of what it returns, in MB."""
+    tracemalloc.start()
+    result = run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    results = result if isinstance(result, tuple) else (result,)
+    return (peak - sum(r.nbytes for r in results)) / 1e6
+
+
+def matmul_peak_gflops(repeats: int = 20, size: int = 512) -> float:
+    """Best GFLOP/s of a float32 (size x size) @ (size x size) np.matmul.
+
+    512 (a few ms per product) rather than larger: on a shared machine a short run is more often
+    undisturbed, and it is already large enough for OpenBLAS to reach its peak."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    a @ b
+    best = min(seconds(None, lambda: a @ b)[0] for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def measure(layer: Layer, repeats: int) -> dict:
+    runs = passes(layer)
+    for key, run in runs.items():
+        seconds(key, run)
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            times[key].append(seconds(key, run))
+    row = {key: min(wall for wall, _ in values) for key, values in times.items()}
+    row["cpu"] = {key: min(cpu for _, cpu in values) for key, values in times.items()}
+    row["temp"] = {p: temporary_mb(runs["utils", p]) for p in ("forward", "backward")}
+    return row
+
+
+def sweep(layers, threads: int, repeats: int) -> list[float]:
+    with threadpool_limits(threads):
+        torch.set_num_threads(threads)
+        peak = matmul_peak_gflops()
+        print(f"\n### {threads} thread(s): matmul peak {peak:.0f} GFLOP/s; "
+              f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {repeats} rounds, min")
+        print("| layer | pass | utils ms | torch ms | ratio | CPU ratio | utils GMAC/s | torch GMAC/s "
+              "| utils %peak | torch %peak | temp MB | budget MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        ratios = []
+        for layer in layers:
+            row = measure(layer, repeats)
+            out_mb = 4 * layer.n * layer.c_out * layer.out_size() ** 2 / 1e6
+            for p, factor in (("forward", 1), ("backward", 2)):
+                ours, theirs = row["utils", p], row["torch", p]
+                rates = [factor * layer.macs() / t / 1e9 for t in (ours, theirs)]
+                budget = layer.im2col_bytes() / 1e6 + out_mb * (1 if p == "forward" else 2)
+                ratio = ours / theirs
+                cpu_ratio = row["cpu"]["utils", p] / max(row["cpu"]["torch", p], 1e-6)
+                if kind(layer) == "regular":
+                    ratios.append(ratio)
+                flag = "" if ratio <= TARGETS[kind(layer)] else " ✗"
+                print(f"| {layer.name} | {p} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
+                      f"{ratio:.2f}×{flag} | {cpu_ratio:.2f}× | {rates[0]:.1f} | {rates[1]:.1f} | "
+                      f"{100 * 2 * rates[0] / peak:.0f}% | {100 * 2 * rates[1] / peak:.0f}% | "
+                      f"{row['temp'][p]:.1f} | {budget:.1f} |", flush=True)
+        if ratios:
+            geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+            print(f"\ngeometric mean of the regular layers' ratios (forward and backward): "
+                  f"{geomean:.2f}× (target {TARGETS['geomean']}×); "
+                  f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        return ratios
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per pass")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="substrings of layer names to run (default: all)")
+    options = parser.parse_args()
+    chosen = [layer for layer in LAYERS
+              if options.only is None or any(s in layer.name for s in options.only)]
+    for threads in options.threads:
+        sweep(chosen, threads, options.repeats)
