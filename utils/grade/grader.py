@@ -120,6 +120,19 @@ def read_submission(path: str, sets: dict[str, ExerciseSet]) -> Submission:
     return submission
 
 
+def _unreadable_answer(question: dict, answer) -> str | None:
+    """Why a saved answer cannot be an answer to ``question`` at all (None when it can)."""
+    from utils import quiz
+    normalise = getattr(quiz, "normalise_answer", None)
+    if normalise is None or question.get("kind") == "free":
+        return None
+    try:
+        normalise(question, answer)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        return f"the saved answer cannot be read ({str(exc)[:150]})"
+    return None
+
+
 def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
     """One row per quiz question, graded from the answers saved in the submitted file.
 
@@ -137,6 +150,10 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
         for question in questions:
             qid, name = question["id"], f"quiz{quiz_id}:{question['id']}"
             one = {qid: answers[qid]} if qid in answers else {}
+            unreadable = _unreadable_answer(question, answers[qid]) if qid in answers else None
+            if unreadable:
+                rows.append(Row(name, 0.0, float(question.get("points", 1)), "invalid", unreadable))
+                continue
             try:
                 result = next(r for r in grade_quiz(quiz_id, one) if r.question == qid)
             except MissingQuizKeys:                              # the instructor's set-up, not the learner's answer
