@@ -31,9 +31,9 @@ def code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def test_all_ten_chapters_exist():
+def test_all_eleven_chapters_exist():
     names = [p.stem for p in CHAPTERS]
-    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(10)], names
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(11)], names
 
 
 @pytest.mark.parametrize("path", STORED, ids=ids(STORED))
@@ -95,9 +95,19 @@ def test_links_to_neighbouring_chapters_exist(path):
         assert CHAPTERS[index - 1].name in targets, "no link to the previous chapter"
 
 
+# Chapter 10 (the finale) has no exercise set of its own: its task is the last one of ex07.
+EXERCISE_OF = {"10": "ex07_building_a_cnn"}
+
+
 @pytest.mark.parametrize("path", CHAPTERS[1:], ids=ids(CHAPTERS[1:]))
 def test_chapter_links_to_its_exercise_set(path):
     markdown = "\n".join(c.source for c in read(path).cells if c.cell_type == "markdown")
-    exercise = f"../exercises/ex{path.stem[:2]}_{path.stem[3:]}.ipynb"
+    number = path.stem[:2]
+    exercise = f"../exercises/{EXERCISE_OF.get(number, f'ex{number}_{path.stem[3:]}')}.ipynb"
     assert exercise in markdown, f"chapter does not link to {exercise}"
     assert (path.parent / exercise).resolve().exists()
+
+
+def test_the_last_chapter_links_back_to_the_map_instead_of_a_next_chapter():
+    markdown = "\n".join(c.source for c in read(CHAPTERS[-1]).cells if c.cell_type == "markdown")
+    assert "next →" not in markdown and "00_start_here.ipynb" in markdown

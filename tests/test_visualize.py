@@ -145,3 +145,9 @@ def test_efficientnet_receptive_fields_table():
     rfs = efficientnet_receptive_fields(224)
     assert [rfs[n].size for n in ("stem", "block2", "block4", "block7", "block15")] == [3, 19, 67, 147, 851]
     assert rfs["head"].jump == 32 and rfs["stem"].start == 1.0   # no padding row on top of the stem
+
+
+def test_maximise_checks_the_objective_shape():
+    from utils.visualize import maximise
+    with pytest.raises(ValueError, match="one score per image"):
+        maximise(lambda x: x.mean(), 2, size=8, steps=1)

@@ -27,7 +27,8 @@ API summary:
   one label; ``sparseness(acts)`` how few units of a channel are active.
 * ``show_patch_rows(rows, ...)`` draws rows of patches, padding in orange.
 * ``class_activation_map(features, weights, cls)`` (chapter 10) and
-  ``maximise_channel(layers, channel, ...)`` (gradient ascent with jitter and blur).
+  ``maximise(objective, count, ...)`` / ``maximise_channel(layers, channel, ...)`` (gradient
+  ascent on the input with jitter and blur).
 """
 from __future__ import annotations
 
@@ -301,42 +302,54 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def maximise_channel(layers: torch.nn.Module, channel: int | Sequence[int], size: int = 64,
-                     steps: int = 40, lr: float = 0.05, jitter: int = 2, blur_every: int = 4,
-                     sigma: float = 0.5, seed: int = 0, preprocess=None) -> np.ndarray:
-    """Gradient ascent on the input: the image (in [0, 1]) that maximises the mean activation
-    of ``channel`` at the output of ``layers``.
+def maximise(objective, count: int, size: int = 64, steps: int = 40, lr: float = 0.05,
+             jitter: int = 2, blur_every: int = 4, sigma: float = 0.5, seed: int = 0,
+             preprocess=None) -> np.ndarray:
+    """Gradient ascent on a batch of ``count`` images (in [0, 1]) that maximises ``objective``.
 
     Regularised as in Olah et al. (2017), kept small: a random shift of up to ``jitter``
     pixels before every step, a Gaussian blur every ``blur_every`` steps, values clipped to
-    [0, 1].  The image starts as gray plus a little seeded noise.  Several channels are
-    optimised together, one image each, in one batch (cheaper than one run per channel).
+    [0, 1].  The images start as gray plus a little seeded noise.
 
     Args:
-        layers: maps (B, 3, size, size) to (B, C', h, w), e.g. a network's stem and first blocks.
-        channel: one channel, or a list of channels (one image per channel).
-        preprocess: applied to the [0, 1] image before ``layers`` (e.g. the network's input
+        objective: maps the (count, 3, size, size) batch (after ``preprocess``) to (count,)
+            scores, one per image; their sum is maximised (so each image its own score).
+        preprocess: applied to the [0, 1] images first (e.g. the network's input
             normalisation); default identity.
 
     Returns:
-        (size, size, 3) float image in [0, 1], or (len(channel), size, size, 3) for a list.
+        (count, size, size, 3) float images in [0, 1].
     """
-    channels = [int(channel)] if np.ndim(channel) == 0 else [int(c) for c in channel]
     generator = torch.Generator().manual_seed(seed)
-    x = (0.5 + 0.02 * torch.randn(len(channels), 3, size, size, generator=generator)).requires_grad_(True)
+    x = (0.5 + 0.02 * torch.randn(count, 3, size, size, generator=generator)).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=lr)
     prep = preprocess if preprocess is not None else (lambda t: t)
-    index = torch.arange(len(channels))
     for step in range(steps):
         dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
-        out = layers(prep(torch.roll(x, shifts=(dy, dx), dims=(2, 3))))
-        loss = -out[index, channels].mean(dim=(1, 2)).sum()
+        scores = objective(prep(torch.roll(x, shifts=(dy, dx), dims=(2, 3))))
+        if scores.shape != (count,):
+            raise ValueError(f"objective must return one score per image, shape ({count},), got {tuple(scores.shape)}")
         optimizer.zero_grad()
-        loss.backward()
+        (-scores.sum()).backward()
         optimizer.step()
         with torch.no_grad():
             if blur_every and (step + 1) % blur_every == 0:
                 x.copy_(_blur(x, sigma))
             x.clamp_(0, 1)
-    images = x.detach().permute(0, 2, 3, 1).numpy()
+    return x.detach().permute(0, 2, 3, 1).numpy()
+
+
+def maximise_channel(layers: torch.nn.Module, channel: int | Sequence[int], size: int = 64,
+                     **options) -> np.ndarray:
+    """The image that maximises the mean activation of ``channel`` at the output of ``layers``
+    (a module mapping (B, 3, size, size) to (B, C', h, w)); see :func:`maximise` for the
+    regularisation and ``options`` (steps, lr, jitter, blur_every, sigma, seed, preprocess).
+    A list of channels is optimised in one batch, one image per channel.
+
+    Returns:
+        (size, size, 3) float image in [0, 1], or (len(channel), size, size, 3) for a list.
+    """
+    channels = [int(channel)] if np.ndim(channel) == 0 else [int(c) for c in channel]
+    index = torch.arange(len(channels))
+    images = maximise(lambda x: layers(x)[index, channels].mean(dim=(1, 2)), len(channels), size, **options)
     return images[0] if np.ndim(channel) == 0 else images
