@@ -319,7 +319,10 @@ class Group:
         for folder in self.cgroups:
             kind = self._controller_of(folder)
             with contextlib.suppress(OSError, ValueError):
-                if kind == "memory" and int((folder / "memory.failcnt").read_text() or 0) > 0:
+                oom = dict(line.split() for line in (folder / "memory.oom_control").read_text().splitlines()
+                           if len(line.split()) == 2) if kind == "memory" else {}
+                if kind == "memory" and (int(oom.get("oom_kill", 0)) > 0
+                                         or int((folder / "memory.failcnt").read_text() or 0) > 0):
                     notes.append(f"LIMIT: your processes together reached the memory limit ({gb}); "
                                  "the process that used most was ended")
                 if kind == "pids":
