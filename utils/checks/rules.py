@@ -10,14 +10,20 @@ Two rules, each stated in the task text of the exercises that have it:
 
 The source is ``getattr(fn, "__source__", None) or inspect.getsource(fn)``: the grader's proxies carry
 the ``def`` block read from the notebook, so the notebook's check and the grader read the same text and
-give the same verdict.  Only the function's own source is read (not the cells around it); a function
-whose source cannot be found is not judged by these rules.
+give the same verdict.  A function whose source cannot be found is not judged by the source rules.
+
+The from-scratch rule also looks at what the function's global names *are* (:func:`global_origins`),
+so that ``from utils.functional import conv2d as helper`` in another cell does not hide the library:
+in the notebook from ``fn.__globals__``; a grader proxy provides the same map as ``__globals_origin__``
+(computed by :func:`global_origins` where the learner's code runs).
 """
 from __future__ import annotations
 
 import ast
+import dis
 import inspect
 import textwrap
+import types
 from typing import Callable, Iterable
 
 from .engine import CheckFailed
@@ -33,6 +39,9 @@ REFERENCE_NAMES = frozenset({"conv2d", "conv2d_naive", "conv2d_backward", "max_p
                              "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d", "relu",
                              "relu_backward", "leaky_relu", "correlate2d", "convolve2d", "fftconvolve",
                              "oaconvolve", "correlate", "convolve"})
+#: Modules whose functions a from-scratch answer may not call, under whatever name.
+FORBIDDEN_MODULES = ("utils.functional", "utils.efficiency", "utils.models", "torch", "scipy", "cv2", "skimage",
+                     "tensorflow", "jax", "sklearn")
 #: NumPy functions that are convolutions already.
 NUMPY_CONVOLUTIONS = frozenset({"convolve", "correlate"})
 _NUMPY = frozenset({"np", "numpy"})
@@ -115,9 +124,60 @@ def scratch_violations(fn: Callable, own_names: Iterable[str] = ()) -> list[str]
     return list(dict.fromkeys(found))
 
 
+def _origin(value) -> str | None:
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    module = getattr(value, "__module__", None)
+    if not isinstance(module, str):
+        return None
+    qualname = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    return f"{module}.{qualname}" if isinstance(qualname, str) else module
+
+
+def _global_loads(code: types.CodeType) -> set[str]:
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_loads(const)
+    return {n for n in names if isinstance(n, str)}
+
+
+def global_origins(fn: Callable, _seen: set | None = None) -> dict[str, str]:
+    """``{global name the function reads: where its value comes from}`` (``"utils.functional.conv2d"``,
+    ``"torch"``, ...), following the learner's own helper functions of the same namespace.
+
+    A grader proxy answers with its ``__globals_origin__`` (the same map, computed in the process
+    where the learner's code lives); a function without ``__code__``/``__globals__`` gives {}.
+    """
+    given = getattr(fn, "__globals_origin__", None)
+    if isinstance(given, dict):
+        return {str(k): str(v) for k, v in given.items()}
+    code, namespace = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+    if not isinstance(code, types.CodeType) or not isinstance(namespace, dict):
+        return {}
+    seen = _seen if _seen is not None else set()
+    seen.add(code)
+    found: dict[str, str] = {}
+    for name in sorted(_global_loads(code)):
+        if name not in namespace:
+            continue
+        value = namespace[name]
+        origin = _origin(value)
+        if origin is not None:
+            found[name] = origin
+        helper = getattr(value, "__code__", None)
+        if (inspect.isfunction(value) and getattr(value, "__globals__", None) is namespace
+                and helper not in seen and len(seen) < 20):
+            found.update({k: v for k, v in global_origins(value, seen).items() if k not in found})
+    return found
+
+
 def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ()) -> None:
     """Fail with a message naming the rule when ``fn`` hands its computation to a library."""
     found = scratch_violations(fn, own_names)
+    found += [f"`{n}` ({origin})" for n, origin in global_origins(fn).items()
+              if any(origin == m or origin.startswith(m + ".") for m in FORBIDDEN_MODULES)
+              and not any(f"`{n}" in f for f in found)]
     if found:
         raise CheckFailed(f"✗ {name} breaks the task's rule \"from scratch\": it must compute with NumPy "
                           f"itself, but it uses {', '.join(found[:3])}. The course's `utils.functional`, "
