@@ -744,3 +744,37 @@ def test_rule_from_scratch_sees_a_library_behind_another_name():
     with pytest.raises(C.CheckFailed, match='rule "from scratch"'):
         C.check_conv2d(Proxy(), name="conv2d_loops")
     assert rules.global_origins(np.maximum) == {}    # a builtin ufunc: nothing to follow
+
+
+def _indistinguishable(cases, suspects):
+    """Pairs of different hints whose wrong outputs agree on every visible case where both apply."""
+    pairs = []
+    for i, a in enumerate(suspects):
+        for b in suspects[i + 1:]:
+            outputs = []
+            for case in cases:
+                try:
+                    wa, wb = a.wrong(*case.args, **case.kwargs), b.wrong(*case.args, **case.kwargs)
+                except Exception:
+                    continue
+                if wa is not None and wb is not None:
+                    outputs.append((np.shape(wa) if isinstance(wa, tuple) else np.asarray(wa),
+                                    np.shape(wb) if isinstance(wb, tuple) else np.asarray(wb)))
+            same = all(isinstance(x, tuple) == isinstance(y, tuple) and
+                       (x == y if isinstance(x, tuple) else engine._same(x, y, 1e-5, 1e-6)) for x, y in outputs)
+            if a.hint != b.hint and outputs and same:
+                pairs.append((a.hint, b.hint))
+    return pairs
+
+
+@pytest.mark.parametrize("suite", ["conv2d", "pooling"])
+def test_every_pair_of_misconceptions_is_told_apart_by_a_visible_input(suite):
+    from utils.checks import convolution
+    if suite == "conv2d":
+        cases, suspects = convolution.conv2d_cases(), convolution._conv_suspects()
+    else:
+        cases, suspects = ex06._pool_cases(False, True), ex06._pool_suspects(ex06._max, ex06._avg, "average pooling")
+    assert _indistinguishable(cases, suspects) == []
+    # the test can fail: two look-alike hints on these inputs are reported
+    twin = engine.Suspect("a twin of the first", suspects[0].wrong)
+    assert _indistinguishable(cases, [suspects[0], twin]) == [(suspects[0].hint, twin.hint)]
