@@ -55,9 +55,51 @@ def explorer_markdown(name: str) -> str:
     import utils.widgets
     cls = getattr(utils.widgets, name, None)
     what = (cls.__doc__ or "").strip().splitlines()[0] if cls is not None and cls.__doc__ else ""
-    return (f"**Interactive explorer `{name}`** (static view): {what} "
+    return (f"**Interactive explorer `{name}`** (below: a static picture of it as it starts, with its default inputs): {what} "
             f"It needs a running Python kernel, which a web page does not have. To make it live, run "
             f"the notebook: {RUN_LIVE} Then run this cell and move its controls.")
+
+
+FACTORIES = {"ConvExplorer": "conv_explorer", "ConvStepThrough": "conv_step_through",
+             "PoolExplorer": "pool_explorer", "ReluExplorer": "relu_explorer"}
+
+
+def widget_html(widget) -> str:
+    """A static HTML picture of an ipywidgets tree: images inline, HTML as is, controls as text."""
+    import base64
+    import html
+
+    import ipywidgets as w
+    if isinstance(widget, w.Box):
+        direction = "row" if isinstance(widget, w.HBox) else "column"
+        inner = "".join(widget_html(child) for child in widget.children)
+        return f"<div style='display:flex;flex-direction:{direction};flex-wrap:wrap;gap:0.4em 1em'>{inner}</div>"
+    if isinstance(widget, w.Image):
+        data = base64.b64encode(bytes(widget.value)).decode()
+        return f"<img alt='explorer view' src='data:image/{widget.format};base64,{data}'>" if data else ""
+    if isinstance(widget, (w.HTML, w.HTMLMath)):
+        return f"<div>{widget.value}</div>"
+    if isinstance(widget, w.Button):
+        return ""
+    if hasattr(widget, "value") and getattr(widget, "description", None) is not None:
+        label = html.escape(str(widget.description or ""))
+        value = html.escape(str(widget.value))
+        return f"<div><span style='color:#555'>{label}</span> <code>{value}</code></div>" if label else ""
+    return ""
+
+
+def explorer_picture(name: str) -> str | None:
+    """The explorer ``name`` in its default state, as static HTML (None when it cannot be built)."""
+    import utils.widgets
+    factory = getattr(utils.widgets, FACTORIES.get(name, ""), None)
+    if factory is None:
+        return None
+    explorer = factory()
+    try:
+        return ("<div class='convcourse-explorer-static' style='border:1px solid #ccc;padding:0.6em;"
+                "pointer-events:none;opacity:0.95'>" + widget_html(explorer) + "</div>")
+    finally:
+        explorer.close()
 
 
 def static_outputs(cell: dict) -> list[dict]:
@@ -74,6 +116,9 @@ def static_outputs(cell: dict) -> list[dict]:
         explorer = EXPLORER_REPR.fullmatch("".join(data.get("text/plain", "")).strip())
         if explorer:
             outputs.append(markdown_output(explorer_markdown(explorer.group(1))))
+            picture = explorer_picture(explorer.group(1))
+            if picture:
+                outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/html": picture}})
     return outputs
 
 

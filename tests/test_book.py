@@ -4,8 +4,9 @@ Debian's Chromium (Playwright, no browser download).
 One build into a temporary folder (``book/build.py``, ~20 s on 2 cores), then: the index lists every
 chapter and exercise set; every internal link and anchor resolves; every chapter page shows its
 figures; maths is typeset; no console error and no request leaves 127.0.0.1; the offline search finds
-"receptive field"; explorers and quizzes have a static view and no widget JSON; no quiz answer key or
-explanation is anywhere in the site.  Screenshots go to a temporary folder printed with ``pytest -s``.
+"receptive field"; explorers (a picture of their starting state) and quizzes (their questions) have
+a static view and no widget JSON; no quiz answer key or explanation is anywhere in the site.
+Screenshots go to a temporary folder printed with ``pytest -s``.
 Skipped, with the reason, without Sphinx (``make book`` installs the ``book`` extra) or Chromium.
 """
 from __future__ import annotations
@@ -158,6 +159,8 @@ def test_explorers_and_quizzes_have_a_static_view(site):
         explorers = set(re.findall(r"<(\w+): interactive, run the cell to use it>", source))
         for name in explorers:
             assert f"Interactive explorer <code class=\"docutils literal notranslate\"><span class=\"pre\">{name}" in page
+        # ... each with a picture of its starting state
+        assert page.count("convcourse-explorer-static") == len(re.findall(r"<\w+: interactive, run the cell", source))
         for quiz_id in re.findall(r"""show_quiz\(\\?["'](\w+)""", source):
             assert f"<strong>Quiz {quiz_id}:" in page, (chapter.name, quiz_id)
         if explorers or "show_quiz" in source:
