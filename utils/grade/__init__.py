@@ -14,11 +14,15 @@ Instructor workflow
        python -m utils.grade submissions/ --out grades/ --jobs 2
            [--timeout 30] [--total-timeout 300] [--memory 4] [--max-output 1048576]
            [--execute always|when-needed] [--extra-tests instructor_tests/] [--solutions solutions/]
+           [--gradebook grades/gradebook.csv]
 
    * each notebook's exercise set comes from its metadata (``convcourse.exercise_set``);
    * ``grades/grades.csv``: one row per (submission, question), columns ``submission,
-     exercise_set, question, points, max_points, status`` with status passed, failed, error,
+     learner, exercise_set, question, points, max_points, status`` (the learner from the folder
+     layout: :mod:`utils.grade.layout`) with status passed, failed, error,
      timeout, invalid or needs-review (quiz free-response answers: grade those by hand);
+   * ``--gradebook FILE``: one row per learner, one column per exercise set and ``total``
+     (:mod:`utils.grade.gradebook`; docs/teaching.md);
    * ``grades/feedback/<submission>.txt``: what to send back to each learner (check messages,
      never hidden-test source); one summary line per submission on stdout;
    * ``--timeout`` limits each notebook cell and each test, ``--total-timeout`` the whole
