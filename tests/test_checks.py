@@ -758,8 +758,8 @@ def _indistinguishable(cases, suspects):
                 except Exception:
                     continue
                 if wa is not None and wb is not None:
-                    outputs.append((np.shape(wa) if isinstance(wa, tuple) else np.asarray(wa),
-                                    np.shape(wb) if isinstance(wb, tuple) else np.asarray(wb)))
+                    outputs.append((wa if isinstance(wa, tuple) else np.asarray(wa),      # a tuple is a shape
+                                    wb if isinstance(wb, tuple) else np.asarray(wb)))
             same = all(isinstance(x, tuple) == isinstance(y, tuple) and
                        (x == y if isinstance(x, tuple) else engine._same(x, y, 1e-5, 1e-6)) for x, y in outputs)
             if a.hint != b.hint and outputs and same:
