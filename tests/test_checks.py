@@ -98,6 +98,7 @@ def correct_solutions():
         (C.check_receptive_field, lambda L: receptive_field([(k, s, 1) for k, s in L])[-1].size if L else 1),
         (C.check_cnn_forward, ex07._numpy_cnn),
         (C.check_build_cnn, ex07._reference_cnn),
+        (C.check_top_class_maps, lambda f, w, b, k: ex07._top_class_maps(f, w, b, k)),
         (C.check_new_head, new_head),
         (C.check_frozen_features, frozen),
         (C.check_partial_fine_tune, partial),

@@ -34,7 +34,8 @@ from .ex03 import check_conv2d_backward, check_nhwc_to_nchw, conv2d_backward_cas
 from .ex04 import check_edge_filters, check_feature_maps, check_multichannel_conv
 from .ex05 import check_compose_kernels, check_relu, check_relu_backward
 from .ex06 import check_avg_pool2d, check_max_pool2d, check_max_pool2d_backward
-from .ex07 import CNN_PARAM_SHAPES, check_build_cnn, check_cnn_forward, check_receptive_field
+from .ex07 import (CNN_PARAM_SHAPES, check_build_cnn, check_cnn_forward, check_receptive_field,
+                   check_top_class_maps)
 from .ex08 import check_extract_features, check_frozen_features, check_new_head, check_partial_fine_tune
 from .ex09 import check_conv_macs, check_conv_params, check_dense_params, check_median_time
 
@@ -48,7 +49,7 @@ __all__ = [
     "check_edge_filters", "check_feature_maps", "check_multichannel_conv",
     "check_relu", "check_relu_backward", "check_compose_kernels",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward",
-    "check_receptive_field", "check_cnn_forward", "check_build_cnn", "describe_model",
+    "check_receptive_field", "check_cnn_forward", "check_build_cnn", "check_top_class_maps", "describe_model",
     "check_new_head", "check_frozen_features", "check_partial_fine_tune", "check_extract_features",
     "check_conv_params", "check_conv_macs", "check_dense_params", "check_median_time",
 ]

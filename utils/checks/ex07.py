@@ -1,4 +1,5 @@
-"""Exercise set 07 (building a CNN): receptive_field, cnn_forward, build_cnn."""
+"""Exercise set 07 (building a CNN): receptive_field, cnn_forward, build_cnn; top_class_maps (the
+class activation maps of chapter 10's EfficientNet-Lite0)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -144,3 +145,82 @@ def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
             raise CheckFailed(f"✗ build_cnn's model on a (2, 1, 16, 16) batch: {problem}; expected shape "
                               f"(2, {num_classes}). With padding=1 the convs keep the size, each pool halves it.")
     passed("build_cnn builds conv-ReLU-pool x2, flatten, linear with the right shapes")
+
+
+# ------------------------------------------------------------------------------------------------
+# Task 4: class activation maps of the top-k classes (chapter 10's network)
+# ------------------------------------------------------------------------------------------------
+
+
+def _top_class_maps(features, weights, bias, k, *, ascending=False, no_bias=False, summed=False,
+                    same_class=False, relu=False, normalise=False, add_bias=False, channel_mean=False):
+    """The reference (all switches off) and its misconceptions: (k, h, w) CAMs of the top-k classes."""
+    pooled = features.sum(axis=(1, 2)) if summed else features.mean(axis=(1, 2))
+    logits = weights @ pooled + (0 if no_bias else bias)
+    order = np.argsort(logits if ascending else -logits, kind="stable")[:k]
+    rows = weights[[order[0]] * len(order)] if same_class else weights[order]
+    maps = np.tensordot(rows, features, axes=1)
+    if channel_mean:
+        maps = maps / features.shape[0]
+    if add_bias:
+        maps = maps + bias[order][:, None, None]
+    if relu:
+        maps = np.maximum(maps, 0)
+    if normalise:
+        low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+        maps = (maps - low) / np.where(high > low, high - low, 1)
+    return maps
+
+
+def _cam_case(rng, label, channels, classes, h, w, k):
+    """Features >= 0 (after the last ReLU6), signed weights, a bias large enough to change the ranking."""
+    while True:
+        features = rng.random((channels, h, w)) * 3
+        weights = rng.normal(size=(classes, channels))
+        bias = rng.normal(scale=2.0, size=classes)
+        pooled = features.mean(axis=(1, 2))
+        with_bias, without = weights @ pooled + bias, weights @ pooled
+        # distinct logits, and a ranking that the bias changes (so forgetting it is visible)
+        if (np.diff(np.sort(with_bias)).min() > 1e-3
+                and not np.array_equal(np.argsort(-with_bias)[:k], np.argsort(-without)[:k])
+                and not np.array_equal(np.argsort(-with_bias)[:k], np.argsort(-(weights @ features.sum(axis=(1, 2)) + bias))[:k])):
+            return Case(label, (features, weights, bias, k))
+
+
+def check_top_class_maps(fn: Callable, hidden: bool = False) -> None:
+    """Check ``fn(features, weights, bias, k) -> (k, h, w)``: the class activation maps of the k most
+    probable classes, most probable first, for a global-average-pooling + linear head.
+
+    features: (C, h, w) the last feature maps of one image; weights: (K, C); bias: (K,); k: int.
+    """
+    rng = _rng(10)
+    cases = [_cam_case(rng, "3 channels, 4 classes, 2x2 maps, k=2", 3, 4, 2, 2, 2),
+             _cam_case(rng, "5 channels, 6 classes, 3x4 maps, k=3", 5, 6, 3, 4, 3)]
+    if hidden:
+        cases += [_cam_case(rng, "16 channels, 20 classes, 7x7 maps, k=5", 16, 20, 7, 7, 5),
+                  _cam_case(rng, "k=1", 4, 5, 2, 3, 1)]
+
+    def suspect(why, **switch):
+        return Suspect(why, lambda f, w, b, k: _top_class_maps(f, w, b, k, **switch))
+    suspects = [
+        suspect("every map uses the top class's weights: map i must use row i of the ranking, "
+                "weights[class_i], for the i-th most probable class.", same_class=True),
+        suspect("classes taken from the bottom of the ranking: the most probable class has the largest "
+                "logit (sort in descending order).", ascending=True),
+        suspect("the bias is left out of the ranking: logit = weights @ pooled + bias, and the bias can "
+                "change which classes are on top.", no_bias=True),
+        suspect("the features are summed over positions for the logits: global average pooling takes "
+                "the mean, and with the sum the bias weighs h·w times too little.", summed=True),
+        suspect("ReLU applied to the maps: negative evidence (positions that speak against the class) "
+                "is part of the exact map, whose mean plus the bias is the logit.", relu=True),
+        suspect("each map is normalised (scaled to [0, 1]): that is only for display; the exact map "
+                "keeps its values, so that its mean plus the bias is the logit.", normalise=True),
+        suspect("the bias is added at every position: the map is Σ_c w[k, c] f[c] only; the bias "
+                "belongs to the logit, not to a place in the image.", add_bias=True),
+        suspect("the map is divided by the number of channels: it is a weighted *sum* over channels.",
+                channel_mean=True),
+    ]
+    verify(fn, "top_class_maps", ("features", "weights", "bias", "k"), cases,
+           lambda f, w, b, k: _top_class_maps(f, w, b, k), suspects, rtol=1e-6, atol=1e-8,
+           check_dtype=False)
+    passed(f"top_class_maps gives the exact maps of the top classes in order on {len(cases)} inputs")
