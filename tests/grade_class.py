@@ -59,6 +59,8 @@ CHEATS = {
     "compose_kernels": "def compose_kernels(k1, k2):      # returns its input\n    return k1",
 }
 LOOP = {"relu": "def relu(x):\n    while True:\n        pass"}
+# The course's answer imported under another name in another cell: breaks the task's from-scratch rule.
+ALIASED_LIBRARY = {"relu": "from utils.functional import relu as helper\n\ndef relu(x):\n    return helper(x)"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,6 +175,7 @@ def submissions() -> dict[str, tuple[object, dict]]:
         "frank/ex05.ipynb": (_exercise(), {**{t: "failed:not written yet" for t in TESTS.values()},
                                            "quiz": "failed", "free": "needs-review"}),
         "grace/ex05.ipynb": (learner({**RIGHT, **LOOP}, key), {**good, "test_relu": "timeout:time limit"}),
+        "oscar/ex05.ipynb": (learner({**RIGHT, **ALIASED_LIBRARY}, key), {**good, "test_relu": "failed:from scratch"}),
         "mallory/ex05.ipynb": (learner(CHEATS, key), {"test_relu": "failed:changed its argument `x` in place",
                                                       "test_relu_backward": "failed", "test_compose_kernels": "failed",
                                                       "quiz": "passed", "free": "needs-review"}),

@@ -583,3 +583,53 @@ def test_two_hand_ins_of_one_learner_are_flagged():
     assert set(notes) == {"c/alice/ex01.ipynb", "c/alice/ex01 (1).ipynb", "c/u1.ipynb", "c/u2.ipynb"}
     assert "learner heidi handed in 2 notebooks for ex01 (also c/u2.ipynb)" in notes["c/u1.ipynb"]
     assert learner_of("x/submitted/carl/ex01/ex01.ipynb") == "carl"
+
+
+MODEL_CELLS = [(1, "import torch\nfrom torch import nn\n\n"
+                   "class Tiny(nn.Module):              # the learner's own Module subclass\n"
+                   "    def __init__(self, n):\n        super().__init__()\n        self.fc = nn.Linear(4, n)\n"
+                   "    def forward(self, x):\n        return self.fc(x.flatten(1))\n\n"
+                   "def build(num_classes):\n"
+                   "    import utils.checks.models as m           # tries to fake what the check sees\n"
+                   "    m.describe_model = lambda model, *a, **k: {'layers': ['Fake']}\n"
+                   "    return Tiny(num_classes)")]
+
+
+def test_instructor_code_describes_a_learner_model_inside_the_runner(tmp_path):
+    from utils.checks.models import describe_model
+    runner, fns = _runner_for(MODEL_CELLS, ["build"], tmp_path)
+    try:
+        with pytest.raises(BaseException, match="cannot be graded|returned"):
+            fns["build"](3)                          # a model cannot cross the process boundary
+        described = fns["build"].__call_described__(describe_model, 3)
+        assert described["layers"] == ["Linear"]     # the trusted copy, not the learner's patched one
+        assert sorted(described["parameters"]) == ["fc.bias", "fc.weight"]
+        assert described["parameters"]["fc.weight"].shape == (3, 4)
+        with pytest.raises(ValueError, match="not a function of utils.checks"):
+            fns["build"].__call_described__(len, 3)
+    finally:
+        runner.stop()
+
+
+HIDDEN_LIBRARY = [(1, "import numpy as np\nfrom utils.functional import relu as helper\n"),
+                  (2, "def relu(x):\n    return helper(x)")]
+
+
+def test_a_library_behind_an_alias_breaks_from_scratch_in_the_notebook_and_the_grader_alike(tmp_path):
+    import linecache
+
+    from utils.checks import CheckFailed, check_relu
+    namespace, source = {}, "\n".join(s for _, s in HIDDEN_LIBRARY)
+    linecache.cache["<cells>"] = (len(source), None, source.splitlines(True), "<cells>")
+    exec(compile(source, "<cells>", "exec"), namespace)           # as IPython runs the cells
+    with pytest.raises(CheckFailed) as in_notebook:
+        check_relu(namespace["relu"])
+    runner, fns = _runner_for(HIDDEN_LIBRARY, ["relu"], tmp_path)
+    try:
+        fns["relu"].__globals_origin__ = runner.origins(["relu"])["relu"]
+        with pytest.raises(CheckFailed) as in_grader:
+            check_relu(fns["relu"])
+    finally:
+        runner.stop()
+    assert "from scratch" in str(in_grader.value) and "utils.functional" in str(in_grader.value)
+    assert str(in_grader.value) == str(in_notebook.value)

@@ -186,6 +186,20 @@ def _trusted_describers() -> dict[str, object]:
     return found
 
 
+def _origins(namespace: dict, describers: dict, names: list[str]) -> dict:
+    """``{name: {global it reads: where its value comes from}}`` by the trusted copy of
+    ``utils.checks.rules.global_origins`` (what the from-scratch rule reads from ``fn.__globals__``
+    in the notebook); names it cannot describe are left out."""
+    origins = describers.get("utils.checks.rules:global_origins")
+    found = {}
+    for name in names if origins is not None else []:
+        try:
+            found[name] = {str(k): str(v) for k, v in origins(namespace[name]).items()}
+        except BaseException:                              # noqa: BLE001 - learner objects may raise
+            continue
+    return found
+
+
 def _call_reply(namespace: dict, describers: dict, request: dict) -> bytes:
     name = request["call"]
     args, kwargs = from_wire(request["args"]), from_wire(request["kwargs"])
@@ -228,6 +242,8 @@ def _serve(requests: int, replies: int, units: list[str]) -> None:
         request = serialize.loads(raw)
         if "callables" in request:
             reply = serialize.dumps({"callables": [n for n in request["callables"] if callable(namespace.get(n))]})
+        elif "origins" in request:
+            reply = serialize.dumps({"origins": _origins(namespace, describers, request["origins"])})
         else:
             request["sent"] = serialize.dumps([request["args"], request["kwargs"]])
             reply = _call_reply(namespace, describers, request)
@@ -391,6 +407,16 @@ class Runner:
             return set()
         return set(reply.get("callables", [])) & set(names) if isinstance(reply, dict) else set()
 
+    def origins(self, names: list[str]) -> dict[str, dict[str, str]]:
+        """``{name: {global name: origin}}`` for the from-scratch rule (see :func:`_origins`)."""
+        try:
+            reply = self._request({"origins": list(names)}, "loading your code")
+        except StudentStopped:
+            return {}
+        found = reply.get("origins", {}) if isinstance(reply, dict) else {}
+        return {str(n): {str(k): str(v) for k, v in o.items()} for n, o in found.items()
+                if isinstance(o, dict) and n in names}
+
     def call(self, name: str, args: tuple, kwargs: dict, describe: str | None = None):
         """``name(*args, **kwargs)`` run in the runner (then ``describe`` of its result, a trusted
         ``"utils.checks.module:function"``); its result, or the student's exception re-raised.
@@ -426,11 +452,15 @@ class StudentFunction:
         __source__: the student's source of it, read by the grader from the notebook (the ``def``
             block, or the assignment of a lambda): checks inspect it with
             ``getattr(fn, "__source__", None) or inspect.getsource(fn)`` in the notebook and here alike.
+        __globals_origin__: ``{global name: origin}`` computed in the runner by the trusted copy of
+            ``utils.checks.rules.global_origins`` (the notebook's check reads ``fn.__globals__``).
     """
 
-    def __init__(self, runner: Runner, name: str, source: str = ""):
+    def __init__(self, runner: Runner, name: str, source: str = "", origins: dict | None = None):
         self._runner, self.__name__, self.__qualname__ = runner, name, name
         self.__source__ = source or f"{name} = ...  # (source not found in the notebook)"
+        if origins is not None:
+            self.__globals_origin__ = dict(origins)   # what its global names are (utils.checks.rules)
 
     def __call__(self, *args, **kwargs):
         return self._runner.call(self.__name__, args, kwargs)

@@ -43,8 +43,10 @@ class Bindings:
     """The student's names as the test cells see them: plain values or function proxies."""
 
     def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport,
-                 code: StudentCode | None = None, expected_functions: set[str] = frozenset()):
+                 code: StudentCode | None = None, expected_functions: set[str] = frozenset(),
+                 origins: dict | None = None):
         self.functions, self.runner, self.report = functions, runner, report
+        self.origins = origins or {}
         self.code = code or StudentCode()
         self.expected_functions = expected_functions
 
@@ -53,7 +55,8 @@ class Bindings:
         namespace, problems = {"__name__": "__grader__"}, []
         for name in sorted(names):
             if name in self.functions:
-                namespace[name] = StudentFunction(self.runner, name, self.code.source_of(name))
+                namespace[name] = StudentFunction(self.runner, name, self.code.source_of(name),
+                                                  self.origins.get(name, {}))
                 continue
             if name in self.expected_functions:
                 if self.runner is not None and self.runner.start_failure is not None:
@@ -136,6 +139,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         needed = set().union(*(used_names(t.source) for t in exercise_set.all_tests())) & exercise_set.solution_names
         expected = needed & exercise_set.solution_functions       # the tests call these
         functions: set[str] = set()
+        origins: dict = {}
         if expected & code.bound():
             chosen = [code.statements[i] for i in code.needed(expected)]
             labels = [f"{s.where()} (`{s.source.splitlines()[0][:60]}`)" for s in chosen]
@@ -144,6 +148,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
             with contextlib.suppress(StudentStopped):
                 runner.start()      # before the kernel: fork while this process has no threads
             functions = runner.callables(sorted(expected & code.bound()))
+            origins = runner.origins(sorted(functions)) if functions else {}
             notes += [f"loading your code for the tests: {p}" for p in runner.load_problems]
         values = sorted(needed - expected)
         if values or limits.always_execute:
@@ -154,7 +159,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         notes += report.cell_errors + ([f"stopped: {report.stopped}"] if report.stopped else [])
         if report.output_truncated:
             notes.append(f"output was over {limits.max_output} bytes and was cut")
-        bindings = Bindings(functions, runner, report, code, expected)
+        bindings = Bindings(functions, runner, report, code, expected, origins)
         rows = [run_test(t, exercise_set, bindings, limits.cell_seconds) for t in exercise_set.all_tests()]
         return rows, notes
     finally:
