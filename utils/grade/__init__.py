@@ -43,11 +43,27 @@ How a submission is graded (and why a submission cannot grade itself)
 * The tests are the *instructor's* test cells from ``solutions/`` (hidden tests included; the
   learner's edited copies are ignored).  They run in the grader's own clean process with the
   same ``utils.checks`` functions the learner sees.  Names they use that the learner defined as
-  functions are proxies to a separate limited *runner* process that executed the learner's
-  top-level imports and ``def``/``class`` statements; arguments and results cross as plain
-  data.  So patching numpy, torch or ``utils.checks`` in a submission changes nothing here.
-* Infinite loops, ``os._exit``, memory hogs, floods of output, invalid JSON or another course's
-  notebook each give that submission clear rows; the other submissions are still graded.
+  functions are proxies to a separate limited *runner* process; arguments and results cross as
+  plain data.  So patching numpy, torch or ``utils.checks`` in a submission changes nothing here.
+* One rule for what of the learner's code the runner executes (:mod:`.student_code`): in the
+  order written, every top-level import, ``def`` and ``class``, and every other top-level
+  statement that sets or changes a name the tested functions read (module-level constants,
+  lambdas, caches, a loaded model), directly or through other such statements; plots, prints,
+  checks and training runs nothing tested depends on are not run again.  A statement that runs
+  past the time limit or ends the process while loading is skipped and named in the feedback.
+* The verdict is the notebook's: a proxy changes the caller's arguments as the learner's
+  function changed its copy (so "changed its input in place" is caught here too), returns
+  torch tensors as torch tensors, raises the learner's exception with its own message and
+  builtin class, and carries the learner's source (``__source__``) and what its global names
+  are (``__globals_origin__``) for the source rules (from scratch, no loops over positions).
+  A learner's model that cannot cross processes is described inside the runner by a trusted
+  copy of instructor code (``fn.__call_described__(utils.checks.describe_model, ...)``).
+  A learner's timeout inside a check is ``timeout``, never a wrong answer.
+* Infinite loops, ``os._exit``, memory hogs, floods of output, broken files (not JSON, wrong
+  nbformat, metadata or cell fields of the wrong type: each named in the file's ``invalid`` rows),
+  a malformed quiz record (only that quiz is invalid) or another course's notebook each give that
+  submission clear rows; the other submissions are still graded.  Two hand-ins of one learner for
+  one set (:func:`.layout.learner_of`) are both graded and flagged with a ``duplicate`` row.
 * Every process that runs learner code (kernel and runner) runs in a bubblewrap sandbox
   (:mod:`.sandbox`): unprivileged uid, no capabilities, no network, its own PID namespace, a
   read-only view of the system, Python and ``utils`` only, size-limited tmpfs scratch, memory and
