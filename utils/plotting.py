@@ -59,15 +59,20 @@ def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = Non
     return _finish(fig, axes, titles, suptitle)
 
 
-def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str = "{:.2g}"):
-    """A 2D kernel as coloured cells with each value written in its cell (diverging, centred on 0)."""
+def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str = "{:.2g}",
+                limit: float | None = None):
+    """A 2D kernel as coloured cells with each value written in its cell (diverging, centred on 0).
+
+    ``limit``: the colour scale runs from -limit to +limit (default: the largest |value|); give
+    several panels the same limit so that equal values get equal colours (chapter 02's windows).
+    """
     kernel = np.asarray(kernel, dtype=float)
     if kernel.ndim != 2:
         raise ValueError(f"show_kernel expects a 2D (kH, kW) kernel, got shape {kernel.shape}")
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(0.6 * kernel.shape[1] + 1, 0.6 * kernel.shape[0] + 0.8))
-    lim = _symmetric_limit(kernel)
+    lim = _symmetric_limit(kernel) if limit is None else float(limit)
     ax.imshow(kernel, cmap=DIVERGING, vmin=-lim, vmax=lim)
     for (r, c), v in np.ndenumerate(kernel):
         ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9,
