@@ -34,6 +34,9 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:
+    """Processes carrying the run's marker in their environment: the grader, its workers and the
+    sandbox launchers inherit it.  (Learner processes inside a sandbox get a rebuilt environment;
+    they live in the sandbox's own PID namespace, which ends with its launcher.)"""
     found = []
     for process in psutil.process_iter():
         try:
