@@ -533,7 +533,7 @@ def conv_explorer(image: np.ndarray | str | None = None, conv_fn: ConvFn | None 
 
 DEFAULT_STEP_INPUT = np.array([[3, 0, 1, 2, 7], [1, 5, 8, 9, 3], [2, 7, 2, 5, 1],
                                [0, 1, 3, 1, 7], [4, 2, 1, 6, 2]], dtype=np.float32)
-DEFAULT_STEP_KERNEL = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], dtype=np.float32)   # brighter to the right > 0
+DEFAULT_STEP_KERNEL = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32)
 
 
 @dataclass

@@ -85,7 +85,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     windows = _pool_windows(x, geo, -np.inf)
     if not return_indices:
-        return unbatch(_running_max(windows)[0], was_unbatched)
+        return unbatch(_window_max(windows), was_unbatched)
     output, indices = _max_and_indices(windows, geo, x.shape[3])
     return unbatch(output, was_unbatched), unbatch(indices, was_unbatched)
 
@@ -103,27 +103,48 @@ def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
     cols = left[None, :] + (tap % kw) * geo.dilation[1]
     first_row, first_col = (_first_tap_inside(start, d) for start, d in zip((top, left), geo.dilation))
     empty = output == -np.inf
-    rows = np.where(empty, first_row[:, None], rows)
-    cols = np.where(empty, first_col[None, :], cols)
+    if empty.any():                                # rare: skip two full passes when there is none
+        rows = np.where(empty, first_row[:, None], rows)
+        cols = np.where(empty, first_col[None, :], cols)
     return output, (rows * width + cols).astype(np.int64)
+
+
+def _window_max(windows: np.ndarray) -> np.ndarray:
+    """Windows (N, C, kH, kW, H_out, W_out) -> their maxima (N, C, H_out, W_out), NaN propagating.
+
+    One in-place ``np.maximum`` per tap: much faster than reducing over the two small, strided
+    kernel axes, and no bookkeeping of where the maximum was (see :func:`_running_max`).
+    """
+    best = windows[:, :, 0, 0].copy()
+    for i, j in list(np.ndindex(*windows.shape[2:4]))[1:]:
+        np.maximum(best, windows[:, :, i, j], out=best)
+    return best
 
 
 def _running_max(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Windows (N, C, kH, kW, H_out, W_out) -> (max, tap index i * kW + j of the max), (N, C, H_out, W_out).
 
     Scans the taps in row-major order as PyTorch's kernel does: a tap takes over when it is larger
-    (so ties keep the first) or NaN (so NaN propagates).  One vectorised step per tap is much
-    faster than reducing over the two small, strided kernel axes.
+    (so ties keep the first) or NaN (so NaN propagates).  One vectorised step per tap, into
+    preallocated arrays (no masked copies or boolean indexing); the NaN test only when there is one.
+    (Between equal values +0.0 and -0.0 the returned zero's sign may differ from PyTorch's.)
     """
     kw = windows.shape[3]
     best = windows[:, :, 0, 0].copy()
-    best_tap = np.zeros(best.shape, dtype=np.int64)
+    best_tap = np.zeros(best.shape, dtype=np.int32)
+    takes_over = np.empty(best.shape, dtype=bool)
+    tap_or_zero = np.empty(best.shape, dtype=np.int32)
+    has_nan = bool(np.isnan(_window_max(windows)).any())      # a window holds a NaN iff its max is NaN
     for tap in range(1, windows.shape[2] * kw):
         values = windows[:, :, tap // kw, tap % kw]
-        takes_over = (values > best) | np.isnan(values)
-        np.copyto(best, values, where=takes_over)
-        best_tap[takes_over] = tap
-    return best, best_tap
+        np.greater(values, best, out=takes_over)
+        if has_nan:
+            takes_over |= np.isnan(values)
+        np.maximum(best, values, out=best)     # = values where it takes over (NaN propagates); a masked copy is 8x slower
+        # taps come in increasing order, so "tap where it takes over" is a running maximum
+        np.multiply(takes_over, tap, out=tap_or_zero)
+        np.maximum(best_tap, tap_or_zero, out=best_tap)
+    return best, best_tap.astype(np.int64)
 
 
 def _window_origins(geo: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +175,10 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     plane_start = (np.arange(n * c) * height * width).reshape(n, c, 1, 1)
     # A window that saw only padding has no input pixel to credit (torch writes out of bounds).
     inside = (indices >= 0) & (indices < height * width)
-    flat = np.bincount((indices + plane_start)[inside], weights=grad[inside],
-                       minlength=n * c * height * width)
+    targets, weights = indices + plane_start, grad
+    if not inside.all():                           # boolean indexing is slow: only when needed
+        targets, weights = targets[inside], grad[inside]
+    flat = np.bincount(targets.ravel(), weights=weights.ravel(), minlength=n * c * height * width)
     return unbatch(flat.reshape(x.shape).astype(x.dtype), was_unbatched)
 
 
