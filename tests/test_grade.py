@@ -633,3 +633,49 @@ def test_a_library_behind_an_alias_breaks_from_scratch_in_the_notebook_and_the_g
         runner.stop()
     assert "from scratch" in str(in_grader.value) and "utils.functional" in str(in_grader.value)
     assert str(in_grader.value) == str(in_notebook.value)
+
+
+RELU_VARIANTS = {   # how learners write relu -> its cells; the notebook's check and the grader must agree
+    "def": "import numpy as np\ndef relu(x):\n    return np.maximum(x, 0).astype(x.dtype, copy=False)",
+    "lambda and constant": "import numpy as np\nZERO = 0\nrelu = lambda x: np.maximum(x, ZERO).astype(x.dtype)",
+    "cached global": ("import numpy as np\n_seen = {}\ndef relu(x):\n    key = (x.shape, x.dtype.str, x.tobytes())\n"
+                      "    if key not in _seen:\n        _seen[key] = np.where(x > 0, x, 0).astype(x.dtype)\n"
+                      "    return _seen[key].copy()"),
+    "in place": "import numpy as np\ndef relu(x):\n    np.maximum(x, 0, out=x)\n    return x",
+    "torch": "import torch\ndef relu(x):\n    return torch.relu(torch.from_numpy(x))",
+    "library alias": "import numpy as np\nfrom utils.functional import relu as helper\ndef relu(x):\n    return helper(x)",
+    "wrong": "import numpy as np\ndef relu(x):\n    return np.abs(x)",
+    "stub": "def relu(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()",
+    "raises": "def relu(x):\n    raise ValueError(f'cannot handle {x.ndim} dimensions')",
+    "no return": "import numpy as np\ndef relu(x):\n    y = np.maximum(x, 0)",
+    "a list": "def relu(x):\n    return [max(v, 0) for v in x.ravel()]",
+}
+
+
+@pytest.mark.parametrize("variant", list(RELU_VARIANTS))
+def test_the_notebook_and_the_grader_give_the_same_verdict(tmp_path, variant):
+    import linecache
+
+    from utils.checks import check_relu
+    source = RELU_VARIANTS[variant]
+
+    def verdict(fn):
+        try:
+            check_relu(fn, hidden=True)
+        except AssertionError as failure:
+            return "failed", str(failure)
+        except Exception as exc:                  # noqa: BLE001 - the grader reports these as errors
+            return "error", f"{type(exc).__name__}: {exc}"
+        return "passed", ""
+    namespace, filename = {}, f"<cell {variant}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)           # as IPython runs a cell
+    in_notebook = verdict(namespace["relu"])
+    runner, fns = _runner_for([(1, source)], ["relu"], tmp_path)
+    try:
+        fns["relu"].__globals_origin__ = runner.origins(["relu"]).get("relu", {})
+        in_grader = verdict(fns["relu"])
+    finally:
+        runner.stop()
+    assert in_grader == in_notebook
+    assert in_notebook[0] == ("passed" if variant in ("def", "lambda and constant", "cached global") else "failed")
