@@ -159,10 +159,16 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
 BLOCK_BYTES = 1 << 20
 
 
+# ... but at least this many output pixels per block: with small maps (8x8) one image per block
+# would mean many tiny matrix products and Python steps.
+MIN_BLOCK_COLUMNS = 512
+
+
 def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
-    """How many images' im2col columns fit in BLOCK_BYTES (at least one)."""
-    per_image = x.shape[1] * geo.kernel[0] * geo.kernel[1] * geo.out_hw[0] * geo.out_hw[1]
-    return max(1, BLOCK_BYTES // (per_image * x.itemsize))
+    """How many images' im2col columns fit in BLOCK_BYTES (at least one, and MIN_BLOCK_COLUMNS pixels)."""
+    pixels = geo.out_hw[0] * geo.out_hw[1]
+    per_image = x.shape[1] * geo.kernel[0] * geo.kernel[1] * pixels
+    return max(1, BLOCK_BYTES // (per_image * x.itemsize), -(-MIN_BLOCK_COLUMNS // pixels))
 
 
 def _is_pointwise(geo: WindowGeometry) -> bool:
