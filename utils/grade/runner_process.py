@@ -48,7 +48,10 @@ def spawn(workdir: str, memory_bytes: int, file_bytes: int = 2**30) -> tuple[int
                                cwd=workdir, env=env, close_fds=True, start_new_session=group is None)
     _children[process.pid] = process
     if group is not None:
-        group.attach(process.pid)
+        try:
+            group.attach(process.pid)
+        except sandbox.SandboxUnavailable:
+            pass            # it died at once: the runner's first reply (EOF) says so
     requests, replies = os.dup(process.stdin.fileno()), os.dup(process.stdout.fileno())
     process.stdin.close()
     process.stdout.close()

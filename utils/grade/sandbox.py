@@ -48,8 +48,8 @@ ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "nsswitch.conf", "mime.ty
 UTILS = Path(__file__).resolve().parents[1]   # the course's utils package
 
 
-class SandboxUnavailable(RuntimeError):
-    """bubblewrap is missing or does not work on this machine (the message says why)."""
+class SandboxUnavailable(OSError):
+    """bubblewrap is missing or does not work on this machine, or a sandbox did not start."""
 
 
 # ---------------------------------------------------------------- what the sandbox sees
@@ -257,7 +257,7 @@ class Group:
         return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(self.memory_bytes), str(self.file_bytes),
                 str(self.nproc), str(len(procs)), *procs, program.hex() if program else "", *command]
 
-    def attach(self, bwrap_pid: int, seconds: float = 10.0) -> int:
+    def attach(self, bwrap_pid: int, seconds: float = 30.0) -> int:
         """Record the sandbox started as ``bwrap_pid``; returns its PID-namespace init (as seen here)."""
         self.bwraps.append(bwrap_pid)
         deadline = time.monotonic() + seconds
