@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from utils.baselines import (BaselineResult, flatten_pixels, hog_features, hog_linear,
+from utils.baselines import (BaselineResult, flatten_pixels, hog_features, hog_linear, intensity_statistics,
                              logistic_regression_on_pixels, mlp_on_pixels, run_baselines)
 
 
@@ -73,3 +73,15 @@ def test_bad_input_is_a_clear_value_error(x, y, words):
 def test_hog_on_too_small_images_is_a_value_error():
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         hog_features(np.zeros((1, 3, 3)))
+
+
+def test_intensity_statistics_ignore_positions_and_see_roughness():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (1, 12, 12))
+    shuffled = rng.permutation(image.ravel()).reshape(1, 12, 12)
+    smooth = np.sort(image.ravel()).reshape(1, 12, 12)   # same values, neighbours similar
+    stats = intensity_statistics(np.concatenate([image, shuffled, smooth]))
+    assert stats.shape == (3, 7)
+    np.testing.assert_allclose(stats[:, :5], np.tile(stats[0, :5], (3, 1)))   # same histogram
+    assert stats[2, 5] < stats[0, 5] / 3   # but the sorted image is far less rough
+    np.testing.assert_allclose(stats[0, 2], np.median(image))

@@ -1,13 +1,13 @@
-"""utils.transfer: freezing, new heads, learning-rate groups and the three strategies."""
+"""utils.transfer: freezing (weights and BatchNorm statistics), new heads, features, probes, fine-tuning."""
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from utils.models import SmallCNN, evaluate, train
-from utils.transfer import (STRATEGIES, RunResult, epochs_to_reach, extract_features, freeze,
-                            last_linear_name, param_groups, prepare, reinitialize, replace_head,
-                            run_strategy, seconds_to_reach)
+from utils.efficientnet import efficientnet_lite0
+from utils.transfer import (TopBlocks, accuracy, batchnorm_layers, center_l2, extract,
+                            fine_tune, freeze, freeze_batchnorm, last_linear_name, linear_probe,
+                            network_input, replace_head, running_stats)
 
 
 class Tiny(nn.Module):
@@ -20,13 +20,20 @@ class Tiny(nn.Module):
         return self.head(self.features(x))
 
 
-def pretrained():
-    torch.manual_seed(123)  # not the seed prepare() uses, so that "random" and "pretrained" differ
-    return Tiny()
+@pytest.fixture(scope="module")
+def net():
+    return efficientnet_lite0(pretrained=True)
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Eight 32x32 inputs, as the network sees them (small so that the tests are quick)."""
+    rng = np.random.default_rng(0)
+    return network_input(rng.uniform(0, 1, (8, 40, 40)).astype(np.float32), size=32)
 
 
 def test_freeze_stops_gradients_only_where_asked():
-    model = pretrained()
+    model = Tiny()
     freeze(model.features)
     model(torch.randn(2, 1, 6, 6)).sum().backward()
     assert all(p.grad is None for p in model.features.parameters())
@@ -41,129 +48,135 @@ def test_replace_head_keeps_in_features_and_changes_outputs(head, name):
     new = replace_head(model, num_classes=10)
     assert model(torch.zeros(5, 1, 6, 6)).shape == (5, 10)
     assert new is model.head.get_submodule(name)
-    assert new.in_features == (4 if name == "" else 8)
 
 
-def test_replace_head_without_linear_is_a_value_error():
-    with pytest.raises(ValueError, match="no nn.Linear"):
-        replace_head(Tiny(nn.Identity()), 3)
+def test_replace_head_of_efficientnet_reads_the_1280_features(images):
+    model = efficientnet_lite0(pretrained=False)
+    new = replace_head(model, num_classes=8, seed=1)
+    assert model._fc is new and (new.in_features, new.out_features) == (1280, 8)
+    assert model(images).shape == (8, 8)
+    again = replace_head(efficientnet_lite0(pretrained=False), num_classes=8, seed=1)
+    assert torch.equal(again.weight, new.weight)   # seeded
 
 
-def test_param_groups_give_features_the_smaller_learning_rate():
-    model = pretrained()
-    groups = param_groups(model, lr=0.1, features_lr_scale=0.01)
-    assert [g["lr"] for g in groups] == pytest.approx([0.001, 0.1])
-    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.features.parameters()}
-    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    freeze(model.features)
-    assert [g["lr"] for g in param_groups(model, lr=0.1)] == [0.1]  # frozen -> no features group
+@pytest.mark.parametrize("model, n, words", [(Tiny(nn.Identity()), 3, "no nn.Linear"),
+                                             (nn.Conv2d(1, 1, 1), 3, "neither"), (Tiny(), 0, "positive")])
+def test_replace_head_bad_input_is_a_value_error(model, n, words):
+    with pytest.raises(ValueError, match=words):
+        replace_head(model, n)
 
 
-def test_param_groups_refuse_a_bad_learning_rate():
-    with pytest.raises(ValueError, match="lr=0"):
-        param_groups(pretrained(), lr=0)
+def test_requires_grad_false_does_not_stop_batchnorm_statistics(net, images):
+    """The trap of chapter 08: a frozen network in train mode still rewrites its running statistics."""
+    model = efficientnet_lite0(pretrained=True)
+    freeze(model)
+    before = running_stats(model)
+    model.train()
+    with torch.no_grad():
+        model(images)
+    assert not torch.equal(running_stats(model), before)       # requires_grad=False was not enough
+
+    model = efficientnet_lite0(pretrained=True)
+    freeze(model)
+    model.train()
+    freeze_batchnorm(model)
+    with torch.no_grad():
+        out = model.features(images)                           # pooled 1280-d, before dropout
+    assert torch.equal(running_stats(model), before)
+    assert all(not bn.training for bn in batchnorm_layers(model))
+    torch.testing.assert_close(out, net.features(images))      # the same numbers as in eval mode
 
 
-def test_reinitialize_is_seeded_and_changes_weights():
-    a, b = reinitialize(pretrained(), seed=3), reinitialize(pretrained(), seed=3)
-    assert torch.equal(a.features[0].weight, b.features[0].weight)
-    assert not torch.equal(a.features[0].weight, pretrained().features[0].weight)
+def test_extract_pools_what_the_network_computes(net, images):
+    out = extract(net, images, pooled=("block7", "head"), maps=("block14",), batch_size=3)
+    torch.set_grad_enabled(False)
+    assert out["block7"].shape == (8, 80) and out["head"].shape == (8, 1280)
+    np.testing.assert_allclose(out["head"], net.features(images).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["block7"], net.features(images, upto="block7").numpy(), rtol=1e-5, atol=1e-6)
+    torch.set_grad_enabled(True)
+    assert isinstance(out["block14"], torch.Tensor) and out["block14"].shape[:2] == (8, 192)
+    with pytest.raises(ValueError, match="unknown layer names"):
+        extract(net, images, pooled=("block99",))
 
 
-def one_step(model, optimizer):
-    torch.manual_seed(0)
-    loss = nn.functional.cross_entropy(model(torch.randn(8, 1, 6, 6)), torch.arange(8) % 5)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+def test_network_input_shape_and_errors():
+    x = network_input(np.full((2, 20, 20), 0.5, np.float32), size=24)
+    assert x.shape == (2, 3, 24, 24) and x.dtype == torch.float32
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        network_input(np.zeros((20, 20), np.float32), size=24)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_prepare_each_strategy(strategy):
-    source = pretrained()
-    before = {k: v.clone() for k, v in source.state_dict().items()}
-    model, groups = prepare(source, strategy, num_classes=5, lr=0.05)
-    optimizer = torch.optim.Adam(groups)
-    starts_pretrained = torch.equal(model.features[0].weight, source.features[0].weight)
-    assert starts_pretrained == (strategy != "scratch")
-    one_step(model, optimizer)
-    moved = not torch.equal(model.features[0].weight, source.features[0].weight)
-    assert moved == (strategy != "feature extraction")
-    assert model(torch.zeros(1, 1, 6, 6)).shape == (1, 5)
-    assert all(torch.equal(before[k], v) for k, v in source.state_dict().items()), "pretrained was modified"
+def test_center_l2_uses_the_training_mean_and_unit_rows():
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(5, 1, (20, 6)), rng.normal(5, 1, (7, 6))
+    a, b = center_l2(train, test)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0)
+    centred = test - train.mean(0)
+    np.testing.assert_allclose(b, centred / np.linalg.norm(centred, axis=1, keepdims=True))
 
 
-def test_fine_tuning_moves_features_less_than_the_head():
-    model, groups = prepare(pretrained(), "fine-tuning", num_classes=5, lr=0.05, features_lr_scale=0.1)
-    optimizer = torch.optim.Adam(groups)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.005, 0.05])
-    start = [p.detach().clone() for p in optimizer.param_groups[0]["params"]]
-    one_step(model, optimizer)
-    # Adam's first step moves every weight by about its learning rate
-    step = max((p - s).abs().max().item() for p, s in zip(optimizer.param_groups[0]["params"], start))
-    assert step == pytest.approx(0.005, rel=0.05)
+def test_linear_probe_separates_separable_features_and_not_shuffled_ones():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    y = np.repeat(np.arange(4), 10)
+    X = centres[y] + rng.normal(0, 0.2, (40, 16))
+    assert linear_probe(X[::2], y[::2], X[1::2], y[1::2]) == 1.0
+    assert linear_probe(X[::2], rng.permutation(y[::2]), X[1::2], y[1::2]) < 0.7
 
 
-def test_unknown_strategy_is_a_value_error():
-    with pytest.raises(ValueError, match="'linear probe'"):
-        prepare(pretrained(), "linear probe", 3)
+def test_top_blocks_with_the_old_classifier_is_the_original_network(net, images):
+    maps = extract(net, images, maps=("block12",))["block12"]
+    top = TopBlocks(net, first=13, num_classes=1000)
+    top.fc.load_state_dict(net._fc.state_dict())
+    torch.testing.assert_close(top.eval()(maps), net(images), rtol=1e-4, atol=1e-4)
+    assert all(not p.requires_grad for p in top.backbone.parameters())
+    assert all(p.requires_grad for p in top.fc.parameters())
+    with pytest.raises(ValueError, match="1..16"):
+        TopBlocks(net, first=0, num_classes=3)
 
 
-# --- the comparison runner, on a tiny SmallCNN and a synthetic 3-class task of bars -----------
-
-def bars(n_per_class, seed):
-    """(N, 1, 8, 8) noisy images of a horizontal bar, a vertical bar or a diagonal; labels 0, 1, 2."""
-    rng = np.random.default_rng(seed)
-    templates = np.zeros((3, 8, 8), np.float32)
-    templates[0, 3:5, :] = templates[1, :, 3:5] = 1
-    templates[2][np.eye(8, dtype=bool)] = 1
-    y = np.repeat(np.arange(3), n_per_class)
-    X = templates[y] + rng.normal(0, 0.3, (len(y), 8, 8)).astype(np.float32)
-    return X[:, None].astype(np.float32), y
-
-
-def tiny_cnn():
-    torch.manual_seed(7)
-    return SmallCNN(num_classes=5, widths=(4, 8), image_size=8)
+def toy_task(net, n_per_class=4):
+    """Three classes of inputs (flat gray, noise, stripes) as the maps before block 15."""
+    rng = np.random.default_rng(1)
+    stripes = np.tile((np.arange(40) // 4 % 2).astype(np.float32), (40, 1))
+    patterns = [np.full((40, 40), 0.5, np.float32), None, stripes]
+    imgs, labels = [], []
+    for label, p in enumerate(patterns):
+        for _ in range(n_per_class):
+            noise = rng.uniform(0, 1, (40, 40)).astype(np.float32)
+            imgs.append(noise if p is None else np.clip(p + 0.05 * noise, 0, 1))
+            labels.append(label)
+    maps = extract(net, network_input(np.stack(imgs), 32), maps=("block14",))["block14"]
+    return maps, np.array(labels)
 
 
-def test_extract_features_is_what_the_features_compute():
-    model, X = tiny_cnn(), bars(4, 0)[0]
-    features = extract_features(model, X, batch_size=5)
-    assert features.shape == (12, 8, 2, 2)
-    np.testing.assert_allclose(features, model.features(torch.from_numpy(X)).detach().numpy(), rtol=1e-6)
+def test_fine_tune_learns_and_leaves_the_pretrained_network_alone(net):
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    maps, y = toy_task(net)
+    top = fine_tune(TopBlocks(net, 15, 3, seed=0), maps, y, head_steps=30, steps=10, seed=0)
+    assert accuracy(top, maps, y) == 1.0
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_run_strategy_learns_and_leaves_the_pretrained_model_alone(strategy):
-    source = tiny_cnn()
-    before = [p.clone() for p in source.parameters()]
-    run = run_strategy(source, strategy, bars(10, 0), bars(10, 1), bars(20, 2), epochs=8, lr=1e-2, seed=0)
-    assert (run.strategy, run.per_class, run.seed) == (strategy, 10, 0)
-    assert len(run.val_accuracy) == len(run.epoch_seconds) == 8
-    assert run.test_accuracy > 0.6  # chance is 1/3
-    assert all(torch.equal(a, b) for a, b in zip(before, source.parameters()))
+def test_head_only_keeps_the_backbone_and_frozen_batchnorm_keeps_the_statistics(net):
+    maps, y = toy_task(net)
+    start = TopBlocks(net, 15, 3, seed=0)
+    weights = [p.clone() for p in start.backbone.parameters()]
+    stats = running_stats(start)
+    head_only = fine_tune(start, maps, y, steps=0)
+    assert all(torch.equal(a, b) for a, b in zip(weights, head_only.backbone.parameters()))
+    frozen = fine_tune(TopBlocks(net, 15, 3, seed=0), maps, y, steps=5, batchnorm="frozen")
+    assert torch.equal(running_stats(frozen), stats)
+    assert not all(torch.equal(a, b) for a, b in zip(weights, frozen.backbone.parameters()))
+    in_train_mode = fine_tune(TopBlocks(net, 15, 3, seed=0), maps, y, steps=5, batchnorm="train")
+    assert not torch.equal(running_stats(in_train_mode), stats)
+    with pytest.raises(ValueError, match="'frozen' or 'train'"):
+        fine_tune(TopBlocks(net, 15, 3), maps, y, batchnorm="eval")
 
 
-def test_feature_extraction_shortcut_equals_training_the_frozen_model():
-    source, data, val, test = tiny_cnn(), bars(10, 0), bars(10, 1), bars(20, 2)
-    run = run_strategy(source, "feature extraction", data, val, test, epochs=5, lr=1e-2, seed=3)
-    model, groups = prepare(source, "feature extraction", 3, lr=1e-2, seed=3)
-    history = train(model, data, val, epochs=5, lr=1e-2, batch_size=8, seed=3, param_groups=groups,
-                    progress=False)
-    assert run.val_accuracy == pytest.approx(history.val_accuracy)
-    assert run.test_accuracy == pytest.approx(evaluate(model, *test).accuracy)
+def test_fine_tune_is_repeatable(net):
+    maps, y = toy_task(net, n_per_class=2)
+    a, b = (fine_tune(TopBlocks(net, 15, 3, seed=2), maps, y, head_steps=5, steps=3, seed=4) for _ in range(2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
-
-def test_runs_are_repeatable():
-    runs = [run_strategy(tiny_cnn(), "fine-tuning", bars(5, 0), bars(5, 1), bars(5, 2), epochs=3, seed=1)
-            for _ in range(2)]
-    assert runs[0].val_accuracy == runs[1].val_accuracy
-    assert runs[0].test_accuracy == runs[1].test_accuracy
-
-
-def test_epochs_and_seconds_to_reach_a_target():
-    run = RunResult("scratch", 5, 0, 0.9, [0.5, 0.8, 0.7, 0.95], [1.0, 2.0, 3.0, 4.0])
-    assert epochs_to_reach(run.val_accuracy, 0.8) == 2
-    assert seconds_to_reach(run, 0.8) == 3.0
-    assert epochs_to_reach(run.val_accuracy, 0.99) is None and seconds_to_reach(run, 0.99) is None

@@ -1,33 +1,43 @@
-"""Transfer learning in a few small steps, for any model with ``.features`` (conv layers) and ``.head``.
+"""Transfer learning with a real ImageNet network, in small steps (chapter 08).
 
-The three ways to get a classifier for a new task that chapter 08 compares:
+Chapter 08 reuses EfficientNet-Lite0 (:mod:`utils.efficientnet`) for a task it never saw, in the
+ways a practitioner would, each a function here:
 
-=====================  ===========================  ==================================================
-strategy               convolutional ``features``   ``head`` (the classifier on top)
-=====================  ===========================  ==================================================
-``"scratch"``          random, trained              random, trained
-``"feature extraction"``  pretrained, **frozen**    new, trained
-``"fine-tuning"``      pretrained, trained slowly   new, trained at the full learning rate
-=====================  ===========================  ==================================================
+=========================  ===============================================  ========================
+set-up                     the pretrained network                           what learns
+=========================  ===============================================  ========================
+linear probe               frozen, run **once** per image (:func:`extract`)  a linear classifier on
+                                                                            pooled features
+                                                                            (:func:`linear_probe`)
+fine-tuning                head first (backbone frozen), then the top        new head, then top
+                           blocks unfrozen at a smaller learning rate        blocks + head
+                           (:class:`TopBlocks`, :func:`fine_tune`)
+=========================  ===============================================  ========================
 
-:func:`prepare` builds the model and its optimizer's parameter groups for a strategy; the other functions are the
-single steps it is made of (freeze, new head, learning-rate groups, re-initialise).
+Freezing correctly takes two steps: ``requires_grad=False`` stops the *weights* (:func:`freeze`),
+but a BatchNorm layer in train mode still normalises with the statistics of the current batch
+and overwrites its running statistics; :func:`freeze_batchnorm` keeps them (eval mode).
+
+Generic helpers for any model with ``.features`` / ``.head`` (the SmallCNN of chapter 07):
+:func:`freeze`, :func:`replace_head`.
 """
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-STRATEGIES = ("scratch", "feature extraction", "fine-tuning")
 
+# ----------------------------------------------------------------------------- freezing, heads
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Stop training ``module``: its parameters get no gradients (and cost no optimizer work)."""
+    """Stop training ``module``'s weights: its parameters get no gradients (``requires_grad=False``).
+
+    BatchNorm running statistics are *not* parameters: see :func:`freeze_batchnorm`.
+    """
     for p in module.parameters():
         p.requires_grad_(False)
     return module
@@ -42,141 +52,219 @@ def last_linear_name(head: nn.Module) -> str:
 
 
 def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Linear:
-    """Swap the last ``Linear`` layer of ``model.head`` for a new random one with ``num_classes`` outputs.
+    """Swap the classifier for a new random ``nn.Linear`` with ``num_classes`` outputs; returns it.
 
-    The new layer reads the same features (same ``in_features``); returns it.
+    The classifier is the last ``Linear`` of ``model.head`` (SmallCNN) or ``model._fc``
+    (EfficientNet-Lite0: 1280 -> 1000).  The new layer reads the same features (same
+    ``in_features``) and is trainable; its weights are drawn from ``seed``.
     """
-    name = last_linear_name(model.head)
-    old = model.head.get_submodule(name)
-    torch.manual_seed(seed)
-    new = nn.Linear(old.in_features, num_classes)
-    if name:
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if hasattr(model, "head"):
+        owner, name = model.head, last_linear_name(model.head)
+        old = owner.get_submodule(name)
+    elif isinstance(getattr(model, "_fc", None), nn.Linear):
+        owner, name, old = model, "_fc", model._fc
+    else:
+        raise ValueError("the model has neither a .head nor an ._fc classifier to replace")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = nn.Linear(old.in_features, int(num_classes))
+    if owner is model:
+        model._fc = new
+    elif name:
         parent, _, child = name.rpartition(".")
-        setattr(model.head.get_submodule(parent), child, new)
+        setattr(owner.get_submodule(parent), child, new)
     else:
         model.head = new
     return new
 
 
-def reinitialize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every layer of ``model`` fresh random weights (PyTorch's default init), seeded."""
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    return model
+def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer inside ``module``, in order."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def param_groups(model: nn.Module, lr: float, features_lr_scale: float = 0.1) -> list[dict]:
-    """Optimizer parameter groups: ``model.features`` at ``lr * features_lr_scale``, the rest at ``lr``.
-
-    A smaller learning rate for pretrained layers nudges the features instead of overwriting them.
-    Frozen parameters (``requires_grad=False``) are left out; empty groups are dropped.
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer of ``module`` in eval mode: it normalises with its stored running
+    statistics and no longer updates them.  Call it *after* ``model.train()`` (which switches them
+    back to train mode).  The BatchNorm scale and shift stay trainable unless frozen separately.
     """
-    if lr <= 0 or features_lr_scale < 0:
-        raise ValueError(f"lr={lr} must be positive and features_lr_scale={features_lr_scale} non-negative")
-    feature_ids = {id(p) for p in model.features.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if id(p) in feature_ids], "lr": lr * features_lr_scale},
-              {"params": [p for p in trainable if id(p) not in feature_ids], "lr": lr}]
-    return [g for g in groups if g["params"]]
+    for bn in batchnorm_layers(module):
+        bn.eval()
+    return module
 
 
-def prepare(pretrained: nn.Module, strategy: str, num_classes: int, lr: float = 3e-3,
-            features_lr_scale: float = 0.1, seed: int = 0) -> tuple[nn.Module, list[dict]]:
-    """A copy of ``pretrained`` set up for ``strategy`` (one of :data:`STRATEGIES`), and its parameter groups.
+def running_stats(module: nn.Module) -> torch.Tensor:
+    """All BatchNorm running means and variances of ``module``, concatenated (a copy)."""
+    return torch.cat([torch.cat([bn.running_mean, bn.running_var]) for bn in batchnorm_layers(module)]).clone()
 
-    The groups (see :func:`param_groups`) go to the optimizer, e.g.
-    ``utils.models.train(model, data, lr=lr, param_groups=groups)`` or ``torch.optim.Adam(groups)``.
-    ``pretrained`` itself is never modified.  ``seed`` fixes the new head (and, for ``"scratch"``,
-    all weights), so that runs are repeatable.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    model = copy.deepcopy(pretrained)
-    if strategy == "scratch":
-        reinitialize(model, seed)
-    if strategy == "feature extraction":
-        freeze(model.features)
-    replace_head(model, num_classes, seed)
-    scale = features_lr_scale if strategy == "fine-tuning" else 1.0
-    return model, param_groups(model, lr, scale)
+
+# ----------------------------------------------------------------------------- features
+
+def network_input(patches: np.ndarray, size: int) -> torch.Tensor:
+    """Gray (N, H, W) or colour (N, H, W, 3) images in [0, 1] -> (N, 3, size, size) network input,
+    each through :func:`utils.efficientnet.imagenet_transform` (resize, centre crop, normalise)."""
+    from utils.efficientnet import imagenet_transform
+
+    patches = np.asarray(patches)
+    if patches.ndim not in (3, 4):
+        raise ValueError(f"expected images (N, H, W) or (N, H, W, 3), got shape {patches.shape}")
+    return torch.stack([imagenet_transform(p.astype(np.float32), size=size) for p in patches])
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """What ``model.features`` makes of images ``X`` (N, C, H, W): an array (N, C', H', W').
+def extract(model: nn.Module, x: torch.Tensor, pooled=("head",), maps=(), batch_size: int = 64):
+    """Run the (frozen) network once over ``x`` (N, 3, H, W) and keep what the chapter needs.
 
-    With frozen features this is all the convolutional layers ever compute for an image, so it
-    can be done once and the head trained on the result (same numbers, a fraction of the time).
+    Args:
+        model: an EfficientNet-Lite0 (:func:`utils.efficientnet.efficientnet_lite0`); run in eval mode.
+        pooled: layer names (``"stem"``, ``"block0"`` ... ``"block15"``, ``"head"``) whose feature
+            maps are averaged over space: (N, C) NumPy arrays, the input of a linear probe.
+        maps: layer names whose whole feature maps (N, C, H', W') are kept as tensors, e.g. the
+            input of :class:`TopBlocks`.
+
+    Returns:
+        ``{name: array}`` for every name in ``pooled`` and ``maps`` (``maps`` entries are tensors).
     """
     was_training = model.training
     model.eval()
-    X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
-    out = torch.cat([model.features(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    out = {name: [] for name in (*pooled, *maps)}
+    try:
+        for start in range(0, len(x), batch_size):
+            layers = model.block_outputs(x[start:start + batch_size])
+            unknown = [n for n in out if n not in layers]
+            if unknown:
+                raise ValueError(f"unknown layer names {unknown}; choose from {list(layers)}")
+            for name in pooled:
+                out[name].append(layers[name].mean(dim=(2, 3)))
+            for name in maps:
+                out[name].append(layers[name])
+    finally:
+        model.train(was_training)
+    return {name: (torch.cat(v).numpy() if name in pooled else torch.cat(v)) for name, v in out.items()}
+
+
+def center_l2(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Centre features (N, C) on the mean of ``train`` and scale every row to unit length.
+
+    Centring removes what all images share (pooled ReLU6 features are all positive, so raw
+    vectors point in similar directions); unit length makes the probe's regularisation treat
+    every image alike.  Returns ``[train, *others]`` transformed with the *training* mean.
+    """
+    mean = np.asarray(train).mean(axis=0)
+
+    def transform(f):
+        f = np.asarray(f, dtype=np.float64) - mean
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return [transform(train), *map(transform, others)]
+
+
+def linear_probe(train_features, y_train, test_features, y_test, C: float = 10.0, seed: int = 0) -> float:
+    """Test accuracy of logistic regression on centred, L2-normalised features (:func:`center_l2`)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    train_features, test_features = center_l2(train_features, test_features)
+    with threadpool_limits(limits=1):
+        model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+        return float(model.fit(train_features, y_train).score(test_features, y_test))
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+class TopBlocks(nn.Module):
+    """The top of an EfficientNet-Lite0 from block ``first`` on, with a new ``num_classes`` head.
+
+    Input: the feature map *before* block ``first`` (what :func:`extract` keeps under
+    ``maps=[f"block{first - 1}"]``); output: logits.  Everything below ``first`` is frozen by
+    construction (it is not in this module), so its output can be computed once per image.
+    The copied layers are frozen at first (:meth:`unfreeze` releases them); the head trains.
+    """
+
+    def __init__(self, model: nn.Module, first: int, num_classes: int, seed: int = 0):
+        super().__init__()
+        n_blocks = len(model._blocks)
+        if not 1 <= first <= n_blocks:
+            raise ValueError(f"first must be a block index in 1..{n_blocks}, got {first}")
+        self.first = first
+        self.blocks = copy.deepcopy(model._blocks[first:])
+        self.conv_head, self.bn_head = copy.deepcopy(model._conv_head), copy.deepcopy(model._bn1)
+        self.backbone = nn.ModuleList([self.blocks, self.conv_head, self.bn_head])
+        freeze(self.backbone)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.fc = nn.Linear(self.conv_head.out_channels, num_classes)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return F.relu6(self.bn_head(self.conv_head(x))).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pooled(x))
+
+    def unfreeze(self) -> None:
+        """Let the copied blocks and the head conv train too (BatchNorm scale/shift included)."""
+        for p in self.backbone.parameters():
+            p.requires_grad_(True)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int = 256) -> float:
+    """Fraction of correct predictions of ``model`` (in eval mode) on inputs ``x``, labels ``y``."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     model.train(was_training)
-    return out.numpy()
+    return float((logits.argmax(1).numpy() == np.asarray(y)).mean())
 
 
-@dataclass
-class RunResult:
-    """One training run of the comparison.
+def _steps(model, optimizer, x, y, steps, batch_size, generator, batchnorm):
+    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    for _ in range(steps):
+        model.train()
+        if batchnorm == "frozen":
+            freeze_batchnorm(model)
+        idx = torch.randperm(len(x), generator=generator)[:batch_size]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
 
-    Attributes:
-        strategy: one of :data:`STRATEGIES`.
-        per_class: labelled training images per class (the label budget).
-        seed: which images were labelled, the new head's initial weights, the batch order.
-        test_accuracy: accuracy on the test split after training, in [0, 1].
-        val_accuracy: accuracy on the validation data after each epoch.
-        epoch_seconds: wall time of each epoch (feature extraction's one-off pass included in the first).
+
+def fine_tune(model: TopBlocks, x: torch.Tensor, y: np.ndarray, *, head_steps: int = 40,
+              head_lr: float = 1e-2, steps: int = 20, lr: float = 1e-3, backbone_lr: float = 1e-4,
+              batch_size: int = 8, batchnorm: str = "frozen", seed: int = 0) -> TopBlocks:
+    """The two-phase recipe, in place: train the head alone, then unfreeze the top blocks.
+
+    1. ``head_steps`` Adam steps on the new head at ``head_lr`` (backbone frozen, BatchNorm
+       frozen: a random head's large gradients would otherwise wreck the pretrained blocks);
+    2. :meth:`TopBlocks.unfreeze`, then ``steps`` Adam steps on everything, the blocks at the
+       smaller ``backbone_lr`` and the head at ``lr``.  (The defaults were chosen in chapter 08
+       on validation patches, never on the test patches.)
+
+    ``batchnorm``: ``"frozen"`` keeps every BatchNorm in eval mode (running statistics kept, the
+    usual choice with small batches); ``"train"`` leaves them in train mode during phase 2
+    (batch statistics of ``batch_size`` images, running statistics overwritten): the trap the
+    chapter demonstrates.  Each step draws ``batch_size`` random training images (seeded).
     """
-    strategy: str
-    per_class: int
-    seed: int
-    test_accuracy: float
-    val_accuracy: list[float]
-    epoch_seconds: list[float]
+    if batchnorm not in ("frozen", "train"):
+        raise ValueError(f"batchnorm must be 'frozen' or 'train', got {batchnorm!r}")
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = min(batch_size, len(x))
+    # Phase 1: with the backbone frozen (weights and BatchNorm) its pooled output never changes,
+    # so it is computed once and the head trained on it (the same numbers, a fraction of the time).
+    with torch.no_grad():
+        model.eval()
+        pooled = model.pooled(x)
+    head = torch.optim.Adam(model.fc.parameters(), lr=head_lr)
+    _steps(model.fc, head, pooled, y, head_steps, batch_size, generator, "frozen")
+    if steps:
+        model.unfreeze()
+        optimizer = torch.optim.Adam([{"params": model.backbone.parameters(), "lr": backbone_lr},
+                                      {"params": model.fc.parameters(), "lr": lr}])
+        _steps(model, optimizer, x, y, steps, batch_size, generator, batchnorm)
+    return model
 
-
-def epochs_to_reach(val_accuracy: list[float], target: float) -> int | None:
-    """The first epoch (counting from 1) whose validation accuracy is ``>= target``; None if never."""
-    return next((epoch for epoch, acc in enumerate(val_accuracy, start=1) if acc >= target), None)
-
-
-def seconds_to_reach(run: RunResult, target: float) -> float | None:
-    """Wall time from the start of training until the validation accuracy first reached ``target``."""
-    epochs = epochs_to_reach(run.val_accuracy, target)
-    return None if epochs is None else float(sum(run.epoch_seconds[:epochs]))
-
-
-def run_strategy(pretrained: nn.Module, strategy: str, train_data, val_data, test_data, *,
-                 epochs: int = 15, lr: float = 3e-3, features_lr_scale: float = 0.1,
-                 steps_per_epoch: int = 4, seed: int = 0) -> RunResult:
-    """Train one model for the digits with ``strategy`` and measure it.
-
-    Args:
-        pretrained: the source model (kept unchanged).
-        train_data, val_data, test_data: ``(X, y)`` with X (N, C, H, W) float32 and y (N,) int.
-        epochs, lr: the training recipe, the same for every strategy.
-        steps_per_epoch: batch size = N / steps_per_epoch, so every label budget gets the same
-            number of optimizer steps.
-        seed: see :class:`RunResult`.
-
-    "feature extraction" trains only the head, on features computed once by :func:`extract_features`.
-    """
-    from utils.models import evaluate, train
-
-    n_classes = len(np.unique(train_data[1]))
-    model, groups = prepare(pretrained, strategy, n_classes, lr, features_lr_scale, seed)
-    batch_size = max(1, -(-len(train_data[1]) // steps_per_epoch))
-    trainee, start = model, time.perf_counter()
-    if strategy == "feature extraction":  # the head is all that learns: feed it stored features
-        train_data = (extract_features(model, train_data[0]), train_data[1])
-        val_data = (extract_features(model, val_data[0]), val_data[1])
-        trainee, groups = model.head, None
-    setup_seconds = time.perf_counter() - start
-    history = train(trainee, train_data, val_data, epochs=epochs, lr=lr, batch_size=batch_size,
-                    seed=seed, param_groups=groups, progress=False)
-    seconds = [setup_seconds + history.epoch_seconds[0], *history.epoch_seconds[1:]]
-    return RunResult(strategy, len(train_data[1]) // n_classes, seed, evaluate(model, *test_data).accuracy,
-                     list(history.val_accuracy), seconds)
