@@ -278,3 +278,24 @@ def test_empty_batch_gives_empty_outputs_like_torch():
     assert conv2d(x, weight).shape == tuple(F.conv2d(torch.tensor(x), torch.tensor(weight)).shape)
     grad_input, grad_weight, grad_bias = conv2d_backward(np.zeros((0, 4, 3, 3)), x, weight)
     assert grad_input.shape == x.shape and not grad_weight.any() and not grad_bias.any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.one_of(conv_configs(max_batch=4), depthwise_configs()), st.integers(0, 2**32 - 1))
+def test_one_image_per_block_gives_the_same_results(config, seed):
+    """conv2d builds im2col (and depthwise channels-last copies) a block of images at a time;
+    with blocks of a single image every block boundary is exercised, forward and backward."""
+    import utils.functional.conv as conv_module
+    x, weight, bias, kwargs = config
+    expected = torch_conv(x, weight, bias, kwargs)
+    grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
+    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
+    saved = conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS
+    conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS = 1, 1
+    try:
+        np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs), expected, **TOLERANCE[x.dtype.type])
+        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    finally:
+        conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS = saved
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
