@@ -679,3 +679,17 @@ def test_the_notebook_and_the_grader_give_the_same_verdict(tmp_path, variant):
         runner.stop()
     assert in_grader == in_notebook
     assert in_notebook[0] == ("passed" if variant in ("def", "lambda and constant", "cached global") else "failed")
+
+
+def test_a_definition_typed_into_a_copy_of_a_test_cell_still_counts(tmp_path):
+    nb = solved(add_one_body="return x + 1")
+    answer = cell_with_id(nb, "add_one")
+    test = cell_with_id(nb, "add_one_test")
+    test.source = answer.source + "\n\n" + test.source     # pasted into the check cell (metadata copied)
+    answer.source = "# moved below"
+    (tmp_path / "pasted.ipynb").write_text(nbformat.writes(nb))
+    result = grade([str(tmp_path / "pasted.ipynb"), "--out", str(tmp_path / "out"), "--solutions",
+                    str(FIXTURES / "solutions"), "--execute", "when-needed", "--unsafe-no-sandbox"])
+    assert result.returncode == 0, result.stderr
+    rows = {r["question"]: r["status"] for r in csv.DictReader((tmp_path / "out" / "grades.csv").open())}
+    assert rows["add_one_test"] == "passed"

@@ -134,7 +134,9 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
     runner = None
     try:
         cells = student_code_cells(nb, {t.grade_id for t in exercise_set.tests})
-        code = parse_cells([(i + 1, cell_source(nb.cells[i])) for i in cells])
+        # The runner reads every code cell, the learner's copies of test cells too: a definition a
+        # learner typed (or pasted) there exists in the notebook; the check calls there are not run.
+        code = parse_cells([(i + 1, cell_source(nb.cells[i])) for i in student_code_cells(nb, set())])
         notes = list(code.problems)
         needed = set().union(*(used_names(t.source) for t in exercise_set.all_tests())) & exercise_set.solution_names
         expected = needed & exercise_set.solution_functions       # the tests call these
