@@ -599,8 +599,8 @@ def test_instructor_code_describes_a_learner_model_inside_the_runner(tmp_path):
     from utils.checks.models import describe_model
     runner, fns = _runner_for(MODEL_CELLS, ["build"], tmp_path)
     try:
-        with pytest.raises(BaseException, match="cannot be graded|returned"):
-            fns["build"](3)                          # a model cannot cross the process boundary
+        described = fns["build"](3)                  # a model cannot cross: its trusted description does
+        assert described["layers"] == ["Linear"] and described["parameters"]["fc.weight"].shape == (3, 4)
         described = fns["build"].__call_described__(describe_model, 3)
         assert described["layers"] == ["Linear"]     # the trusted copy, not the learner's patched one
         assert sorted(described["parameters"]) == ["fc.bias", "fc.weight"]
@@ -693,3 +693,42 @@ def test_a_definition_typed_into_a_copy_of_a_test_cell_still_counts(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = {r["question"]: r["status"] for r in csv.DictReader((tmp_path / "out" / "grades.csv").open())}
     assert rows["add_one_test"] == "passed"
+
+
+CNN = ("import torch\nfrom torch import nn\n\n"
+       "def build_cnn(num_classes):\n"
+       "    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),\n"
+       "                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),\n"
+       "                         nn.Flatten(), nn.Linear(256, {classes}))")
+CNN_VARIANTS = {
+    "right": CNN.format(classes="num_classes"),
+    "ten classes hard-coded": CNN.format(classes="10"),
+    "own Module subclass": ("import torch\nfrom torch import nn\n\nclass Net(nn.Module):\n"
+                            "    def __init__(self, k):\n        super().__init__()\n"
+                            "        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),\n"
+                            "            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, k))\n"
+                            "    def forward(self, x):\n        return self.body(x)\n\n"
+                            "def build_cnn(num_classes):\n    return Net(num_classes)"),
+}
+
+
+@pytest.mark.parametrize("variant", list(CNN_VARIANTS))
+def test_a_learners_model_gets_the_same_verdict_in_the_notebook_and_the_grader(tmp_path, variant):
+    from utils.checks import check_build_cnn
+    source = CNN_VARIANTS[variant]
+
+    def verdict(fn, hidden):
+        try:
+            check_build_cnn(fn, hidden=hidden)
+        except AssertionError as failure:
+            return "failed", str(failure)
+        return "passed", ""
+    namespace = {}
+    exec(source, namespace)
+    runner, fns = _runner_for([(1, source)], ["build_cnn"], tmp_path)
+    try:
+        for hidden in (False, True):
+            assert verdict(fns["build_cnn"], hidden) == verdict(namespace["build_cnn"], hidden)
+    finally:
+        runner.stop()
+    assert verdict(namespace["build_cnn"], True)[0] == ("failed" if "hard-coded" in variant else "passed")

@@ -200,12 +200,23 @@ def _origins(namespace: dict, describers: dict, names: list[str]) -> dict:
     return found
 
 
+MODEL_DESCRIBER = "utils.checks.models:describe_model"
+
+
+def _is_torch_module(value) -> bool:
+    import sys
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.nn.Module)
+
+
 def _call_reply(namespace: dict, describers: dict, request: dict) -> bytes:
     name = request["call"]
     args, kwargs = from_wire(request["args"]), from_wire(request["kwargs"])
     try:
         describe = describers[request["describe"]] if request.get("describe") else None
         result = namespace[name](*args, **kwargs)
+        if describe is None and _is_torch_module(result):
+            describe = describers.get(MODEL_DESCRIBER)         # a model cannot cross: its description does
         if describe is not None:
             result = describe(result)
     except BaseException as exc:                           # noqa: BLE001 - sent to the grader
