@@ -161,7 +161,7 @@ BLOCK_BYTES = 1 << 20
 
 # ... but at least this many output pixels per block: with small maps (8x8) one image per block
 # would mean many tiny matrix products and Python steps.
-MIN_BLOCK_COLUMNS = 512
+MIN_BLOCK_COLUMNS = 256
 
 
 def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
@@ -339,12 +339,27 @@ def _gemm_backward(grad, x, weight, geo, groups):
     grad_padded = np.zeros(x.shape[:2] + padded_hw, dtype=x.dtype)
     for images, columns in _column_blocks(x, geo, groups):
         block = grad_matrix[images]                                         # (n_b, G, C_out/G, L)
-        grad_weight += np.matmul(block, columns.transpose(0, 1, 3, 2)).sum(axis=0)
+        grad_weight += _block_weight_gradient(block, columns)
         grad_columns = np.matmul(matrix_t, block)                           # (n_b, G, K, L)
         window_grads = grad_columns.reshape((grad_columns.shape[0], x.shape[1]) + geo.kernel
                                             + geo.out_hw)
         add_windows(window_grads, padded_hw, geo, out=grad_padded[images])
     return crop_nchw(grad_padded, geo.pad_h, geo.pad_w), grad_weight
+
+
+def _block_weight_gradient(block: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """sum over the block's images of grad (G, C_out/G, L) @ columns.T (G, L, K) -> (G, C_out/G, K).
+
+    With several images the block's pixels are laid side by side first, so that this is *one*
+    product per group with n_b * L terms in each sum (per-image products of small maps are slow,
+    and their stack before the sum would be n_b times the size of the weight).
+    """
+    n_block, groups, out_per_group, length = block.shape
+    if n_block == 1:
+        return np.matmul(block[0], columns[0].transpose(0, 2, 1))
+    side_by_side = block.transpose(1, 2, 0, 3).reshape(groups, out_per_group, n_block * length)
+    columns_side = columns.transpose(1, 2, 0, 3).reshape(groups, columns.shape[2], n_block * length)
+    return np.matmul(side_by_side, columns_side.transpose(0, 2, 1))
 
 
 def _depthwise_backward(grad, x, weight, geo):
