@@ -64,6 +64,7 @@ def main() -> int:
     print(f"{args.submissions} submissions ({mode}), --jobs {args.jobs} --execute {args.execute}: {seconds:.1f} s "
           f"({seconds / args.submissions:.2f} s per submission, {len(rows)} graded rows); target < 3 s per submission")
     # The machine may be shared: CPU seconds of the whole process tree / cores is what an idle one needs.
+    # (Sandboxed, the learner's processes are reaped inside their PID namespace: not counted here.)
     print(f"CPU time of the grader and everything it started: {cpu:.1f} s "
           f"(= {cpu / args.jobs:.1f} s of wall time on {args.jobs} idle cores); load average now "
           f"{os.getloadavg()[0]:.1f}")
