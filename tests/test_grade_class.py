@@ -56,7 +56,7 @@ def graded(tmp_path_factory):
     marker = uuid.uuid4().hex
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "utils.grade", str(submissions), "--out", str(out), "--jobs", "2",
-                             "--timeout", "10", "--execute", "when-needed"],
+                             "--timeout", "20", "--execute", "when-needed"],
                             cwd=ROOT, capture_output=True, text=True, timeout=900,
                             env={**os.environ, "CONVCOURSE_CLASS_TEST": marker})
     seconds = time.monotonic() - started
