@@ -36,7 +36,8 @@ from .ex05 import check_compose_kernels, check_relu, check_relu_backward
 from .ex06 import check_avg_pool2d, check_max_pool2d, check_max_pool2d_backward
 from .ex07 import (CNN_PARAM_SHAPES, check_build_cnn, check_cnn_forward, check_receptive_field,
                    check_top_class_maps)
-from .ex08 import check_extract_features, check_frozen_features, check_new_head, check_partial_fine_tune
+from .ex08 import (check_extract_features, check_frozen_setup, check_new_head, check_predict_photo,
+                   describe_training_setup, describe_transfer_model)
 from .ex09 import check_conv_macs, check_conv_params, check_dense_params, check_median_time
 
 
@@ -50,6 +51,7 @@ __all__ = [
     "check_relu", "check_relu_backward", "check_compose_kernels",
     "check_max_pool2d", "check_avg_pool2d", "check_max_pool2d_backward",
     "check_receptive_field", "check_cnn_forward", "check_build_cnn", "check_top_class_maps", "describe_model",
-    "check_new_head", "check_frozen_features", "check_partial_fine_tune", "check_extract_features",
+    "check_new_head", "check_frozen_setup", "check_extract_features", "check_predict_photo",
+    "describe_transfer_model", "describe_training_setup",
     "check_conv_params", "check_conv_macs", "check_dense_params", "check_median_time",
 ]
