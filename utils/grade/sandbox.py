@@ -107,13 +107,15 @@ def bwrap_command(argv: list[str], binds: list[tuple[str, str]] = (), env: dict[
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "jupyter", "--cap-drop", "ALL", "--new-session", "--die-with-parent"]
     args += _system_args()
-    for root in _python_roots():
-        args += ["--ro-bind", root, root]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
              "--size", size, "--tmpfs", "/tmp",
              "--size", size, "--tmpfs", HOME,
              "--size", size, "--tmpfs", RUNTIME]
+    # After the tmpfs mounts: a checkout or virtual environment under /tmp (CI clones there)
+    # would otherwise be hidden by the fresh /tmp.
+    for root in _python_roots():
+        args += ["--ro-bind", root, root]
     for host, inside in binds:
         args += ["--ro-bind", host, inside]
     args += ["--remount-ro", "/", "--chdir", HOME, "--clearenv"]
