@@ -36,8 +36,28 @@ def patch(im, r, c, k):
     return with_error(r < 0 or c < 0 or r + k > im.shape[0] or c + k > im.shape[1], im[r:r + k, c:c + k])
 
 
-def conv_size(size, k, stride=1, padding=0, dilation=1):
-    return with_error(size + 2 * padding < dilation * (k - 1) + 1, F.conv_output_size(size, k, stride, padding, dilation))
+def conv_size(size, k, stride=1, padding=0, dilation=1, refuse=True, number=int):
+    """The task's conv_output_size: ints or (height, width) pairs, padding also 'valid'/'same' (stride 1)."""
+    settings = (size, k, stride, padding, dilation)
+    if any(isinstance(v, (tuple, list)) for v in settings):
+        return tuple(conv_size(*[v[a] if isinstance(v, (tuple, list)) else v for v in settings], refuse=refuse,
+                               number=number) for a in (0, 1))
+    padding = 0 if padding == "valid" else padding
+    if padding == "same":
+        return with_error(refuse and stride != 1, size)
+    return number(with_error(refuse and size + 2 * padding < dilation * (k - 1) + 1,
+                             (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1))
+
+
+def composed_layer(w1, b1, w2, b2):
+    """One conv layer equal to two (exercise 05 task 3): every tap pair (p, q) of w1 and w2, written
+    differently from the solution (loops over w1's taps, NumPy only: the check's from-scratch rule)."""
+    (c_mid, c_in, a, b), (c_out, _, c, d) = w1.shape, w2.shape
+    weight = np.zeros((c_out, c_in, a + c - 1, b + d - 1))
+    for p in range(a):
+        for q in range(b):
+            weight[:, :, p:p + c, q:q + d] += np.einsum("omuv,mi->oiuv", w2, w1[:, :, p, q])
+    return weight, b2 + np.einsum("omuv,m->o", w2, b1)
 
 
 SOBEL = np.array([[[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]], [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]], dtype=float)
@@ -90,7 +110,7 @@ def correct_solutions():
         (C.check_multichannel_conv, lambda x, w, b: F.conv2d(x, w, b)),
         (C.check_relu, lambda x: np.where(x > 0, x, 0).astype(x.dtype)),
         (C.check_relu_backward, lambda g, x: g * (x > 0)),
-        (C.check_compose_kernels, lambda a, b: convolve2d(a, b)),
+        (C.check_compose_kernels, composed_layer),
         (C.check_max_pool2d, lambda x, k, stride=None, padding=0: F.max_pool2d(x, k, stride, padding)),
         (C.check_avg_pool2d, lambda x, k, stride=None: F.avg_pool2d(x, k, stride)),
         (C.check_max_pool2d_backward, lambda g, x, k, stride=None: F.max_pool2d_backward(g, x, k, stride)),
@@ -118,6 +138,13 @@ def test_every_public_check_is_tested():
     tested = {check.__name__ for check, _ in correct_solutions()}
     public = {name for name in C.__all__ if name.startswith("check_")}
     assert public <= tested, public - tested
+
+
+def _chapter_7b_conv(x, w):
+    """Chapter 02 section 7b's batch tensordot (stride 1, padding 1, no bias) as a learner might copy it."""
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), w.shape[2:],
+                                                       axis=(2, 3))
+    return np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
 
 
 def flipped_conv(x, w, b=None, **kw):
@@ -211,9 +238,23 @@ MISCONCEPTIONS = [
     ("relu in place", C.check_relu, lambda x: np.maximum(x, 0, out=x), "in place"),
     ("relu_backward mask", C.check_relu_backward, lambda g, x: (x > 0).astype(x.dtype), "chain rule"),
     ("relu_backward at 0", C.check_relu_backward, lambda g, x: g * (x >= 0), "exactly 0"),
-    ("compose unflipped", C.check_compose_kernels, lambda a, b: correlate2d(np.pad(a, ((b.shape[0] - 1,) * 2,
-                                                                                      (b.shape[1] - 1,) * 2)), b,
-                                                                               "valid"), "not flipped"),
+    ("compose unflipped", C.check_compose_kernels, lambda w1, b1, w2, b2: composed_layer(
+        w1, b1, w2[..., ::-1, ::-1], b2), "not flipped"),
+    ("compose b1 forgotten", C.check_compose_kernels, lambda w1, b1, w2, b2: (composed_layer(w1, b1, w2, b2)[0], b2),
+        "b1 forgotten"),
+    ("compose first middle channel", C.check_compose_kernels, lambda w1, b1, w2, b2: composed_layer(
+        w1[:1], b1[:1], w2[:, :1], b2), "first middle channel"),
+    ("size pairs swapped", C.check_output_size, lambda *a, **kw: (lambda r: r[::-1] if isinstance(r, tuple) else r)(
+        conv_size(*a, **kw)), "pair order swapped"),
+    ("size same as k // 2", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1: conv_size(
+        s, k, stride, (k // 2 if isinstance(k, int) else tuple(q // 2 for q in k)) if padding == "same" else padding,
+        dilation), "kernel_size // 2"),
+    ("size same with stride 2 not refused", C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1:
+        conv_size(s, k, 1 if padding == "same" else stride, padding, dilation), "padding='same' for a stride"),
+    ("size int for pairs", C.check_output_size, lambda *a, **kw: (lambda r: r[0] if isinstance(r, tuple) else r)(
+        conv_size(*a, **kw)), "return the pair"),
+    ("conv chapter 7b settings", C.check_conv2d, lambda x, w, b=None, stride=1, padding=0, dilation=1:
+        _chapter_7b_conv(x, w), "section 7b"),
     ("max pool stride 1", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
         F.max_pool2d(x, k, stride or 1, padding), "stride=None"),
     ("max pool average", C.check_max_pool2d, lambda x, k, stride=None, padding=0:
@@ -342,8 +383,7 @@ def _max_pool_backward_offset(g, x, k, stride=None, offset=True, row_width=None)
 LEARNER_REGRESSIONS = [
     # (id, check, wrong answer, words the visible (not hidden) check's message must contain)
     ("output size without its ValueError fails visibly", C.check_output_size,
-     lambda s, k, stride=1, padding=0, dilation=1: (s + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
-     "should raise a ValueError"),
+     lambda *a, **kw: conv_size(*a, **kw, refuse=False), "should raise a ValueError"),
     ("conv2d with ints only fails visibly, with the pair hint", C.check_conv2d,
      lambda x, w, b=None, stride=1, padding=0, dilation=1: F.conv2d(x, w, b, stride, padding, dilation)
      if x.shape[2] + 2 * padding > 0 else None, "(height, width) pair"),      # int + tuple: TypeError
@@ -416,8 +456,8 @@ def test_correct_answers_written_differently_pass(capsys):
                                                         for j in range(im.shape[1] - k.shape[1] + 1)]
                                                        for i in range(im.shape[0] - k.shape[0] + 1)])),
         (C.check_max_pool2d_backward, lambda g, x, k, stride=None: _max_pool_backward_offset(g, x, k, stride)),
-        (C.check_output_size, lambda s, k, stride=1, padding=0, dilation=1: with_error(
-            s + 2 * padding < dilation * (k - 1) + 1, np.int64((s + 2 * padding - dilation * (k - 1) - 1) // stride + 1))),
+        (C.check_output_size, lambda *a, **kw: conv_size(*a, **kw, number=np.int64)),   # NumPy ints
+        (C.check_output_size, lambda *a, **kw: (lambda r: list(r) if isinstance(r, tuple) else r)(conv_size(*a, **kw))),
     ]
     for check, solution in differently:
         check(solution, hidden=True)
@@ -554,6 +594,12 @@ CHEATS = [
     ("__import__ in feature_maps", C.check_feature_maps,
      "def feature_maps(image, filters):\n    s = __import__('scipy.signal')\n"
      "    return np.stack([s.signal.correlate2d(image, f, 'valid') for f in filters])\n", "`__import__(...)`"),
+    # exercise 05 task 3 is scipy.signal.convolve2d for one channel (chapter 02 shows it): refused
+    ("scipy in compose_kernels", C.check_compose_kernels,
+     "def compose_kernels(w1, b1, w2, b2):\n"
+     "    weight = np.array([[sum(signal.convolve2d(w1[m, i], w2[o, m]) for m in range(w1.shape[0]))\n"
+     "                        for i in range(w1.shape[1])] for o in range(w2.shape[0])])\n"
+     "    return weight, b2 + w2.sum(axis=(2, 3)) @ b1\n", "`signal.convolve2d`"),
     ("the course's relu in relu", C.check_relu, "def relu(x):\n    return F.relu(x)\n", "`F.relu`"),
     ("the course's pooling", C.check_max_pool2d,
      "def max_pool2d(input, kernel_size, stride=None, padding=0):\n"

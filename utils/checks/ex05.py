@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 
 from .rules import require_from_scratch
-from .engine import learner_check, Case, Suspect, _functional, _ints, _rng, passed, verify
+from .engine import CheckFailed, learner_check, Case, Suspect, _functional, _ints, _rng, passed, verify
 
 #: The functions of this exercise set (they may call each other).
 SET_FUNCTIONS = ('relu', 'relu_backward', 'compose_kernels')
@@ -64,36 +64,87 @@ def check_relu_backward(fn: Callable, hidden: bool = False) -> None:
     passed(f"relu_backward lets the gradient through exactly where x > 0 on {len(cases)} arrays")
 
 
-def _composed_kernel(k1: np.ndarray, k2: np.ndarray, flip: bool = True) -> np.ndarray:
-    """The single kernel equivalent to conv2d with k1 then k2: a *full* convolution of k1 and k2."""
-    k2 = k2[::-1, ::-1] if flip else k2
-    padding = (k2.shape[0] - 1, k2.shape[1] - 1)
-    return _functional().conv2d(k1[None, None], k2[None, None].copy(), padding=padding)[0, 0]
+def _composed(w1, b1, w2, b2, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The one conv layer (weight, bias) equal to conv2d(conv2d(x, w1, b1), w2, b2) (stride 1, no padding).
+
+    weight[o, i] = sum over m of the *full convolution* of w1[m, i] with w2[o, m];
+    bias[o] = b2[o] + sum over m of b1[m] * sum(w2[o, m]).
+    """
+    F = _functional()
+    kernel = w2[..., ::-1, ::-1] if flip else w2
+    padding = (w2.shape[2] - 1, w2.shape[3] - 1)
+    # the C_in kernels of w1 as a batch of C_mid-channel images, filtered by w2
+    weight = F.conv2d(np.ascontiguousarray(w1.transpose(1, 0, 2, 3)), np.ascontiguousarray(kernel),
+                      padding=padding).transpose(1, 0, 2, 3)
+    return weight, b2 + w2.sum(axis=(2, 3)) @ b1
+
+
+def _part(index: int, what: str):
+    def take(value):
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise CheckFailed(f"✗ compose_kernels must return the pair (weight, bias); it returned "
+                              f"{type(value).__name__}{'' if not isinstance(value, (tuple, list)) else f' of length {len(value)}'}.")
+        return np.asarray(value[index])
+    return take
+
+
+def _compose_cases(hidden: bool) -> list[Case]:
+    rng = _rng(11)
+
+    def layers(c_in, c_mid, c_out, k1, k2):
+        return (_ints(rng, c_mid, c_in, *k1), rng.integers(1, 4, size=c_mid).astype(float),
+                _ints(rng, c_out, c_mid, *k2), rng.integers(1, 4, size=c_out).astype(float))
+    cases = [Case("one channel, two 2x2 kernels, zero biases",
+                  (np.array([[[[1.0, 2.0], [0.0, -1.0]]]]), np.zeros(1),
+                   np.array([[[[0.0, 1.0], [3.0, 1.0]]]]), np.zeros(1))),
+             Case("one channel with biases", layers(1, 1, 1, (3, 3), (2, 2))),
+             Case("non-square kernels", layers(1, 1, 1, (1, 3), (2, 1))),
+             Case("two middle channels", layers(1, 2, 1, (2, 2), (2, 2))),
+             Case("3 -> 4 -> 2 channels", layers(3, 4, 2, (3, 3), (2, 3)))]
+    if hidden:
+        cases.append(Case("random real values, 2 -> 3 -> 5", (rng.normal(size=(3, 2, 3, 2)), rng.normal(size=3),
+                                                              rng.normal(size=(5, 3, 2, 3)), rng.normal(size=5))))
+    return cases
 
 
 @learner_check
 def check_compose_kernels(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(k1, k2) -> k`` with conv2d(conv2d(x, k1), k2) == conv2d(x, k) for every image x.
+    """Check ``fn(w1, b1, w2, b2) -> (weight, bias)``: one conv layer equal to two (stride 1, no padding).
 
-    k1 (a, b), k2 (c, d) single-channel kernels (stride 1, no padding, no bias); k is (a+c-1, b+d-1).
+    w1 (C_mid, C_in, a, b), b1 (C_mid,), w2 (C_out, C_mid, c, d), b2 (C_out,);
+    weight (C_out, C_in, a + c - 1, b + d - 1), bias (C_out,), with
+    conv2d(conv2d(x, w1, b1), w2, b2) == conv2d(x, weight, bias) for every x.
     """
     require_from_scratch(fn, "compose_kernels", SET_FUNCTIONS)
-    rng = _rng(11)
-    cases = [Case("two 2x2 kernels", (np.array([[1.0, 2.0], [0.0, -1.0]]), np.array([[0.0, 1.0], [3.0, 1.0]]))),
-             Case("3x3 then 2x2", (_ints(rng, 3, 3), _ints(rng, 2, 2))),
-             Case("non-square kernels", (_ints(rng, 1, 3), _ints(rng, 2, 1)))]
-    if hidden:
-        cases.append(Case("random real 3x2 and 2x3 kernels", (rng.normal(size=(3, 2)), rng.normal(size=(2, 3)))))
-    suspects = [Suspect("k2 not flipped: composing two cross-correlations gives the *convolution* of the "
-                        "kernels (k2 flipped), not their cross-correlation.",
-                        lambda a, b: _composed_kernel(a, b, flip=False)),
-                Suspect("both kernels flipped: only one of them is flipped in the full convolution.",
-                        lambda a, b: _composed_kernel(a, b)[::-1, ::-1]),
-                Suspect("the kernels are not added or multiplied element-wise: sliding k2 over the output of "
-                        "k1 mixes every tap of k1 with every tap of k2; the result is (a+c-1, b+d-1).",
-                        lambda a, b: (a + b) if a.shape == b.shape else None),
-                Suspect("the kernels are not added or multiplied element-wise: sliding k2 over the output of "
-                        "k1 mixes every tap of k1 with every tap of k2; the result is (a+c-1, b+d-1).",
-                        lambda a, b: (a * b) if a.shape == b.shape else None)]
-    verify(fn, "compose_kernels", ("k1", "k2"), cases, _composed_kernel, suspects, check_dtype=False)
-    passed(f"compose_kernels: one conv with your kernel equals the two convs on {len(cases)} kernel pairs")
+    cases = _compose_cases(hidden)
+    args = ("w1", "b1", "w2", "b2")
+    weight_suspects = [
+        Suspect("w2's kernels not flipped: composing two cross-correlations gives the *convolution* of the "
+                "kernels (w2 flipped), not their cross-correlation.",
+                lambda *a: _composed(*a, flip=False)[0]),
+        Suspect("both kernels flipped: only one of them is flipped in the full convolution.",
+                lambda *a: _composed(*a)[0][..., ::-1, ::-1]),
+        Suspect("only the first middle channel is used: weight[o, i] sums over *all* C_mid middle channels m.",
+                lambda w1, b1, w2, b2: None if w1.shape[0] < 2 else _composed(w1[:1], b1[:1], w2[:, :1], b2)[0]),
+        Suspect("the kernels are not added or multiplied element-wise: sliding w2 over the output of "
+                "w1 mixes every tap of one with every tap of the other; the result is (a+c-1, b+d-1).",
+                lambda w1, b1, w2, b2: (w1 + w2) if w1.shape == w2.shape else None),
+        Suspect("the kernels are not added or multiplied element-wise: sliding w2 over the output of "
+                "w1 mixes every tap of one with every tap of the other; the result is (a+c-1, b+d-1).",
+                lambda w1, b1, w2, b2: (w1 * w2) if w1.shape == w2.shape else None),
+        Suspect("weight axes in the wrong order: the composed layer's weight is (C_out, C_in, kH, kW).",
+                lambda *a: (lambda w: None if w.shape[0] == w.shape[1] else w.shape[:2][::-1] + w.shape[2:])(
+                    _composed(*a)[0]))]
+    verify(fn, "compose_kernels (the weight)", args, cases, lambda *a: _composed(*a)[0], weight_suspects,
+           check_dtype=False, output=_part(0, "weight"))
+    bias_suspects = [
+        Suspect("b1 forgotten: the first layer's bias passes through the second conv, so it adds "
+                "b1[m] * sum(w2[o, m]) to output channel o.", lambda w1, b1, w2, b2: b2),
+        Suspect("b1 added as it is: it goes through the second conv first, so channel o gets "
+                "sum over m of b1[m] * sum(w2[o, m]), not sum(b1).", lambda w1, b1, w2, b2: b2 + b1.sum()),
+        Suspect("b2 forgotten: the second layer's bias is added once, at the end.",
+                lambda w1, b1, w2, b2: w2.sum(axis=(2, 3)) @ b1)]
+    verify(fn, "compose_kernels (the bias)", args, cases, lambda *a: _composed(*a)[1], bias_suspects,
+           check_dtype=False, output=_part(1, "bias"))
+    passed(f"compose_kernels: one conv layer with your weight and bias equals the two layers on "
+           f"{len(cases)} pairs of layers")
