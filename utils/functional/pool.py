@@ -165,12 +165,35 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
     Inputs: ``grad_output`` (N, C, H_out, W_out) (unbatched if input is), then the arguments given
     to :func:`max_pool2d`.  Returns grad_input with the input's shape: each output's gradient goes
-    to the one input pixel that was the maximum of its window (summed where windows overlap).
+    to the one input pixel that was the maximum of its window (summed where windows overlap); on a
+    tie, to the first maximum in row-major order, as PyTorch.  Chapter 06 teaches it.
+
+    The fast path works tap by tap (see :func:`_max_pool2d_backward_taps`); windows with a NaN or
+    nothing above -inf, and non-finite gradients, take the reference path
+    (:func:`_max_pool2d_backward_scatter`), which follows PyTorch's scan literally.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     grad = batched_grad(grad_output, x, x.shape[1:2] + geo.out_hw, was_unbatched)
-    _, indices = _max_and_indices(_pool_windows(x, geo, -np.inf), geo, x.shape[3])
+    padded = pad_nchw(x, geo.pad_h, geo.pad_w, -np.inf)
+    windows = window_view(padded, geo)
+    output = _window_max(windows)
+    # NaN > -inf and -inf > -inf are both False: one test finds NaN windows and empty windows
+    if (output > -np.inf).all() and np.isfinite(grad).all():
+        grad_input = _max_pool2d_backward_taps(grad, windows, output, padded.shape, geo)
+    else:
+        grad_input = _max_pool2d_backward_scatter(grad, x, windows, geo)
+    return unbatch(grad_input, was_unbatched)
+
+
+def _max_pool2d_backward_scatter(grad: np.ndarray, x: np.ndarray, windows: np.ndarray,
+                                 geo: WindowGeometry) -> np.ndarray:
+    """Reference backward: PyTorch's argmax scan, then one ``np.bincount`` scatter of the gradients.
+
+    Readable and exact in every case (NaN windows credit their last NaN, a window of -inf
+    credits its first tap inside the input), but 10-30x slower than PyTorch on a CNN's map.
+    """
+    _, indices = _max_and_indices(windows, geo, x.shape[3])
     n, c, height, width = x.shape
     plane_start = (np.arange(n * c) * height * width).reshape(n, c, 1, 1)
     # A window that saw only padding has no input pixel to credit (torch writes out of bounds).
@@ -179,7 +202,63 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     if not inside.all():                           # boolean indexing is slow: only when needed
         targets, weights = targets[inside], grad[inside]
     flat = np.bincount(targets.ravel(), weights=weights.ravel(), minlength=n * c * height * width)
-    return unbatch(flat.reshape(x.shape).astype(x.dtype), was_unbatched)
+    return flat.reshape(x.shape).astype(x.dtype)
+
+
+def _max_pool2d_backward_taps(grad: np.ndarray, windows: np.ndarray, output: np.ndarray,
+                              padded_shape: tuple, geo: WindowGeometry) -> np.ndarray:
+    """Fast backward when every window has a finite-or-+inf maximum and every gradient is finite.
+
+    Taps are visited in PyTorch's scan order (row-major); a tap claims the windows where it equals
+    the window's maximum and no earlier tap did, so a tie goes to the first maximum.  Within one
+    tap the windows touch distinct pixels, so the tap's gradient is one vectorised write.  Taps
+    whose pixels lie on the same stride lattice ("phase": tap offset modulo the stride) overlap
+    across windows; their gradients are summed in a small contiguous buffer per phase, written to
+    the input's lattice once.  A phase with a single tap (e.g. stride == kernel) is written directly.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
+    out_h, out_w = geo.out_hw
+    grad_padded = np.zeros(padded_shape, dtype=grad.dtype)
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    phase_taps: dict[tuple[int, int], list] = {}
+    for i, j in taps:
+        phase_taps.setdefault(((i * dh) % sh, (j * dw) % sw), []).append((i, j))
+    sums = {}                                      # phase -> (N, C, rows, cols) sum of its taps
+    for phase, members in phase_taps.items():
+        if len(members) > 1:
+            rows = out_h + max(i * dh // sh for i, _ in members)
+            cols = out_w + max(j * dw // sw for _, j in members)
+            sums[phase] = np.zeros(output.shape[:2] + (rows, cols), dtype=grad.dtype)
+    unclaimed = np.ones(output.shape, dtype=bool)
+    claims = np.empty(output.shape, dtype=bool)
+    masked = np.empty(output.shape, dtype=grad.dtype)
+    for t, (i, j) in enumerate(taps):
+        np.equal(windows[:, :, i, j], output, out=claims)
+        if t > 0:
+            claims &= unclaimed
+        if t < len(taps) - 1:
+            unclaimed ^= claims                    # claims is a subset of unclaimed
+        phase = ((i * dh) % sh, (j * dw) % sw)
+        if phase in sums:
+            q, r = i * dh // sh, j * dw // sw      # the tap's shift on its phase lattice
+            np.multiply(grad, claims, out=masked)  # exact: grad is finite
+            sums[phase][:, :, q:q + out_h, r:r + out_w] += masked
+        else:                                      # the only tap of its phase: write in place
+            # (a multiply by the 0/1 mask: np.copyto(..., where=claims) is several times slower)
+            np.multiply(grad, claims, out=_lattice(grad_padded, (i * dh, j * dw), (sh, sw),
+                                                   (out_h, out_w)))
+    for (a, b), total in sums.items():
+        _lattice(grad_padded, (a, b), (sh, sw), total.shape[2:])[...] = total
+    if len(sums) < len(phase_taps):
+        grad_padded += 0.0    # negative * False gave -0.0; PyTorch's zero-initialised sum gives +0.0
+    return crop_nchw(grad_padded, geo.pad_h, geo.pad_w)
+
+
+def _lattice(padded: np.ndarray, start: tuple[int, int], stride: tuple[int, int],
+             size: tuple[int, int]) -> np.ndarray:
+    """Writable view of ``padded[:, :, start_h + stride_h * r, start_w + stride_w * c]``, r, c < size."""
+    (a, b), (sh, sw), (rows, cols) = start, stride, size
+    return padded[:, :, a:a + sh * (rows - 1) + 1:sh, b:b + sw * (cols - 1) + 1:sw]
 
 
 # ----------------------------------------------------------------------------- average pooling
