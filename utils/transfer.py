@@ -114,7 +114,8 @@ def network_input(patches: np.ndarray, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract(model: nn.Module, x: torch.Tensor, pooled=("head",), maps=(), batch_size: int = 64):
+def extract(model: nn.Module, x: torch.Tensor, pooled=("head",), maps=(), batch_size: int = 64,
+            channels_last: bool = False):
     """Run the (frozen) network once over ``x`` (N, 3, H, W) and keep what the chapter needs.
 
     Args:
@@ -123,24 +124,30 @@ def extract(model: nn.Module, x: torch.Tensor, pooled=("head",), maps=(), batch_
             maps are averaged over space: (N, C) NumPy arrays, the input of a linear probe.
         maps: layer names whose whole feature maps (N, C, H', W') are kept as tensors, e.g. the
             input of :class:`TopBlocks`.
+        channels_last: run in the NHWC memory layout, about 1.5x faster on CPU (the depthwise
+            convolutions); values agree with the default layout to float32 rounding (~1e-5).
 
     Returns:
         ``{name: array}`` for every name in ``pooled`` and ``maps`` (``maps`` entries are tensors).
     """
     was_training = model.training
     model.eval()
+    # The model is switched back afterwards (same values); kept maps are returned as NCHW.
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     out = {name: [] for name in (*pooled, *maps)}
     try:
         for start in range(0, len(x), batch_size):
-            layers = model.block_outputs(x[start:start + batch_size])
+            layers = model.block_outputs(x[start:start + batch_size].contiguous(memory_format=layout))
             unknown = [n for n in out if n not in layers]
             if unknown:
                 raise ValueError(f"unknown layer names {unknown}; choose from {list(layers)}")
             for name in pooled:
                 out[name].append(layers[name].mean(dim=(2, 3)))
             for name in maps:
-                out[name].append(layers[name])
+                out[name].append(layers[name].contiguous())
     finally:
+        model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     return {name: (torch.cat(v).numpy() if name in pooled else torch.cat(v)) for name, v in out.items()}
 
