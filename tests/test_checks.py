@@ -325,6 +325,12 @@ def test_model_checks_accept_a_description_as_a_grader_proxy_returns_it(check, i
         check(lambda n: "a model")
 
 
+def test_a_hard_coded_class_count_fails_the_visible_check_not_only_the_hidden_one():
+    # The notebook and the grader must agree: a build_cnn that ignores num_classes fails visibly.
+    with pytest.raises(C.CheckFailed):
+        C.check_build_cnn(lambda n: ex07._reference_cnn(10))
+
+
 def test_describe_model_reports_a_failing_forward_pass_instead_of_raising():
     import torch
     broken = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))

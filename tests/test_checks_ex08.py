@@ -44,6 +44,7 @@ def stacked(n):
     (C.check_new_head, stacked, "instead of stacking"),
     (C.check_new_head, lambda n: head(n, pretrained=False), "do not hold the ImageNet weights"),
     (C.check_new_head, lambda n: None, "forget `return`"),
+    (C.check_new_head, lambda n: head(8), ""),          # a hard-coded class count fails visibly
     (C.check_frozen_setup, lambda n: setup(n, freeze=False), "still trainable"),
     (C.check_frozen_setup, lambda n: setup(n, optimizer_all=True), "optimizer still holds"),
     (C.check_frozen_setup, lambda n: setup(n, head_in_optimizer=False), "optimizer still holds"),
