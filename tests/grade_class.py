@@ -29,8 +29,12 @@ RIGHT = {
     "relu": "def relu(x):\n    return np.maximum(x, 0).astype(x.dtype, copy=False)",
     "relu_backward": "def relu_backward(grad_output, x):\n    return np.where(x > 0, grad_output, 0).astype(x.dtype)",
     "compose_kernels": (
-        "def compose_kernels(k1, k2):\n    (a, b), (c, d) = k1.shape, k2.shape\n    k = np.zeros((a + c - 1, b + d - 1))\n"
-        "    for u in range(c):\n        for v in range(d):\n            k[u:u + a, v:v + b] += k2[u, v] * k1\n    return k"),
+        "def compose_kernels(w1, b1, w2, b2):\n    c_mid, c_in, a, b = w1.shape\n    c_out, _, c, d = w2.shape\n"
+        "    weight = np.zeros((c_out, c_in, a + c - 1, b + d - 1))\n"
+        "    for o in range(c_out):\n        for m in range(c_mid):\n            for u in range(c):\n"
+        "                for v in range(d):\n                    weight[o, :, u:u + a, v:v + b] += w2[o, m, u, v] * w1[m]\n"
+        "    bias = b2 + np.array([sum(w2[o, m].sum() * b1[m] for m in range(c_mid)) for o in range(c_out)])\n"
+        "    return weight, bias"),
 }
 # The same answers in other styles: a module-level constant, a lambda, a cached global, helpers.
 STYLES = {
@@ -40,14 +44,16 @@ STYLES = {
                       "    if key not in _masks:\n        _masks[key] = x > 0\n    return _masks[key]\n\n"
                       "def relu_backward(grad_output, x):\n    return (grad_output * _mask(x)).astype(x.dtype)"),
     "compose_kernels": ("np.convolve?\n"
-                        "def compose_kernels(k1, k2):\n"
-                        "    a, b = k1.shape\n    c, d = k2.shape\n    out = np.zeros((a + c - 1, b + d - 1))\n"
-                        "    for (u, v), w in np.ndenumerate(k2):\n        out[u:u + a, v:v + b] += w * k1\n    return out"),
+                        "def compose_kernels(w1, b1, w2, b2):\n"
+                        "    _, _, a, b = w1.shape\n    c_out, _, c, d = w2.shape\n"
+                        "    out = np.zeros((c_out, w1.shape[1], a + c - 1, b + d - 1))\n"
+                        "    for (o, m, u, v), w in np.ndenumerate(w2):\n        out[o, :, u:u + a, v:v + b] += w * w1[m]\n"
+                        "    return out, b2 + w2.sum(axis=(2, 3)) @ b1"),
 }
 WRONG = {
     "relu": "def relu(x):\n    return np.abs(x)",
     "relu_backward": "def relu_backward(grad_output, x):\n    return (x > 0).astype(x.dtype)",
-    "compose_kernels": "def compose_kernels(k1, k2):\n    return k1 * k2.sum()",
+    "compose_kernels": "def compose_kernels(w1, b1, w2, b2):      # b1 forgotten\n    return w1 * w2.sum(), b2",
 }
 TORCH_RELU = "import torch\n\ndef relu(x):\n    return torch.relu(torch.as_tensor(x))"
 # Cheats that only work if the grader's semantics differ from the notebook's.
@@ -56,7 +62,7 @@ CHEATS = {
     "relu_backward": ("class Anything(np.ndarray):\n    def __eq__(self, other):\n        return True\n"
                       "    __array_priority__ = 1000\n\n"
                       "def relu_backward(grad_output, x):\n    return np.zeros(1).view(Anything)"),
-    "compose_kernels": "def compose_kernels(k1, k2):      # returns its input\n    return k1",
+    "compose_kernels": "def compose_kernels(w1, b1, w2, b2):      # returns its input\n    return w1, b1",
 }
 LOOP = {"relu": "def relu(x):\n    while True:\n        pass"}
 # The course's answer imported under another name in another cell: breaks the task's from-scratch rule.
