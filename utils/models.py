@@ -16,7 +16,7 @@ API summary (chapters 07-09 use exactly this):
 * ``History``: lists per epoch ``train_loss``, ``train_accuracy``, ``val_loss``,
   ``val_accuracy``, ``epoch_seconds``; ``seconds`` the total wall time.
 * ``evaluate(model, X, y) -> Evaluation(loss, accuracy)``; ``predict(model, X) -> labels``.
-* ``load_pretrained()`` -- ``SmallCNN(num_classes=26)`` trained on the letters of
+* ``load_pretrained()`` -- ``SmallCNN(num_classes=SOURCE_NUM_CLASSES)`` trained on the letters of
   ``utils.data.load_glyph_splits()``, from ``utils/assets/source_cnn.pt`` (SHA-256 checked);
   ``save_checkpoint(model, path)`` writes a ``state_dict``; a missing or corrupt file raises
   an error that says how to rebuild it (``python -m tools.train_source_checkpoint``).
@@ -58,7 +58,7 @@ class SmallCNN(nn.Module):
     """A small convolutional network: ``features`` (conv -> ReLU -> pool blocks) then ``head``.
 
     Args:
-        num_classes: outputs of the head (10 digits, 26 letters).
+        num_classes: outputs of the head (10 for digits; ``SOURCE_NUM_CLASSES`` for the letters).
         widths: number of filters of each conv layer; one block per entry.
         in_channels: channels of the input images (1 for grayscale).
         kernel_size: odd size of every conv kernel.
@@ -260,7 +260,7 @@ def sha256_of(path: str | Path) -> str:
 
 def load_pretrained(path: str | Path | None = None,
                     expected_sha256: str | None = SOURCE_CHECKPOINT_SHA256) -> SmallCNN:
-    """``SmallCNN(num_classes=26)`` with the weights trained on the generated letters.
+    """``SmallCNN(num_classes=SOURCE_NUM_CLASSES)`` with the weights trained on the generated letters.
 
     Args:
         path: the checkpoint; default ``utils/assets/source_cnn.pt``.
