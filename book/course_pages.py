@@ -53,15 +53,12 @@ def quiz_markdown(quiz_id: str) -> str:
 
 def explorer_markdown(name: str) -> str:
     import utils.widgets
-    cls = getattr(utils.widgets, name, None)
+    factory = utils.widgets.EXPLORERS.get(name)
+    cls = getattr(utils.widgets, name, None) if factory else None
     what = (cls.__doc__ or "").strip().splitlines()[0] if cls is not None and cls.__doc__ else ""
     return (f"**Interactive explorer `{name}`** (below: a static picture of it as it starts, with its default inputs): {what} "
             f"It needs a running Python kernel, which a web page does not have. To make it live, run "
             f"the notebook: {RUN_LIVE} Then run this cell and move its controls.")
-
-
-FACTORIES = {"ConvExplorer": "conv_explorer", "ConvStepThrough": "conv_step_through",
-             "PoolExplorer": "pool_explorer", "ReluExplorer": "relu_explorer"}
 
 
 def widget_html(widget) -> str:
@@ -91,7 +88,7 @@ def widget_html(widget) -> str:
 def explorer_picture(name: str) -> str | None:
     """The explorer ``name`` in its default state, as static HTML (None when it cannot be built)."""
     import utils.widgets
-    factory = getattr(utils.widgets, FACTORIES.get(name, ""), None)
+    factory = utils.widgets.EXPLORERS.get(name)
     if factory is None:
         return None
     explorer = factory()

@@ -1,4 +1,4 @@
-"""The explorers without a browser: set control values, check the computed arrays and shown texts."""
+"""The convolution explorer without a browser: set control values, check the computed arrays and texts."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +7,14 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from utils.widgets import (DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, PRESETS, conv_explorer, conv_step_through,
-                           conv_view, feature_map, output_size_formula, pool_explorer, pool_view, preset_kernel,
-                           relu_explorer, relu_view, step_view)
+from utils.widgets import PRESETS, conv_explorer, conv_step_through, conv_view, output_size_formula, preset_kernel
 
 
 def torch_conv(image, kernel, stride=1, padding=0, dilation=1):
     out = F.conv2d(torch.from_numpy(np.array(image))[None, None], torch.from_numpy(kernel)[None, None],
                    stride=stride, padding=padding, dilation=dilation)
     return out[0, 0].numpy()
+
 
 
 @settings(max_examples=25, deadline=None)
@@ -109,92 +108,12 @@ def test_a_learner_conv_fn_ignoring_stride_is_caught_by_the_formula():
     assert "returned 8x8 but the formula gives 4x4" in ex.error_view.value
 
 
-def test_step_through_reports_a_failing_conv_fn():
-    def broken(*args):
-        raise ValueError("weight must be 4D")
-
-    view = step_view(DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, index=1, step=9, conv_fn=broken)
-    assert view.running_sum == -4 and "conv_fn raised ValueError: weight must be 4D" in view.text
-
-
 def test_explorers_refuse_colour_images_clearly():
     with pytest.raises(ValueError, match=r"grayscale \(H, W\) image, got shape \(4, 4, 3\)"):
         conv_explorer(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"square \(k, k\) kernel, got \(5, 5\) and \(3, 2\)"):
         conv_step_through(kernel=np.ones((3, 2)))
 
-
-@pytest.mark.parametrize("stride, padding, dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2)])
-def test_step_through_sums_reach_the_convolution(stride, padding, dilation):
-    expected = torch_conv(DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, stride, padding, dilation)
-    for index in range(expected.size):
-        view = step_view(DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, stride, padding, dilation, index, step=9)
-        assert np.isclose(view.running_sum, expected.flat[index])
-        assert view.done.sum() == index + 1
-        np.testing.assert_allclose(view.output[view.done], expected[view.done])
-    half = step_view(DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, stride, padding, dilation, 0, step=4)
-    assert len(half.products) == 4 and "step 4 of 9" in half.text
-
-
-def test_step_through_buttons_roll_over_to_the_next_output_value():
-    st_ex = conv_step_through()
-    assert st_ex.index.max == 8                            # 5x5 input, 3x3 kernel: 3x3 outputs
-    for _ in range(9):
-        st_ex.forward.click()
-    assert st_ex.result.text.endswith("→ output (0, 0) = -5")
-    st_ex.forward.click()
-    assert (st_ex.index.value, st_ex.step.value) == (1, 1)
-    st_ex.back.click()
-    assert (st_ex.index.value, st_ex.step.value) == (1, 0)
-    st_ex.back.click()
-    assert (st_ex.index.value, st_ex.step.value) == (0, 9)
-    st_ex.padding.value = 1
-    assert st_ex.index.max == 24 and "blue: zero padding" in st_ex.grids.value
-
-
-@pytest.mark.parametrize("mode, kernel, stride, padding", [("max", 2, 2, 0), ("avg", 3, 2, 1), ("max", 4, 1, 2)])
-def test_pool_view_matches_torch(mode, kernel, stride, padding):
-    image = np.random.default_rng(0).random((17, 13), dtype=np.float32)
-    view = pool_view(image, mode, kernel, stride, padding)
-    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
-    expected = pool(torch.from_numpy(image)[None, None], kernel, stride, padding)[0, 0].numpy()
-    np.testing.assert_allclose(view.output, expected, rtol=1e-6)
-    assert view.formula.splitlines()[1].endswith(f"= {expected.shape[0]}")
-
-
-def test_pool_explorer_reports_impossible_padding_and_shrinks():
-    ex = pool_explorer("camera")
-    assert ex.result.output.shape == (128, 128) and "25.0% of the input values" in ex.output_caption.value
-    ex.padding.value = 2                                   # > kernel / 2: torch refuses, so do we
-    assert ex.result.output is None and "padding" in ex.error_view.value
-    ex.kernel_size.value = 4                              # stride stays 2: overlapping windows
-    assert ex.result.output.shape == (129, 129) and ex.error_view.value == ""
-    ex.stride.value = 4
-    assert ex.result.output.shape == (65, 65) and "⌊256 / 4⌋ + 1 = 65" in ex.formula_view.value
-
-
-def test_relu_view_zeroes_exactly_the_negatives():
-    image = np.random.default_rng(1).random((20, 20), dtype=np.float32)
-    kernel = preset_kernel("Laplacian")
-    before = feature_map(image, kernel)
-    np.testing.assert_allclose(before, torch_conv(image, kernel), atol=1e-6)
-    relu = relu_view(before, "relu")
-    np.testing.assert_array_equal(relu.after, np.maximum(relu.before, 0))
-    assert relu.zeroed_fraction == pytest.approx(np.mean(relu.before <= 0))
-    assert f"{relu.zeroed_fraction:.1%}" in relu.summary
-    leaky = relu_view(before, "leaky_relu", 0.2)
-    np.testing.assert_allclose(leaky.after, np.where(leaky.before < 0, 0.2 * leaky.before, leaky.before))
-    assert "multiplied by 0.2" in leaky.summary
-
-
-def test_relu_explorer_switches_activation():
-    ex = relu_explorer("coins")
-    assert "ReLU set" in ex.summary_view.value and ex.slope.layout.visibility == "hidden"
-    zeroed = ex.result.zeroed_fraction
-    ex.activation.value = "leaky_relu"
-    assert ex.slope.layout.visibility == "visible" and ex.result.zeroed_fraction < zeroed
-    ex.preset.value = "Gaussian"                        # a blur of an image in [0, 1] is never negative
-    assert ex.result.negative_fraction == 0
 
 
 def test_every_preset_has_a_stable_kernel():
