@@ -52,7 +52,7 @@ def conv_size(size, k, stride=1, padding=0, dilation=1, refuse=True, number=int)
 def composed_layer(w1, b1, w2, b2):
     """One conv layer equal to two (exercise 05 task 3): every tap pair (p, q) of w1 and w2, written
     differently from the solution (loops over w1's taps, NumPy only: the check's from-scratch rule)."""
-    (c_mid, c_in, a, b), (c_out, _, c, d) = w1.shape, w2.shape
+    (_, c_in, a, b), (c_out, _, c, d) = w1.shape, w2.shape
     weight = np.zeros((c_out, c_in, a + c - 1, b + d - 1))
     for p in range(a):
         for q in range(b):
@@ -126,18 +126,50 @@ def correct_solutions():
     ]
 
 
-@pytest.mark.parametrize("hidden", [False, True])
-def test_every_check_passes_a_correct_solution(hidden, capsys):
-    for check, solution in correct_solutions():
-        check(solution, hidden=hidden)
-        lines = capsys.readouterr().out.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("✓"), (check.__name__, lines)
+CORRECT = correct_solutions()
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["visible", "hidden"])
+@pytest.mark.parametrize("check, solution", CORRECT, ids=[f"{i:02d}-{c.__name__}" for i, (c, _) in enumerate(CORRECT)])
+def test_every_check_passes_a_correct_solution(check, solution, hidden, capsys):
+    check(solution, hidden=hidden)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("✓"), lines
 
 
 def test_every_public_check_is_tested():
-    tested = {check.__name__ for check, _ in correct_solutions()}
+    tested = {check.__name__ for check, _ in CORRECT}
     public = {name for name in C.__all__ if name.startswith("check_")}
     assert public <= tested, public - tested
+
+
+@pytest.mark.parametrize("name", sorted(n for n in C.__all__ if n.startswith("check_")))
+def test_every_check_reads_its_hidden_flag(name):
+    """``hidden=True`` is how the grader asks for more cases: a check that never reads it grades the
+    class on the visible cases only."""
+    import ast
+    import inspect
+    source = inspect.getsource(inspect.unwrap(getattr(C, name)))
+    function = ast.parse(source.lstrip()).body[0]
+    assert "hidden" in [a.arg for a in function.args.args], name
+    assert any(isinstance(n, ast.Name) and n.id == "hidden" for n in ast.walk(function)), name
+
+
+def test_edge_filters_hidden_tries_a_second_off_centre_weak_edge(monkeypatch, capsys):
+    from utils.checks import ex04
+    seen = []
+    real = ex04._check_edge_bank
+    monkeypatch.setattr(ex04, "_check_edge_bank", lambda bank, images: seen.append(images) or real(bank, images))
+    C.check_edge_filters(lambda: SOBEL.copy())
+    C.check_edge_filters(lambda: SOBEL.copy(), hidden=True)
+    sizes = [next(iter(images.values())).shape[-1] for images in seen]
+    assert sizes == [8, 8, 13]
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+def test_edge_filters_refuses_non_finite_weights():
+    with pytest.raises(C.CheckFailed, match="NaN or infinite"):
+        C.check_edge_filters(lambda: np.full((2, 1, 3, 3), np.nan))
 
 
 def _chapter_7b_conv(x, w):
@@ -348,8 +380,14 @@ def test_checks_are_deterministic():
     assert messages[0] == messages[1]
 
 
-def test_check_failed_is_an_assertion_error():
-    assert issubclass(C.CheckFailed, AssertionError)
+def test_a_failing_check_is_a_failed_test_in_the_grader_not_an_error():
+    """The grader runs test cells as they are: a check's verdict must count as ``failed`` (wrong
+    answer, message kept), not as ``error`` (a crash of the test)."""
+    from utils.grade.exercise_sets import TestCell
+    from utils.grade.worker import _outcome
+    cell = TestCell("relu_test", 1.0, "from utils.checks import check_relu\ncheck_relu(relu)")
+    status, message = _outcome(cell, {"relu": lambda x: x}, None, 10.0)
+    assert status == "failed" and message.startswith("✗ relu"), (status, message)
 
 
 

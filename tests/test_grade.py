@@ -252,7 +252,6 @@ def test_grader_fault_exits_1_but_writes_rows(tmp_path, monkeypatch):
 REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("ex[0-9][0-9]_*.ipynb"))
 
 
-@pytest.mark.skipif(not REAL_SOLUTIONS, reason="no exercise sets in solutions/ yet")
 def answered_like_a_perfect_learner(solution: Path, folder: Path) -> Path:
     """A copy of a solution notebook whose quiz answer records hold the answer keys (from the
     maintainers' quiz sources; free responses get the model answer)."""
@@ -269,6 +268,7 @@ def answered_like_a_perfect_learner(solution: Path, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.skipif(not REAL_SOLUTIONS, reason="no exercise sets in solutions/ yet")
 def test_course_solutions_get_full_automatic_points_and_exercises_get_zero(tmp_path):
     from tools.make_exercises import generate
     (tmp_path / "exercises").mkdir()

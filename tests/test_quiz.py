@@ -330,3 +330,19 @@ def test_importing_the_grading_side_imports_no_widget_library():
             "assert 'ipywidgets' not in sys.modules; from utils.quiz import show_quiz; "
             "assert 'ipywidgets' in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_build_quizzes_documents_every_kind_and_field_it_enforces():
+    """The source format is documented in tools/build_quizzes.py itself (no other page describes it):
+    every kind and every required field it validates is named there, and every path it names exists."""
+    import re
+    doc = build_quizzes.__doc__
+    for kind, fields in build_quizzes.REQUIRED.items():
+        assert f'``"{kind}"``' in doc, kind
+        for field in fields:
+            assert f'``"{field}"``' in doc, (kind, field)
+    for mode in quiz_mod.MODES:
+        assert f'"{mode}"' in doc, mode
+    for path in re.findall(r"``((?:tools|utils|docs)/[\w./]+?)``", doc):
+        if "<" not in path:
+            assert (ROOT / path).exists(), path

@@ -4,12 +4,24 @@
     python -m tools.build_quizzes 02 review  # only these
     python -m tools.build_quizzes --check    # fail when a compiled quiz is missing or stale
 
-A source ``tools/quiz_sources/<id>.json`` holds the plain answers: ``{"id", "title", "questions": [...]}``
-and optionally ``"mode": "self-study"`` (the default) or ``"graded"``.  The compiled
-``utils/quizzes/<id>.json`` keeps the prompts and options and
+A source ``tools/quiz_sources/<id>.json`` holds the plain answers (this docstring is the format's
+documentation; :func:`validate_question` enforces it)::
+
+    {"id": "<id, same as the file name>", "title": "...", "mode": "self-study" | "graded",
+     "questions": [{"id": "q1", "kind": KIND, "prompt": "markdown", "points": 1, ...}, ...]}
+
+``mode`` is optional (default ``"self-study"``), ``points`` too (default 1).  Per ``kind``:
+
+* ``"single"``: ``"options"`` (at least 2 strings) and ``"answer"`` (the index of the right option);
+* ``"multiple"``: ``"options"`` and ``"answer"`` (a non-empty list of distinct indices);
+* ``"numeric"``: ``"answer"`` (a number) and an optional ``"tolerance"`` (>= 0, default 0);
+* ``"free"``: ``"model_answer"`` (text) and ``"rubric"`` (a non-empty list of strings), graded by hand;
+
+and any question may carry an ``"explanation"`` shown after a right answer (self-study only).
+The compiled ``utils/quizzes/<id>.json`` keeps the prompts and options and
 
 * self-study: a salted hash of each answer (see :mod:`utils.quiz`) and the explanations, model
-  answers and rubrics in encoded form (the format is unchanged from before modes existed);
+  answers and rubrics in encoded form;
 * graded: ``"mode": "graded"`` and nothing else: no hash, no salt, no explanation.  The grader
   computes the keys from the source itself (:func:`utils.quiz.instructor_quiz`).
 

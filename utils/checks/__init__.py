@@ -34,7 +34,7 @@ from .ex03 import check_conv2d_backward, check_nhwc_to_nchw, conv2d_backward_cas
 from .ex04 import check_edge_filters, check_feature_maps, check_multichannel_conv
 from .ex05 import check_compose_kernels, check_relu, check_relu_backward
 from .ex06 import check_avg_pool2d, check_max_pool2d, check_max_pool2d_backward
-from .ex07 import (CNN_PARAM_SHAPES, check_build_cnn, check_cnn_forward, check_receptive_field,
+from .ex07 import (check_build_cnn, check_cnn_forward, check_receptive_field,
                    check_top_class_maps)
 from .ex08 import (check_extract_features, check_frozen_setup, check_new_head, check_predict_photo,
                    describe_training_setup, describe_transfer_model)
@@ -43,7 +43,7 @@ from .ex09 import check_conv_macs, check_conv_params, check_dense_params, check_
 
 __all__ = [
     "CheckFailed", "Case", "CrashHint", "Suspect", "describe_case", "expect_value_error", "passed", "verify",
-    "conv2d_cases", "conv2d_backward_cases", "CNN_PARAM_SHAPES",
+    "conv2d_cases", "conv2d_backward_cases",
     "check_get_patch", "check_patch_response", "check_response_map",
     "check_output_size", "check_zero_pad", "check_conv2d",
     "check_nhwc_to_nchw", "check_conv2d_backward",

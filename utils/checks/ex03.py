@@ -67,37 +67,34 @@ def _backward_suspects(part: int) -> list[Suspect]:
 
     def ref(grad_output, input, weight, **kw):
         return F.conv2d_backward(grad_output, input, weight, **kw)
-
-    def suspect(hint, alter):
-        return Suspect(hint, alter)
     if part == 0:
-        return [suspect("grad_input used the kernel without flipping it: the gradient w.r.t. the input is "
+        return [Suspect("grad_input used the kernel without flipping it: the gradient w.r.t. the input is "
                         "a *full* convolution of grad_output with the flipped kernel (or scatter "
                         "`grad_output[n, f, i, j] * weight[f]` back onto each window).",
                         lambda g, x, w, **kw: ref(g, x, w[..., ::-1, ::-1].copy(), **kw)[0]),
-                suspect("grad_input still has the padding: crop the padded border off at the end.",
+                Suspect("grad_input still has the padding: crop the padded border off at the end.",
                         lambda g, x, w, **kw: None if _pair(kw.get("padding", 0)) == (0, 0) else
                         (x.shape[0], x.shape[1], x.shape[2] + 2 * _pair(kw["padding"])[0],
                          x.shape[3] + 2 * _pair(kw["padding"])[1])),
-                suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None])[0])]
+                Suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None])[0])]
     if part == 1:
-        return [suspect("grad_weight is not summed over the batch: every image contributes to the "
+        return [Suspect("grad_weight is not summed over the batch: every image contributes to the "
                         "gradient of the shared weights.", lambda g, x, w, **kw: ref(g[:1], x[:1], w, **kw)[1]
                         if x.shape[0] > 1 else None),
-                suspect("grad_weight averaged over the batch: it is the *sum* over images.",
+                Suspect("grad_weight averaged over the batch: it is the *sum* over images.",
                         lambda g, x, w, **kw: ref(g, x, w, **kw)[1] / x.shape[0] if x.shape[0] > 1 else None),
-                suspect("grad_weight flipped: it is the cross-correlation of the input with grad_output.",
+                Suspect("grad_weight flipped: it is the cross-correlation of the input with grad_output.",
                         lambda g, x, w, **kw: ref(g, x, w, **kw)[1][..., ::-1, ::-1]),
-                suspect("grad_weight axes swapped: it has the weight's shape (C_out, C_in, kH, kW).",
+                Suspect("grad_weight axes swapped: it has the weight's shape (C_out, C_in, kH, kW).",
                         lambda g, x, w, **kw: ref(g, x, w, **kw)[1].transpose(1, 0, 2, 3)),
-                suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None, None])[1])]
-    return [suspect("grad_bias not summed over the batch: sum grad_output over axes (0, 2, 3).",
+                Suspect(stride_ignored, lambda g, x, w, **kw: (_backward_stride_ignored(g, x, w, **kw) or [None, None])[1])]
+    return [Suspect("grad_bias not summed over the batch: sum grad_output over axes (0, 2, 3).",
                     lambda g, x, w, **kw: g.sum(axis=(2, 3))),
-            suspect("grad_bias not summed over height and width: sum grad_output over axes (0, 2, 3).",
+            Suspect("grad_bias not summed over height and width: sum grad_output over axes (0, 2, 3).",
                     lambda g, x, w, **kw: g.sum(axis=0)),
-            suspect("grad_bias averaged: it is the *sum* of grad_output over axes (0, 2, 3).",
+            Suspect("grad_bias averaged: it is the *sum* of grad_output over axes (0, 2, 3).",
                     lambda g, x, w, **kw: g.mean(axis=(0, 2, 3))),
-            suspect("grad_bias has extra axes: it has the bias's shape (C_out,); sum without `keepdims`.",
+            Suspect("grad_bias has extra axes: it has the bias's shape (C_out,); sum without `keepdims`.",
                     lambda g, x, w, **kw: (1, g.shape[1], 1, 1))]
 
 

@@ -14,31 +14,49 @@ SET_FUNCTIONS = ('edge_filters', 'feature_maps', 'multichannel_conv')
 
 
 
-def _edge_images(size: int = 8) -> dict[str, np.ndarray]:
-    """Synthetic (1, 1, size, size) images: dark left/bright right, dark top/bright bottom, flat."""
-    ramp = (np.arange(size) >= size // 2).astype(np.float64)
+def _edge_images(size: int = 8, at: int | None = None, low: float = 0.0, high: float = 1.0) -> dict[str, np.ndarray]:
+    """Synthetic (1, 1, size, size) images: dark left/bright right, dark top/bright bottom, flat.
+
+    The edge lies between pixels ``at - 1`` and ``at`` (default ``size // 2``); dark is ``low``, bright ``high``."""
+    at = size // 2 if at is None else at
+    ramp = np.where(np.arange(size) >= at, high, low).astype(np.float64)
     return {"vertical edge (dark left, bright right)": np.tile(ramp, (size, 1))[None, None],
             "horizontal edge (dark top, bright bottom)": np.tile(ramp[:, None], (1, size))[None, None],
-            "flat grey image": np.full((1, 1, size, size), 0.5)}
+            "flat grey image": np.full((1, 1, size, size), (low + high) / 2)}
 
 
 @learner_check
 def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn() -> (2, 1, 3, 3)`` filters: 0 detects vertical edges, 1 horizontal ones (dark to bright > 0)."""
+    """Check ``fn() -> (2, 1, 3, 3)`` filters: 0 detects vertical edges, 1 horizontal ones (dark to bright > 0).
+
+    The bank is tried on an 8x8 edge image of each direction and a flat one; ``hidden=True`` adds a
+    second set (13x13, the edge off-centre, a weak edge 0.2 -> 0.45 on a grey background).
+    Used first in exercise set ex04."""
     bank = _as_array(_call(fn, Case("no arguments", ()), "edge_filters", ()), "edge_filters")
     if bank.shape != (2, 1, 3, 3):
         raise CheckFailed(f"✗ edge_filters returned shape {bank.shape}; a filter bank for conv2d has shape "
                           f"(C_out, C_in, kH, kW) = (2, 1, 3, 3).")
+    if not np.all(np.isfinite(bank)):
+        raise CheckFailed("✗ edge_filters returned NaN or infinite weights; every weight must be a finite number.")
+    image_sets = [_edge_images()] + ([_edge_images(13, at=4, low=0.2, high=0.45)] if hidden else [])
+    for images in image_sets:
+        _check_edge_bank(bank, images)
+    passed("edge_filters: filter 0 finds vertical edges, filter 1 horizontal ones, flat regions give 0")
+
+
+def _check_edge_bank(bank: np.ndarray, images: dict[str, np.ndarray]) -> None:
+    """Raise :class:`CheckFailed` unless ``bank`` finds the edges of ``images`` (see :func:`_edge_images`)."""
     F = _functional()
-    maps = {name: F.conv2d(image, bank.astype(np.float64))[0] for name, image in _edge_images().items()}
+    maps = {name: F.conv2d(image, bank.astype(np.float64))[0] for name, image in images.items()}
     vertical, horizontal, flat = maps.values()
+    scale = max(np.ptp(image) for image in images.values())       # the edge's contrast
     if np.abs(flat).max() > 1e-6:
         raise CheckFailed("✗ your filters respond to a flat grey image: an edge detector's weights must sum "
                           "to zero, so that a constant region gives 0.")
     detectors = [("filter 0", "vertical", vertical[0], horizontal[0]),
                  ("filter 1", "horizontal", horizontal[1], vertical[1])]
     for label, kind, on_edge, off_edge in detectors:
-        strongest, leak = on_edge.max(), np.abs(off_edge).max()
+        strongest, leak = on_edge.max() / scale, np.abs(off_edge).max() / scale
         if strongest <= 1e-6 and on_edge.min() < -1e-6:
             raise CheckFailed(f"✗ {label} responds negatively to a {kind} dark-to-bright edge: flip its sign "
                               f"(remember conv2d does not flip the kernel, so the positive weights go on the "
@@ -52,7 +70,6 @@ def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
             raise CheckFailed(f"✗ {label} also responds to edges of the other direction; a {kind}-edge "
                               f"detector should give 0 there (make each row/column of weights symmetric "
                               f"along the edge).")
-    passed("edge_filters: filter 0 finds vertical edges, filter 1 horizontal ones, flat regions give 0")
 
 
 @learner_check

@@ -51,10 +51,6 @@ def check_receptive_field(fn: Callable, hidden: bool = False) -> None:
     passed(f"receptive_field gives the right size for {len(cases)} stacks of layers")
 
 
-CNN_PARAM_SHAPES = {"conv1.weight": (8, 1, 3, 3), "conv1.bias": (8,), "conv2.weight": (16, 8, 3, 3),
-                    "conv2.bias": (16,), "fc.weight": (10, 16 * 4 * 4), "fc.bias": (10,)}
-
-
 def _reference_cnn(num_classes: int = 10):
     """The exercise's CNN in PyTorch (seeded): conv-ReLU-pool twice, flatten, linear; input (N, 1, 16, 16)."""
     import torch
@@ -91,7 +87,9 @@ def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False, conv_bias=T
 
 
 def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(x, params) -> logits (N, 10)`` for x (N, 1, 16, 16) and params shaped as CNN_PARAM_SHAPES."""
+    """Check ``fn(x, params) -> logits (N, 10)`` for x (N, 1, 16, 16) and ``params`` the exercise CNN's
+    state_dict as NumPy arrays: conv1.weight (8, 1, 3, 3), conv1.bias (8,), conv2.weight (16, 8, 3, 3),
+    conv2.bias (16,), fc.weight (10, 256), fc.bias (10,)."""
     import torch
     rng = _rng(13)
     cases = [Case("one image", (rng.random((1, 1, 16, 16)), _cnn_params(1))),
@@ -122,7 +120,7 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
 
 
 def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(num_classes)``: the exercise CNN (shapes as CNN_PARAM_SHAPES) as a torch.nn.Module,
+    """Check ``fn(num_classes)``: the exercise CNN (conv 1->8, conv 8->16, Linear 256->num_classes) as a torch.nn.Module,
     or its :func:`describe_model` dict."""
     want = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
     # A class count other than 10 is checked visibly too: a hard-coded 10 fails here, not only in the grader.

@@ -15,19 +15,16 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-
-import nbformat
 
 from . import sandbox
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
 from .layout import learner_of
 from .limits import kill_tree, remove_tree
-from .reading import MAX_NOTEBOOK_BYTES, duplicate_notes, quiz_answers, read_notebook  # noqa: F401
+from .reading import duplicate_notes, quiz_answers, read_notebook
 from .worker import Row, grade_notebook, question_name
 
 # Imported once here, before forking, so that every worker starts warm.
