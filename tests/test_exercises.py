@@ -44,7 +44,8 @@ def test_stubs_keep_indentation_and_def_lines():
     stub = make_exercises.exercise_cell(cell)
     assert stub.source == "def f(x):\n    y = 1\n    # YOUR CODE HERE\n    raise NotImplementedError()"
     assert "raises-exception" not in stub.metadata.get("tags", [])     # defining f does not raise
-    top = make_exercises.exercise_cell(nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION"))
+    top = make_exercises.exercise_cell(nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+                                                                   metadata=cell.metadata))
     assert top.source == "# YOUR CODE HERE\nraise NotImplementedError()"
     assert top.metadata["tags"] == ["raises-exception"]
 
@@ -91,3 +92,21 @@ def test_nbgrader_accepts_solution_and_agrees_with_our_exercise(solution):
     assert [c.source for c in ours.cells] == [c.source for c in theirs.cells]
     assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in ours.cells] == \
            [c.metadata.get("nbgrader", {}).get("grade_id") for c in theirs.cells]
+
+
+def test_a_solution_region_outside_a_solution_cell_stops_generation_like_nbgrader(tmp_path):
+    """nbgrader's ClearSolutions(enforce_metadata=True) refuses such a notebook; so do we, naming the
+    notebook and the cell, before writing anything."""
+    from nbgrader import preprocessors as nbp
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    solutions.mkdir()
+    nb = nbformat.read(FIXTURES / "solutions" / "ex01_fixture.ipynb", as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"))
+    nbformat.write(nb, solutions / "ex01_fixture.ipynb")
+    with pytest.raises(make_exercises.SolutionOutsideSolutionCell,
+                       match=r"ex01_fixture.ipynb, cell 3 \(code\): a '### BEGIN SOLUTION' region in a cell that is not"):
+        make_exercises.generate(solutions)
+    assert make_exercises.main(["--solutions", str(solutions), "--exercises", str(exercises)]) == 2
+    assert not exercises.exists()
+    with pytest.raises(RuntimeError, match="Solution region detected in a non-solution cell"):
+        nbp.ClearSolutions(enforce_metadata=True).preprocess(nb, {})

@@ -17,6 +17,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from utils.grade.exercise_sets import ExerciseSet, TestCell as GradedCell
+from utils.grade.kernel import KernelReport
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SOLVED = FIXTURES / "solutions" / "ex01_fixture.ipynb"
@@ -235,7 +238,7 @@ def test_usage_errors_exit_2(tmp_path):
     assert grade([str(tmp_path), "--out", str(tmp_path), "--jobs", "0"]).returncode == 2
 
 
-def test_grader_fault_exits_1_but_writes_rows(tmp_path, monkeypatch):
+def test_grader_fault_exits_1_but_writes_rows(tmp_path, monkeypatch, capsys):
     from utils.grade import __main__ as cli, grader
 
     def broken(*args):
@@ -247,6 +250,66 @@ def test_grader_fault_exits_1_but_writes_rows(tmp_path, monkeypatch):
     assert code == 1
     rows = list(csv.DictReader((tmp_path / "out" / "grades.csv").open()))
     assert {r["question"]: r["status"] for r in rows}["add_one_test"] == "error"
+    out, err = capsys.readouterr()
+    assert "[GRADER FAULT]" in out and "GRADER FAULT: " in err and "bug in the grader" in err
+    feedback = next((tmp_path / "out" / "feedback").glob("*.txt")).read_text()
+    assert "bug in the grader" not in feedback and "grader fault: ask your instructor" in feedback
+
+
+def test_installed_without_solutions_the_grader_says_how_to_pass_them(tmp_path, monkeypatch, capsys):
+    """An installed package (no checkout around it) holds no solutions, which must never reach learners:
+    the default then comes from $CONVCOURSE_SOLUTIONS, or the grader stops saying how to give them."""
+    from utils.grade import __main__ as cli
+    monkeypatch.setattr(cli, "ROOT", tmp_path / "site-packages")          # what a wheel install looks like
+    monkeypatch.delenv("CONVCOURSE_SOLUTIONS", raising=False)
+    (tmp_path / "a.ipynb").write_text(nbformat.writes(solved()))
+    args = [str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out"), "--unsafe-no-sandbox"]
+    assert cli.default_solutions() is None
+    assert cli.main(args) == 2 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert "--solutions DIR" in err and "CONVCOURSE_SOLUTIONS" in err and "never shipped" in err
+    monkeypatch.setenv("CONVCOURSE_SOLUTIONS", str(FIXTURES / "solutions"))
+    assert cli.default_solutions() == FIXTURES / "solutions"
+    monkeypatch.setenv("CONVCOURSE_SOLUTIONS", str(tmp_path / "empty"))
+    assert cli.main(args) == 2 and "no exercise set" in capsys.readouterr().err
+
+
+def test_in_a_checkout_the_default_solutions_are_the_checkouts(monkeypatch):
+    from utils.grade import __main__ as cli
+    monkeypatch.delenv("CONVCOURSE_SOLUTIONS", raising=False)
+    assert cli.default_solutions() == ROOT / "solutions"
+
+
+def test_a_grader_fault_is_a_field_not_a_prefix_of_a_note():
+    """Only ``Submission.faults`` marks a fault: a note that merely starts like one (learner text can)
+    stays in the learner's feedback and does not make the run fail."""
+    from utils.grade.grader import Submission
+    from utils.grade.report import feedback_text, summary_line
+    exercise_set = ExerciseSet("ex01", "Fixture", [], set(), [])
+    learner = Submission("a.ipynb", exercise_set=exercise_set, notes=["GRADER FAULT: printed by the learner"])
+    assert not learner.grader_fault and "printed by the learner" in feedback_text(learner)
+    assert "[GRADER FAULT]" not in summary_line(learner)
+    faulty = Submission("b.ipynb", exercise_set=exercise_set, faults=["Traceback: KeyError in the grader"])
+    assert faulty.grader_fault and "KeyError" not in feedback_text(faulty)
+    assert summary_line(faulty).endswith("[GRADER FAULT]")
+
+
+def test_the_grader_and_the_quiz_write_one_record_type(tmp_path):
+    """A test row and a quiz row are the same dataclass with the same fields (grades.csv's columns)."""
+    from utils.grade import result, worker
+    from utils.quiz import QuestionResult, grade_question
+    quiz_row = grade_question("t", {"id": "q1", "kind": "free", "prompt": "?"}, "an essay")
+    exercise_set = ExerciseSet("ex01", "Fixture", [], set(), [])
+    test_row = worker.run_test(GradedCell("sum_test", 2.0, "assert 1 + 1 == 2"), exercise_set,
+                               worker.Bindings(set(), None, KernelReport()), 5.0)
+    assert QuestionResult is result.QuestionResult
+    assert type(quiz_row) is type(test_row) is result.QuestionResult
+    assert test_row.as_dict() == {"question": "sum_test", "points": 2.0, "max_points": 2.0, "status": "passed",
+                                  "feedback": ""}
+    assert quiz_row.status == "needs-review" and quiz_row.feedback == "free response: graded by hand"
+    with pytest.raises(ValueError, match="status must be one of"):
+        result.QuestionResult("q", 0.0, 1.0, "wrong-ish")
+    assert set(result.STATUSES) == STATUSES
 
 
 REAL_SOLUTIONS = sorted((ROOT / "solutions").glob("ex[0-9][0-9]_*.ipynb"))

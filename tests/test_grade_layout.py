@@ -16,7 +16,7 @@ import pytest
 from utils.grade.gradebook import write_gradebook
 from utils.grade.grader import Submission, find_notebooks_in
 from utils.grade.layout import learner_of
-from utils.grade.worker import Row
+from utils.grade.result import QuestionResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -25,7 +25,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 def sub(path: str, learner: str, set_id: str | None = "ex01", points: tuple[float, ...] = ()) -> Submission:
     s = Submission(path, exercise_set=SimpleNamespace(set_id=set_id) if set_id else None)
     s.learner = learner
-    s.rows = [Row(f"q{i}", p, 2.0, "passed" if p == 2 else "failed", "") for i, p in enumerate(points)]
+    s.rows = [QuestionResult(f"q{i}", p, 2.0, "passed" if p == 2 else "failed", "") for i, p in enumerate(points)]
     return s
 
 

@@ -9,7 +9,9 @@ region inside a function body keeps its ``def`` line), hidden-test regions are r
 and execution counts are cleared, nbgrader metadata is kept, and every cell that will raise when
 run as given (test cells, stubs at top level) is tagged ``raises-exception`` so that the exercise
 notebook still executes top to bottom.  Same rules as nbgrader's ``generate_assignment``
-(tests/test_exercises.py compares the two).
+(tests/test_exercises.py compares the two), including its ``enforce_metadata``: a solution region in a
+cell that is not a solution cell is an error (:class:`SolutionOutsideSolutionCell`, naming the notebook
+and the cell) and nothing is written, since that cell would otherwise reach learners unmarked.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from pathlib import Path
 
 import nbformat
 
-from utils.grade.regions import (CODE_STUB, TEXT_STUB, is_solution_cell, is_test_cell,
-                                 remove_hidden_tests, replace_solution_regions)
+from utils.grade.regions import (BEGIN_SOLUTION, CODE_STUB, TEXT_STUB, is_solution_cell, is_test_cell,
+                                 nbgrader_meta, remove_hidden_tests, replace_solution_regions)
 
 ROOT = Path(__file__).resolve().parent.parent
 RAISES = "raises-exception"
@@ -33,8 +35,26 @@ def _tag(cell, tag: str) -> None:
         tags.append(tag)
 
 
-def exercise_cell(cell):
-    """The learner's version of one solution-notebook cell (a new cell; ``cell`` is not changed)."""
+class SolutionOutsideSolutionCell(ValueError):
+    """A ``### BEGIN SOLUTION`` region in a cell without ``nbgrader.solution: true`` (nbgrader's
+    ``ClearSolutions(enforce_metadata=True)`` refuses it too).  Course infrastructure."""
+
+
+def describe_cell(cell, index: int) -> str:
+    """``cell 7 (code, grade_id 'conv2d')`` for messages; ``index`` counts from 1.  Course infrastructure."""
+    grade_id = nbgrader_meta(cell).get("grade_id")
+    return f"cell {index} ({cell.cell_type}" + (f", grade_id {grade_id!r})" if grade_id else ")")
+
+
+def exercise_cell(cell, where: str = "a cell"):
+    """The learner's version of one solution-notebook cell (a new cell; ``cell`` is not changed).
+
+    Raises :class:`SolutionOutsideSolutionCell` (its message starts with ``where``) when a solution
+    region stands in a cell that is not a solution cell.  Course infrastructure."""
+    if BEGIN_SOLUTION in cell.source and not is_solution_cell(cell):
+        raise SolutionOutsideSolutionCell(
+            f"{where}: a '### {BEGIN_SOLUTION}' region in a cell that is not a solution cell; mark the cell "
+            f"as a solution (nbgrader metadata \"solution\": true) or remove the markers. Nothing was written.")
     cell = copy.deepcopy(cell)
     if cell.cell_type not in ("code", "markdown"):
         return cell
@@ -54,20 +74,23 @@ def exercise_cell(cell):
     return cell
 
 
-def exercise_notebook(solution):
-    """The exercise notebook made from a solution notebook (both ``nbformat`` v4 nodes)."""
+def exercise_notebook(solution, name: str = "notebook"):
+    """The exercise notebook made from a solution notebook (both ``nbformat`` v4 nodes); ``name``
+    (the file name) is used in error messages.  Course infrastructure."""
     exercise = copy.deepcopy(solution)
-    exercise.cells = [exercise_cell(cell) for cell in solution.cells]
+    exercise.cells = [exercise_cell(cell, f"{name}, {describe_cell(cell, i + 1)}")
+                      for i, cell in enumerate(solution.cells)]
     exercise.metadata.pop("widgets", None)
     return exercise
 
 
 def generate(solutions_dir: Path) -> dict[str, str]:
-    """``{exercise file name: notebook text}`` for every ``exNN_*.ipynb`` in ``solutions_dir``."""
+    """``{exercise file name: notebook text}`` for every ``exNN_*.ipynb`` in ``solutions_dir`` (all are
+    made before anything is written).  Course infrastructure."""
     generated = {}
     for path in sorted(solutions_dir.glob("ex[0-9][0-9]_*.ipynb")):
         solution = nbformat.read(path, as_version=4)
-        exercise = exercise_notebook(solution)
+        exercise = exercise_notebook(solution, path.name)
         nbformat.validate(exercise)
         generated[path.name] = nbformat.writes(exercise) + "\n"
     return generated
@@ -87,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--exercises", type=Path, default=ROOT / "exercises")
     args = parser.parse_args(argv)
-    generated = generate(args.solutions)
+    try:
+        generated = generate(args.solutions)
+    except SolutionOutsideSolutionCell as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stale = out_of_date(generated, args.exercises)
     if args.check:
         for name in stale:

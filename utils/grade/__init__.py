@@ -16,6 +16,9 @@ Instructor workflow
            [--execute always|when-needed] [--extra-tests instructor_tests/] [--solutions solutions/]
            [--gradebook grades/gradebook.csv]
 
+   * ``--solutions`` defaults to ``$CONVCOURSE_SOLUTIONS``, else ``solutions/`` of the course checkout
+     the package runs from; an installed package ships no solutions (learners install it too), so a
+     grader installed from a wheel is told to pass one of the two;
    * each notebook's exercise set comes from its metadata (``convcourse.exercise_set``);
    * ``grades/grades.csv``: one row per (submission, question), columns ``submission,
      learner, exercise_set, question, points, max_points, status`` (the learner from the folder

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,21 @@ from .gradebook import write_gradebook
 from .report import summary_line, write_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS_VARIABLE = "CONVCOURSE_SOLUTIONS"
+NO_SOLUTIONS = ("the solution notebooks (solutions/exNN_*.ipynb) are not part of the installed package: "
+                "learners install it too, so they are never shipped. Pass --solutions DIR (your copy of the "
+                "course repository's solutions/ folder) or set {variable}=DIR")
+
+
+def default_solutions() -> Path | None:
+    """The instructor's solutions when ``--solutions`` is not given: ``$CONVCOURSE_SOLUTIONS``, else the
+    ``solutions/`` folder of the course checkout this package runs from (an editable install or the
+    repository itself), else None: an installed wheel holds no solutions.  Course infrastructure."""
+    configured = os.environ.get(SOLUTIONS_VARIABLE)
+    if configured:
+        return Path(configured)
+    checkout = ROOT / "solutions"
+    return checkout if checkout.is_dir() else None
 
 
 def parse_args(argv: list[str] | None):
@@ -30,7 +46,9 @@ def parse_args(argv: list[str] | None):
                         help="run each notebook in its kernel always (default; feedback lists cell errors) or only "
                              "when a test needs a value it computes (faster: functions are tested apart anyway)")
     parser.add_argument("--extra-tests", type=Path, help="folder of instructor-only tests exNN.py / exNN.ipynb")
-    parser.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="the instructor's solution notebooks")
+    parser.add_argument("--solutions", type=Path, default=None,
+                        help=f"the instructor's solution notebooks (default: ${SOLUTIONS_VARIABLE}, else solutions/ "
+                             f"of the course checkout; an installed package ships none)")
     parser.add_argument("--gradebook", type=Path, help="also write this wide CSV: one row per learner, one column "
                         "per exercise set and a total (for a learning-management system; docs/teaching.md)")
     parser.add_argument("--unsafe-no-sandbox", action="store_true",
@@ -51,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
                   "Install bubblewrap on this Linux machine, or pass --unsafe-no-sandbox to grade "
                   "trusted notebooks without it.", file=sys.stderr)
             return 2
+    solutions = args.solutions if args.solutions is not None else default_solutions()
+    if solutions is None:
+        print("error: no --solutions given and " + NO_SOLUTIONS.format(variable=SOLUTIONS_VARIABLE), file=sys.stderr)
+        return 2
     try:
-        sets = load_exercise_sets(args.solutions)
+        sets = load_exercise_sets(solutions)
+        if not sets:
+            raise ValueError(f"no exercise set (exNN_*.ipynb) in {solutions}")
         if args.extra_tests:
             add_extra_tests(sets, args.extra_tests)
     except (OSError, ValueError, SyntaxError) as exc:
@@ -77,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_line(submission))
     faults = [s.path for s in submissions if s.grader_fault]
     for submission in submissions:
-        for note in submission.notes:
-            if note.startswith("GRADER FAULT"):
-                print(f"{submission.path}: {note}", file=sys.stderr)
+        for fault in submission.faults:
+            print(f"{submission.path}: GRADER FAULT: {fault}", file=sys.stderr)
     return 1 if faults else 0
 
 

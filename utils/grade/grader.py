@@ -7,6 +7,7 @@ grader checks that no learner process of the run is left (killing any) before th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import json
 import multiprocessing
@@ -25,7 +26,8 @@ from .kernel import KernelLimits
 from .layout import learner_of
 from .limits import kill_tree, remove_tree
 from .reading import duplicate_notes, quiz_answers, read_notebook
-from .worker import Row, grade_notebook, question_name
+from .result import QuestionResult
+from .worker import grade_notebook, question_name
 
 # Imported once here, before forking, so that every worker starts warm.
 WARM_MODULES = ("numpy", "torch", "utils.functional", "utils.checks", "utils.quiz",
@@ -38,10 +40,15 @@ class Submission:
     path: str
     nb: object = None
     exercise_set: ExerciseSet | None = None
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    grader_fault: bool = False
+    rows: list[QuestionResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)        # for the learner's feedback
+    faults: list[str] = field(default_factory=list)       # the grader's own failures: for the instructor only
     learner: str = ""             # who handed it in (utils.grade.layout.learner_of)
+
+    @property
+    def grader_fault(self) -> bool:
+        """Whether the grader itself failed on this submission (exit status 1, never the learner's fault)."""
+        return bool(self.faults)
 
 
 def find_notebooks_in(paths: list[str]) -> list[tuple[str, str | None]]:
@@ -84,17 +91,17 @@ def warm_up() -> None:
 
 
 def invalid(submission: Submission, reason: str) -> Submission:
-    submission.rows = [Row("notebook", 0.0, 0.0, "invalid", reason)]
+    submission.rows = [QuestionResult("notebook", 0.0, 0.0, "invalid", reason)]
     return submission
 
 
-def invalid_rows(exercise_set: ExerciseSet, reason: str) -> list[Row]:
+def invalid_rows(exercise_set: ExerciseSet, reason: str) -> list[QuestionResult]:
     """Every question of ``exercise_set`` as ``invalid`` (0 points) with ``reason``."""
     from utils.quiz import load_quiz
-    rows = [Row(question_name(t), 0.0, t.points, "invalid", "" if t.hidden else reason) for t in exercise_set.all_tests()]
-    rows += [Row(m.grade_id, 0.0, m.points, "invalid", reason) for m in exercise_set.manual]
+    rows = [QuestionResult(question_name(t), 0.0, t.points, "invalid", "" if t.hidden else reason) for t in exercise_set.all_tests()]
+    rows += [QuestionResult(m.grade_id, 0.0, m.points, "invalid", reason) for m in exercise_set.manual]
     for quiz_id in exercise_set.quizzes:
-        rows += [Row(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", reason)
+        rows += [QuestionResult(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", reason)
                  for q in load_quiz(quiz_id)["questions"]]
     return rows
 
@@ -130,7 +137,7 @@ def _unreadable_answer(question: dict, answer) -> str | None:
     return None
 
 
-def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
+def quiz_rows(nb, quiz_ids: list[str]) -> list[QuestionResult]:
     """One row per quiz question, graded from the answers saved in the submitted file.
 
     A malformed record makes its own quiz's rows invalid; a malformed answer its own question's."""
@@ -140,7 +147,7 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
     for quiz_id in quiz_ids:
         questions = load_quiz(quiz_id)["questions"]
         if quiz_id in problems:
-            rows += [Row(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", problems[quiz_id])
+            rows += [QuestionResult(f"quiz{quiz_id}:{q['id']}", 0.0, float(q.get("points", 1)), "invalid", problems[quiz_id])
                      for q in questions]
             continue
         answers = saved.get(quiz_id, {})
@@ -149,7 +156,7 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
             one = {qid: answers[qid]} if qid in answers else {}
             unreadable = _unreadable_answer(question, answers[qid]) if qid in answers else None
             if unreadable:
-                rows.append(Row(name, 0.0, float(question.get("points", 1)), "invalid", unreadable))
+                rows.append(QuestionResult(name, 0.0, float(question.get("points", 1)), "invalid", unreadable))
                 continue
             try:
                 result = next(r for r in grade_quiz(quiz_id, one) if r.question == qid)
@@ -157,16 +164,15 @@ def quiz_rows(nb, quiz_ids: list[str]) -> list[Row]:
                 raise
             except Exception:                                    # noqa: BLE001 - an answer of the wrong type
                 shown = repr(answers.get(qid))[:60]
-                rows.append(Row(name, 0.0, float(question.get("points", 1)), "invalid",
+                rows.append(QuestionResult(name, 0.0, float(question.get("points", 1)), "invalid",
                                 f"the saved answer {shown} is not an answer to this question"))
                 continue
-            rows.append(Row(name, float(result.points), float(result.max_points), result.status,
-                            "" if result.status != "needs-review" else "free response: graded by hand"))
+            rows.append(dataclasses.replace(result, question=name))
     return rows
 
 
-def _placeholder_rows(exercise_set: ExerciseSet, status: str, message: str) -> list[Row]:
-    return [Row(question_name(t), 0.0, t.points, status, "" if t.hidden else message)
+def _placeholder_rows(exercise_set: ExerciseSet, status: str, message: str) -> list[QuestionResult]:
+    return [QuestionResult(question_name(t), 0.0, t.points, status, "" if t.hidden else message)
             for t in exercise_set.all_tests()]
 
 
@@ -211,11 +217,10 @@ class Pool:
         sandbox.remove_groups_of(process.pid)
         receive.close()
         if "fault" in payload:
-            submission.grader_fault = True
-            submission.notes.append("GRADER FAULT: " + payload["fault"])
+            submission.faults.append(payload["fault"])
             submission.rows += _placeholder_rows(submission.exercise_set, "error", "grader fault: ask your instructor")
         else:
-            submission.rows += [Row(**row) for row in payload["rows"]]
+            submission.rows += [QuestionResult(**row) for row in payload["rows"]]
             submission.notes += payload["notes"]
 
     def _expire(self, submission: Submission, process, receive) -> None:
@@ -281,13 +286,12 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
         sandbox.enabled, sandbox.registry = False, None
         remove_tree(scratch)
     for submission in gradable:
-        submission.rows += [Row(m.grade_id, 0.0, m.points, "needs-review", "graded by hand")
+        submission.rows += [QuestionResult(m.grade_id, 0.0, m.points, "needs-review", "graded by hand")
                             for m in submission.exercise_set.manual]
         try:
             submission.rows += quiz_rows(submission.nb, submission.exercise_set.quizzes)
         except Exception:                                        # noqa: BLE001 - e.g. a quiz file missing
-            submission.grader_fault = True
-            submission.notes.append("GRADER FAULT (quiz): " + traceback.format_exc(limit=3))
+            submission.faults.append("quiz: " + traceback.format_exc(limit=3))
         if submission.path in flagged:
-            submission.rows.append(Row("duplicate", 0.0, 0.0, "needs-review", flagged[submission.path]))
+            submission.rows.append(QuestionResult("duplicate", 0.0, 0.0, "needs-review", flagged[submission.path]))
     return submissions

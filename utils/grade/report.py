@@ -68,7 +68,7 @@ def feedback_text(submission: Submission) -> str:
         lines.append(f"[{row.status}] {label}: {row.points:g}/{row.max_points:g}")
         # Every line of a message is indented: only the grader writes at the margin.
         lines += ["    " + line for line in plain(row.feedback).splitlines() if line.strip()]
-    notes = [n for n in submission.notes if not n.startswith("GRADER FAULT")]
+    notes = submission.notes                  # the grader's own faults (submission.faults) are not the learner's
     if notes:
         lines += ["", "While running your notebook:"]
         for note in notes:

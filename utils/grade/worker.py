@@ -11,28 +11,15 @@ import io
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .exercise_sets import ExerciseSet, TestCell, used_names
 from .kernel import KernelLimits, KernelReport, run_notebook
+from .result import QuestionResult
 from .runner import Runner, StudentCodeError, StudentFunction, StudentStopped, StudentTimeout
 from .student_code import StudentCode, cell_source, parse_cells, student_code_cells
 
 MESSAGE_CHARS = 2000
-
-
-@dataclass
-class Row:
-    """One graded question; ``feedback`` is what the student may read about it."""
-    question: str
-    points: float
-    max_points: float
-    status: str        # passed, failed, error, timeout, invalid, needs-review
-    feedback: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def question_name(test: TestCell) -> str:
@@ -110,7 +97,7 @@ def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: fl
     return outcome
 
 
-def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seconds: float) -> Row:
+def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seconds: float) -> QuestionResult:
     names = used_names(test.source) & exercise_set.solution_names
     namespace, problems, status = bindings.bind(names)
     if problems:
@@ -121,10 +108,10 @@ def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seco
     if test.hidden:
         message = ""          # instructor-only tests: pass/fail and points, nothing else
     points = test.points if status == "passed" else 0.0
-    return Row(question_name(test), points, test.points, status, message[:MESSAGE_CHARS])
+    return QuestionResult(question_name(test), points, test.points, status, message[:MESSAGE_CHARS])
 
 
-def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple[list[Row], list[str]]:
+def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple[list[QuestionResult], list[str]]:
     """Rows for every test of ``exercise_set`` (quiz rows excluded) and notes on the run.
 
     Args:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from utils.grade.result import QuestionResult
 from .keys import NUMERIC_GRID, Answer, answer_hash, canonical_answer, numeric_cell, parse_number, source_key
 
 ANSWERS_MIME = "application/vnd.convcourse.quiz-answers+json"
@@ -122,20 +122,17 @@ def is_correct(quiz_id: str, question: dict, answer: Answer) -> bool:
     return answer_hash(salt, quiz_id, qid, canonical_answer(question["kind"], answer)) == key["hash"]
 
 
-@dataclass(frozen=True)
-class QuestionResult:
-    """The grade of one question: ``status`` is ``passed``, ``failed`` or ``needs-review``."""
-    question: str
-    points: float
-    max_points: float
-    status: str
+FREE_RESPONSE_FEEDBACK = "free response: graded by hand"
 
 
 def grade_question(quiz_id: str, question: dict, answer: Answer | None) -> QuestionResult:
-    """Grade one answer (``None`` = not answered, which fails); free response needs review."""
+    """Grade one answer (``None`` = not answered, which fails); free response needs review.
+
+    The result (:class:`utils.grade.result.QuestionResult`, the record the grader writes too) has
+    status ``passed``, ``failed`` or ``needs-review``."""
     max_points = float(question.get("points", 1))
     if question["kind"] == "free":
-        return QuestionResult(question["id"], 0.0, max_points, "needs-review")
+        return QuestionResult(question["id"], 0.0, max_points, "needs-review", FREE_RESPONSE_FEEDBACK)
     try:
         normalised = None if answer is None else normalise_answer(question, answer)
     except ValueError:
