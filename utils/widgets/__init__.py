@@ -19,6 +19,7 @@ from utils.widgets.base import (EXPLORER_IMAGE_SIZE, ConvFn, Explorer, explorer_
                                 output_size_formula)
 from utils.widgets.conv import ConvExplorer, ConvView, conv_explorer, conv_view  # noqa: F401
 from utils.widgets.kernels import PRESETS, preset_kernel  # noqa: F401
+from utils.widgets.pipeline import PipelineExplorer, PipelineView, pipeline_explorer, pipeline_view  # noqa: F401
 from utils.widgets.pool import PoolExplorer, PoolView, pool_explorer, pool_view  # noqa: F401
 from utils.widgets.relu import ReluExplorer, ReluView, feature_map, relu_explorer, relu_view  # noqa: F401
 from utils.widgets.render import colour_limit, png_bytes, to_indices  # noqa: F401
@@ -29,6 +30,7 @@ from utils.widgets.step import (DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, ConvSte
 EXPLORERS = {
     "ConvExplorer": conv_explorer,
     "ConvStepThrough": conv_step_through,
+    "PipelineExplorer": pipeline_explorer,
     "PoolExplorer": pool_explorer,
     "ReluExplorer": relu_explorer,
 }
