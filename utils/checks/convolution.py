@@ -139,7 +139,7 @@ def _conv_case(rng, label, x_shape, w_shape, bias=False, dtype=np.float64, **kwa
 
 
 def conv2d_cases(hidden: bool = False, large: bool = False) -> list[Case]:
-    """Inputs for conv2d-like functions, smallest first; each case adds one feature."""
+    """Inputs for conv2d-like functions, smallest first; each case adds one feature. Course infrastructure."""
     rng = _rng(0)
     cases = [Case("one channel, one filter", (np.arange(12.0).reshape(1, 1, 3, 4),
                                               np.array([[[[1.0, 2.0], [0.0, -1.0]]]]), None)),

@@ -23,6 +23,7 @@ class CheckFailed(AssertionError):
     In IPython/Jupyter the error shows only its message (``_render_traceback_``): no frames of
     ``utils.checks``, whose source holds the reference computations.  The traceback is dropped for
     plain Python too (``__traceback__`` cleared when raised through :func:`fail`).
+    Course infrastructure.
     """
 
     def _render_traceback_(self) -> list[str]:
@@ -30,7 +31,7 @@ class CheckFailed(AssertionError):
 
 
 def fail(message: str) -> None:
-    """Raise :class:`CheckFailed` with ``message`` (and no chained cause)."""
+    """Raise :class:`CheckFailed` with ``message`` (and no chained cause). Course infrastructure."""
     raise CheckFailed(message) from None
 
 
@@ -40,7 +41,7 @@ _KIND_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("convcourse_ki
 
 def learner_check(check: Callable) -> Callable:
     """Decorator of a ``check_*(fn, hidden=False, ...)``: with ``hidden=True`` the failure messages
-    describe inputs by kind only (the grader's hidden tests stay hidden)."""
+    describe inputs by kind only (the grader's hidden tests stay hidden). Course infrastructure."""
     signature = inspect.signature(check)
 
     @functools.wraps(check)
@@ -58,7 +59,8 @@ def learner_check(check: Callable) -> Callable:
 
 @dataclass
 class Case:
-    """One call of the learner's function: ``fn(*args, **kwargs)``, with a label saying what it tests."""
+    """One call of the learner's function: ``fn(*args, **kwargs)``, with a label saying what it tests.
+    Course infrastructure."""
     label: str
     args: tuple
     kwargs: dict = field(default_factory=dict)
@@ -74,6 +76,7 @@ class Suspect:
 
     ``wrong(*args, **kwargs)`` returns an array (compared by shape and value) or a tuple of ints
     (compared by shape only); ``None`` or an exception means "does not apply to this case".
+    Course infrastructure.
     """
     hint: str
     wrong: Callable[..., Any]
@@ -116,7 +119,7 @@ def _describe_value(value: Any) -> str:
 
 
 def describe_case(case: Case, arg_names: Sequence[str]) -> str:
-    """The inputs of a case, one per line, as the learner would write the call."""
+    """The inputs of a case, one per line, as the learner would write the call. Course infrastructure."""
     lines = [f"    {name} = {_describe_value(value)}" for name, value in zip(arg_names, case.args)]
     lines += [f"    {name} = {_describe_value(value)}" for name, value in case.kwargs.items()]
     return "\n".join(lines)
@@ -298,6 +301,7 @@ def verify(fn: Callable, name: str, arg_names: Sequence[str], cases: Sequence[Ca
         suspects: misconceptions to test a wrong output against.
         output: optional; turns what ``fn`` returned into the array to compare (default ``np.asarray``).
         crash_hints: explain typical crashes of ``fn`` (besides the generic ones of :func:`_call`).
+    Course infrastructure.
     """
     for index, case in enumerate(cases):
         want = np.asarray(reference(*case.args, **case.kwargs))
@@ -327,7 +331,8 @@ def _unchanged(case: Case, before: list, name: str, arg_names: Sequence[str]) ->
 
 
 def expect_value_error(fn: Callable, name: str, arg_names: Sequence[str], case: Case, why: str) -> None:
-    """Bad input must raise ``ValueError`` (with a message), not return garbage or crash differently."""
+    """Bad input must raise ``ValueError`` (with a message), not return garbage or crash differently.
+    Course infrastructure."""
     try:
         fn(*case.args, **case.kwargs)
     except ValueError:
@@ -341,7 +346,7 @@ def expect_value_error(fn: Callable, name: str, arg_names: Sequence[str], case: 
 
 
 def passed(message: str) -> None:
-    """The one line a successful check prints."""
+    """The one line a successful check prints. Course infrastructure."""
     print(f"✓ {message}")
 
 

@@ -19,6 +19,7 @@ def check_get_patch(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image, row, col, size) -> image[row:row+size, col:col+size]`` (ValueError if it sticks out).
 
     image (H, W) or (H, W, C); the patch's top-left pixel is (row, col).
+    Used first in exercise set ex01.
     """
     require_from_scratch(fn, "get_patch", SET_FUNCTIONS)
     image = np.arange(30.0).reshape(5, 6)
@@ -59,7 +60,8 @@ def _scalar(name: str):
 
 @learner_check
 def check_patch_response(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(patch, kernel) -> float``: the sum of element-wise products (one output of a convolution)."""
+    """Check ``fn(patch, kernel) -> float``: the sum of element-wise products (one output of a convolution).
+    Used first in exercise set ex01."""
     require_from_scratch(fn, "patch_response", SET_FUNCTIONS)
     rng = _rng(6)
     cases = [Case("a 2x2 patch", (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [2.0, -1.0]]))),
@@ -87,7 +89,8 @@ def check_patch_response(fn: Callable, hidden: bool = False) -> None:
 
 @learner_check
 def check_response_map(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(image, kernel) -> (H - kH + 1, W - kW + 1)``: the kernel's response at every position."""
+    """Check ``fn(image, kernel) -> (H - kH + 1, W - kW + 1)``: the kernel's response at every position.
+    Used first in exercise set ex01."""
     require_from_scratch(fn, "response_map", SET_FUNCTIONS)
     rng = _rng(7)
     cases = [Case("a 3x4 image, 2x2 kernel", (np.arange(12.0).reshape(3, 4), np.array([[1.0, 2.0], [0.0, -1.0]]))),

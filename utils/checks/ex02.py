@@ -124,6 +124,7 @@ def check_output_size(fn: Callable, hidden: bool = False) -> None:
     Every argument is an int or a (height, width) pair, ``padding`` also ``'valid'`` or ``'same'``;
     returns an int, or the pair (h_out, w_out) when any argument is a pair.  ValueError when the kernel
     does not fit, and for ``padding='same'`` with a stride other than 1 (as torch).
+    Used first in exercise set ex02.
     """
     require_from_scratch(fn, "conv_output_size", SET_FUNCTIONS)
     cases = [Case("no padding, stride 1", (5, 3)),
@@ -201,7 +202,8 @@ def _pad_suspects() -> list[Suspect]:
 
 @learner_check
 def check_zero_pad(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(x, padding) -> x`` zero-padded on height and width; x is (N, C, H, W), padding int or pair."""
+    """Check ``fn(x, padding) -> x`` zero-padded on height and width; x is (N, C, H, W), padding int or pair.
+    Used first in exercise set ex02."""
     require_from_scratch(fn, "zero_pad", SET_FUNCTIONS)
     rng = _rng(2)
     cases = [Case("one image, one channel, padding 1", (_ints(rng, 1, 1, 2, 3) + 4, 1)),
@@ -226,6 +228,7 @@ def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large
     ``large=True`` adds a (8, 3, 32, 32) batch (for vectorized versions).  Rules read from the source
     (:mod:`utils.checks.rules`): from scratch always; no loops over output positions when ``vectorized``
     (default: when ``name`` is ``"conv2d_vectorized"``, exercise set 03).
+    Used first in exercise set ex02.
     """
     require_from_scratch(fn, name, SET_FUNCTIONS)
     F = _functional()

@@ -16,7 +16,7 @@ SET_FUNCTIONS = ('nhwc_to_nchw', 'conv2d_vectorized', 'conv2d_backward', 'conv_o
 
 @learner_check
 def check_nhwc_to_nchw(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(batch) -> batch`` converting (N, H, W, C) to (N, C, H, W)."""
+    """Check ``fn(batch) -> batch`` converting (N, H, W, C) to (N, C, H, W). Used first in exercise set ex03."""
     rng = _rng(3)
     cases = [Case("one 2x3 RGB image", (np.arange(18.0).reshape(1, 2, 3, 3),)),
              Case("a batch of two 3x4 images with 2 channels", (_ints(rng, 2, 3, 4, 2),)),
@@ -99,7 +99,7 @@ def _backward_suspects(part: int) -> list[Suspect]:
 
 
 def conv2d_backward_cases(hidden: bool = False) -> list[Case]:
-    """(grad_output, input, weight) cases for conv2d backward, smallest first."""
+    """(grad_output, input, weight) cases for conv2d backward, smallest first. Used first in exercise set ex03."""
     F = _functional()
     cases = []
     for case in conv2d_cases(hidden):
@@ -124,6 +124,7 @@ def check_conv2d_backward(fn: Callable, hidden: bool = False) -> None:
 
     Shapes: grad_output (N, C_out, H_out, W_out), input (N, C_in, H, W), weight (C_out, C_in, kH, kW);
     the gradients have the shapes of input, weight and (C_out,).
+    Used first in exercise set ex03.
     """
     require_from_scratch(fn, "conv2d_backward", SET_FUNCTIONS)
     F = _functional()

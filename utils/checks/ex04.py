@@ -77,6 +77,7 @@ def check_feature_maps(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image, filters) -> (F, H - kH + 1, W - kW + 1)``: one feature map per filter.
 
     image (H, W), filters (F, kH, kW); stride 1, no padding, cross-correlation.
+    Used first in exercise set ex04.
     """
     require_from_scratch(fn, "feature_maps", SET_FUNCTIONS)
     rng = _rng(8)
@@ -102,6 +103,7 @@ def check_multichannel_conv(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, weight, bias) -> (C_out, H_out, W_out)`` for one image x (C_in, H, W).
 
     weight (C_out, C_in, kH, kW), bias (C_out,); stride 1, no padding.
+    Used first in exercise set ex04.
     """
     require_from_scratch(fn, "multichannel_conv", SET_FUNCTIONS)
     rng = _rng(9)

@@ -25,7 +25,8 @@ def _relu_cases(hidden: bool) -> list[Case]:
 
 @learner_check
 def check_relu(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(x) -> max(x, 0)`` element-wise, any shape, same dtype, input left unchanged."""
+    """Check ``fn(x) -> max(x, 0)`` element-wise, any shape, same dtype, input left unchanged.
+    Used first in exercise set ex05."""
     require_from_scratch(fn, "relu", SET_FUNCTIONS)
     F = _functional()
     suspects = [Suspect("absolute value: ReLU sets negative values to 0, it does not flip their sign.", np.abs),
@@ -44,7 +45,8 @@ def check_relu(fn: Callable, hidden: bool = False) -> None:
 
 @learner_check
 def check_relu_backward(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(grad_output, x) -> grad_input``: grad_output where x > 0, else 0 (also at x == 0)."""
+    """Check ``fn(grad_output, x) -> grad_input``: grad_output where x > 0, else 0 (also at x == 0).
+    Used first in exercise set ex05."""
     require_from_scratch(fn, "relu_backward", SET_FUNCTIONS)
     F = _functional()
     cases = []
@@ -114,6 +116,7 @@ def check_compose_kernels(fn: Callable, hidden: bool = False) -> None:
     w1 (C_mid, C_in, a, b), b1 (C_mid,), w2 (C_out, C_mid, c, d), b2 (C_out,);
     weight (C_out, C_in, a + c - 1, b + d - 1), bias (C_out,), with
     conv2d(conv2d(x, w1, b1), w2, b2) == conv2d(x, weight, bias) for every x.
+    Used first in exercise set ex05.
     """
     require_from_scratch(fn, "compose_kernels", SET_FUNCTIONS)
     cases = _compose_cases(hidden)

@@ -75,7 +75,8 @@ def _max(x, k, stride=None, padding=0):
 
 @learner_check
 def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(input, kernel_size, stride=None, padding=0)`` against max_pool2d (NCHW, per channel)."""
+    """Check ``fn(input, kernel_size, stride=None, padding=0)`` against max_pool2d (NCHW, per channel).
+    Used first in exercise set ex06."""
     require_from_scratch(fn, "max_pool2d", SET_FUNCTIONS)
     cases = _pool_cases(hidden, padding=True)
     suspects = _pool_suspects(_max, _avg, "average pooling") + [
@@ -86,7 +87,8 @@ def check_max_pool2d(fn: Callable, hidden: bool = False) -> None:
 
 @learner_check
 def check_avg_pool2d(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(input, kernel_size, stride=None)`` against avg_pool2d (no padding)."""
+    """Check ``fn(input, kernel_size, stride=None)`` against avg_pool2d (no padding).
+    Used first in exercise set ex06."""
     require_from_scratch(fn, "avg_pool2d", SET_FUNCTIONS)
     cases = _pool_cases(hidden, padding=False)
     area = lambda k: int(np.prod(_pair(k)))
@@ -150,7 +152,8 @@ def _max_pool_routed(grad_output, x, kernel_size, stride=None, offset=True, row_
 
 @learner_check
 def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(grad_output, input, kernel_size, stride=None) -> grad_input`` (input's shape)."""
+    """Check ``fn(grad_output, input, kernel_size, stride=None) -> grad_input`` (input's shape).
+    Used first in exercise set ex06."""
     require_from_scratch(fn, "max_pool2d_backward", SET_FUNCTIONS)
     F = _functional()
     cases = []

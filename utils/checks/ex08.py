@@ -31,7 +31,8 @@ def _sums(model) -> dict:
 
 def describe_transfer_model(model) -> dict:
     """A learner's model as plain data: its Linear layers, per-parameter sums of the backbone (to
-    compare with the pretrained weights), trainable names, modes, and the output shape on INPUT."""
+    compare with the pretrained weights), trainable names, modes, and the output shape on INPUT.
+    Used first in exercise set ex08."""
     import torch
     from torch import nn
     if not isinstance(model, nn.Module):
@@ -54,7 +55,8 @@ def describe_transfer_model(model) -> dict:
 
 def describe_training_setup(setup) -> dict:
     """``(model, optimizer)`` as plain data: the model's description, which parameters the
-    optimizer holds, and what one training step on a random batch changed (on copies)."""
+    optimizer holds, and what one training step on a random batch changed (on copies).
+    Used first in exercise set ex08."""
     import torch
     from torch import nn
     if not (isinstance(setup, tuple) and len(setup) == 2 and isinstance(setup[0], nn.Module)
@@ -119,7 +121,8 @@ def _check_model(model: dict, num_classes: int, name: str) -> None:
 
 @learner_check
 def check_new_head(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(num_classes)``: EfficientNet-Lite0 with ImageNet weights and a new ``num_classes`` head."""
+    """Check ``fn(num_classes)``: EfficientNet-Lite0 with ImageNet weights and a new ``num_classes`` head.
+    Used first in exercise set ex08."""
     for n in ((8, 3, 5) if hidden else (8, 3)):   # a hard-coded class count fails visibly
         _check_model(_described(fn, describe_transfer_model, "new_head_model", n), n, "new_head_model")
     passed("new_head_model keeps the ImageNet weights and has a new head")
@@ -128,7 +131,8 @@ def check_new_head(fn: Callable, hidden: bool = False) -> None:
 @learner_check
 def check_frozen_setup(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes) -> (model, optimizer)``: backbone frozen (weights *and* BatchNorm
-    statistics), the model in train mode, an optimizer holding the head only; one step moves the head only."""
+    statistics), the model in train mode, an optimizer holding the head only; one step moves the head only.
+    Used first in exercise set ex08."""
     name = "frozen_setup"
     for n in ((8, 3, 5) if hidden else (8, 3)):   # a hard-coded class count fails visibly
         d = _described(fn, describe_training_setup, name, n)
@@ -178,7 +182,8 @@ def _pooled_reference(images, depth):
 
 @learner_check
 def check_extract_features(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(images, depth) -> (N, C)``: pooled features of the pretrained network at ``depth``."""
+    """Check ``fn(images, depth) -> (N, C)``: pooled features of the pretrained network at ``depth``.
+    Used first in exercise set ex08."""
     import torch
     rng = _rng(8)
     cases = [Case("two images, depth 'head'", (rng.normal(0, 0.5, (2, 3, 64, 64)).astype(np.float32), "head")),
@@ -216,7 +221,8 @@ def check_extract_features(fn: Callable, hidden: bool = False) -> None:
 
 @learner_check
 def check_predict_photo(fn: Callable, hidden: bool = False) -> None:
-    """Check ``fn(image) -> str``: the top-1 ImageNet class name of an (H, W, 3) photo in [0, 1]."""
+    """Check ``fn(image) -> str``: the top-1 ImageNet class name of an (H, W, 3) photo in [0, 1].
+    Used first in exercise set ex08."""
     import torch
     from utils.data import load_image
     from utils.efficientnet import classify, imagenet_categories, imagenet_transform

@@ -19,6 +19,7 @@ def describe_model(model, input_shape: Sequence[int] = (2, 1, 16, 16)) -> dict:
         ``{"layers": [class names of the leaf modules in order],
         "parameters": {name: NumPy array of values}, "trainable": [names with requires_grad],
         "output_shape": tuple, or None if the forward pass failed, "forward_error": str or None}``
+    Course infrastructure.
     """
     import torch
     if not isinstance(model, torch.nn.Module):

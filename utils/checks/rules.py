@@ -48,7 +48,8 @@ _NUMPY = frozenset({"np", "numpy"})
 
 
 def source_of(fn: Callable) -> str | None:
-    """The source of ``fn`` (a grader proxy's ``__source__``, else :func:`inspect.getsource`), or None."""
+    """The source of ``fn`` (a grader proxy's ``__source__``, else :func:`inspect.getsource`), or None.
+    Course infrastructure."""
     source = getattr(fn, "__source__", None)
     if not source:
         try:
@@ -88,6 +89,7 @@ def scratch_violations(fn: Callable, own_names: Iterable[str] = ()) -> list[str]
 
     ``own_names``: functions of the same exercise set that the learner writes (and may call), e.g.
     ``relu`` inside ``relu_backward``.
+    Course infrastructure.
     """
     tree = _tree(fn)
     if tree is None:
@@ -148,6 +150,7 @@ def global_origins(fn: Callable, _seen: set | None = None) -> dict[str, str]:
 
     A grader proxy answers with its ``__globals_origin__`` (the same map, computed in the process
     where the learner's code lives); a function without ``__code__``/``__globals__`` gives {}.
+    Course infrastructure.
     """
     given = getattr(fn, "__globals_origin__", None)
     if isinstance(given, dict):
@@ -173,7 +176,7 @@ def global_origins(fn: Callable, _seen: set | None = None) -> dict[str, str]:
 
 
 def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ()) -> None:
-    """Fail with a message naming the rule when ``fn`` hands its computation to a library."""
+    """Fail with a message naming the rule when ``fn`` hands its computation to a library. Course infrastructure."""
     found = scratch_violations(fn, own_names)
     found += [f"`{n}` ({origin})" for n, origin in global_origins(fn).items()
               if any(origin == m or origin.startswith(m + ".") for m in FORBIDDEN_MODULES)
@@ -230,7 +233,8 @@ def _loops(tree: ast.AST) -> list[ast.AST]:
 
 
 def position_loops(fn: Callable) -> list[str]:
-    """Loops over output positions that are nested in, or hold, another loop (as source snippets)."""
+    """Loops over output positions that are nested in, or hold, another loop (as source snippets).
+    Course infrastructure."""
     tree = _tree(fn)
     if tree is None:
         return []
@@ -265,7 +269,8 @@ def position_loops(fn: Callable) -> list[str]:
 
 
 def require_no_position_loops(fn: Callable, name: str) -> None:
-    """Fail with a message naming the rule when ``fn`` loops over output rows/columns in nested loops."""
+    """Fail with a message naming the rule when ``fn`` loops over output rows/columns in nested loops.
+    Course infrastructure."""
     found = position_loops(fn)
     if found:
         raise CheckFailed(f"✗ {name} breaks the task's rule \"no Python loop over output positions\": "

@@ -33,6 +33,7 @@ def default_solutions() -> Path | None:
 
 
 def parse_args(argv: list[str] | None):
+    """The command line of ``python -m utils.grade`` (``--help`` lists it).  Course infrastructure."""
     parser = argparse.ArgumentParser(prog="python -m utils.grade", description=DOC.splitlines()[0],
                                      epilog="exit status: 0 graded (whatever the grades), 1 grader fault, 2 usage error")
     parser.add_argument("paths", nargs="+", help="submitted notebooks or folders of them (searched recursively)")
@@ -58,6 +59,8 @@ def parse_args(argv: list[str] | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Grade, write the outputs, print a summary line per submission; returns the exit status (0 graded,
+    1 grader fault, 2 usage error).  Course infrastructure."""
     args = parse_args(argv)
     if args.jobs < 1 or args.timeout <= 0 or args.total_timeout <= 0 or args.memory <= 0:
         print("error: --jobs, --timeout, --total-timeout and --memory must be positive", file=sys.stderr)

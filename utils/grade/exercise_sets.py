@@ -18,7 +18,7 @@ from .student_code import parse_cells, strip_magics
 
 @dataclass(frozen=True)
 class TestCell:
-    """One autograded test: ``source`` runs in the grader with the student's names bound."""
+    """One autograded test: ``source`` runs in the grader with the student's names bound. Course infrastructure."""
     grade_id: str
     points: float
     source: str
@@ -27,7 +27,7 @@ class TestCell:
 
 @dataclass
 class ExerciseSet:
-    """An exercise set as the grader needs it."""
+    """An exercise set as the grader needs it. Course infrastructure."""
     set_id: str
     title: str
     tests: list[TestCell]
@@ -43,7 +43,8 @@ class ExerciseSet:
 
 def defined_names(source: str) -> set[str]:
     """Names bound at top level by ``source`` (defs, classes, assignments, loops, with), imports
-    excepted: a test cell imports what it needs itself, a module is never the student's answer."""
+    excepted: a test cell imports what it needs itself, a module is never the student's answer.
+    Course infrastructure."""
     names: set[str] = set()
     for node in ast.parse(strip_magics(source)).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -54,7 +55,7 @@ def defined_names(source: str) -> set[str]:
 
 
 def used_names(source: str) -> set[str]:
-    """Names a test cell reads without binding them itself (by import or assignment)."""
+    """Names a test cell reads without binding them itself (by import or assignment). Course infrastructure."""
     tree = ast.parse(source)
     bound = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
              if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
@@ -68,7 +69,7 @@ def _test_cell(cell, hidden: bool = False) -> TestCell:
 
 
 def load_exercise_set(path: Path) -> ExerciseSet:
-    """Read an instructor solution notebook (metadata ``convcourse.exercise_set``)."""
+    """Read an instructor solution notebook (metadata ``convcourse.exercise_set``). Course infrastructure."""
     nb = nbformat.read(path, as_version=4)
     info = nb.metadata.get("convcourse", {})
     if "exercise_set" not in info:
@@ -89,7 +90,7 @@ def load_exercise_set(path: Path) -> ExerciseSet:
 
 
 def load_exercise_sets(solutions_dir: Path) -> dict[str, ExerciseSet]:
-    """``{set id: ExerciseSet}`` for every ``exNN_*.ipynb`` in ``solutions_dir``."""
+    """``{set id: ExerciseSet}`` for every ``exNN_*.ipynb`` in ``solutions_dir``. Course infrastructure."""
     sets = {}
     for path in sorted(Path(solutions_dir).glob("ex[0-9][0-9]_*.ipynb")):
         exercise_set = load_exercise_set(path)
@@ -119,7 +120,8 @@ def _extra_tests_from_ipynb(path: Path) -> list[TestCell]:
 
 
 def add_extra_tests(sets: dict[str, ExerciseSet], extra_dir: Path) -> None:
-    """Attach instructor-only tests from ``extra_dir/exNN.py`` or ``extra_dir/exNN.ipynb`` to their sets."""
+    """Attach instructor-only tests from ``extra_dir/exNN.py`` or ``extra_dir/exNN.ipynb`` to their sets.
+    Course infrastructure."""
     for path in sorted(Path(extra_dir).glob("ex[0-9][0-9].*")):
         loader = {".py": _extra_tests_from_py, ".ipynb": _extra_tests_from_ipynb}.get(path.suffix)
         if loader is None:

@@ -18,6 +18,7 @@ def gradebook_rows(submissions: list[Submission]) -> tuple[list[str], dict[str, 
     The learner of a submission is ``Submission.learner`` (:func:`utils.grade.layout.learner_of`).
     A learner with two hand-ins of one set keeps the higher score, and a note says so.  Invalid
     notebooks have no set, hence no column (they have their row in grades.csv).
+    Course infrastructure.
     """
     best: dict[str, dict[str, float]] = {}
     notes = []
@@ -37,6 +38,7 @@ def write_gradebook(submissions: list[Submission], path: Path) -> list[str]:
 
     Columns ``learner, <set id>..., total``; a cell is the set's automatic points (``:g``), empty
     when the learner handed that set in not at all; ``total`` adds the learner's sets.
+    Course infrastructure.
     """
     set_ids, best, notes = gradebook_rows(submissions)
     path = Path(path)

@@ -36,7 +36,7 @@ WARM_MODULES = ("numpy", "torch", "utils.functional", "utils.checks", "utils.qui
 
 @dataclass
 class Submission:
-    """One submitted notebook and, once graded, its rows."""
+    """One submitted notebook and, once graded, its rows. Course infrastructure."""
     path: str
     nb: object = None
     exercise_set: ExerciseSet | None = None
@@ -53,7 +53,7 @@ class Submission:
 
 def find_notebooks_in(paths: list[str]) -> list[tuple[str, str | None]]:
     """(notebook path, the folder given that holds it or None for a file given directly), folders
-    searched recursively (``.ipynb_checkpoints`` skipped), each file once."""
+    searched recursively (``.ipynb_checkpoints`` skipped), each file once. Course infrastructure."""
     found, seen = [], set()
     for arg in paths:
         path = Path(arg)
@@ -72,13 +72,14 @@ def find_notebooks_in(paths: list[str]) -> list[tuple[str, str | None]]:
 
 
 def find_notebooks(paths: list[str]) -> list[str]:
-    """Notebook paths as given, folders searched recursively (``.ipynb_checkpoints`` skipped)."""
+    """Notebook paths as given, folders searched recursively (``.ipynb_checkpoints`` skipped).
+    Course infrastructure."""
     return [path for path, _ in find_notebooks_in(paths)]
 
 
 def warm_up() -> None:
     """Import what workers need once, single-threaded: OpenMP thread pools do not survive fork,
-    and the runner of a student's code is forked from the worker."""
+    and the runner of a student's code is forked from the worker. Course infrastructure."""
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
     for name in WARM_MODULES:
@@ -91,12 +92,14 @@ def warm_up() -> None:
 
 
 def invalid(submission: Submission, reason: str) -> Submission:
+    """``submission`` with one ``invalid`` row named ``notebook`` (its exercise set is unknown).
+    Course infrastructure."""
     submission.rows = [QuestionResult("notebook", 0.0, 0.0, "invalid", reason)]
     return submission
 
 
 def invalid_rows(exercise_set: ExerciseSet, reason: str) -> list[QuestionResult]:
-    """Every question of ``exercise_set`` as ``invalid`` (0 points) with ``reason``."""
+    """Every question of ``exercise_set`` as ``invalid`` (0 points) with ``reason``. Course infrastructure."""
     from utils.quiz import load_quiz
     rows = [QuestionResult(question_name(t), 0.0, t.points, "invalid", "" if t.hidden else reason) for t in exercise_set.all_tests()]
     rows += [QuestionResult(m.grade_id, 0.0, m.points, "invalid", reason) for m in exercise_set.manual]
@@ -110,7 +113,7 @@ def read_submission(path: str, sets: dict[str, ExerciseSet]) -> Submission:
     """Parse ``path`` and find its exercise set from its metadata (not its file name).
 
     A broken file gets rows, never an exception: one ``notebook`` row when its set is unknown,
-    else every question of its set ``invalid``, with a message naming the broken field."""
+    else every question of its set ``invalid``, with a message naming the broken field. Course infrastructure."""
     submission = Submission(path)
     nb, set_id, problem = read_notebook(path, sorted(sets))
     if problem is None:
@@ -140,7 +143,8 @@ def _unreadable_answer(question: dict, answer) -> str | None:
 def quiz_rows(nb, quiz_ids: list[str]) -> list[QuestionResult]:
     """One row per quiz question, graded from the answers saved in the submitted file.
 
-    A malformed record makes its own quiz's rows invalid; a malformed answer its own question's."""
+    A malformed record makes its own quiz's rows invalid; a malformed answer its own question's.
+    Course infrastructure."""
     from utils.quiz import MissingQuizKeys, grade_quiz, load_quiz
     saved, problems = quiz_answers(nb)
     rows = []
@@ -190,7 +194,7 @@ def _worker_main(connection, submission: Submission, limits: KernelLimits) -> No
 
 
 class Pool:
-    """At most ``jobs`` workers; each killed with its whole process tree at its deadline."""
+    """At most ``jobs`` workers; each killed with its whole process tree at its deadline. Course infrastructure."""
 
     def __init__(self, jobs: int, limits: KernelLimits):
         self.jobs, self.limits = jobs, limits
@@ -258,6 +262,7 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
             checks that bubblewrap works and refuses to grade otherwise unless told not to).
     Raises:
         RuntimeError: a learner process could not be ended (then no grades should be written).
+    Course infrastructure.
     """
     submissions = []
     for path, root in find_notebooks_in(paths):

@@ -31,6 +31,8 @@ from .serialize import load_names
 
 @dataclass
 class KernelLimits:
+    """The limits of one submission's kernel and runner (seconds per cell/test and in total, bytes).
+    Course infrastructure."""
     cell_seconds: float = 30.0
     total_seconds: float = 300.0
     memory_bytes: int = 4 * 2**30
@@ -41,7 +43,7 @@ class KernelLimits:
 
 @dataclass
 class KernelReport:
-    """What happened in the kernel: per-cell errors, why it stopped early, the dumped values."""
+    """What happened in the kernel: per-cell errors, why it stopped early, the dumped values. Course infrastructure."""
     cell_errors: list[str] = field(default_factory=list)
     stopped: str | None = None        # None when every cell ran
     stop_status: str = "error"        # "timeout" when stopped by a time limit
@@ -51,7 +53,7 @@ class KernelReport:
 
 class LimitedKernelManager(AsyncKernelManager):
     """An AsyncKernelManager (what nbclient expects) whose kernel starts under resource limits,
-    in the submission's sandbox group when there is one (then over ``ipc`` sockets)."""
+    in the submission's sandbox group when there is one (then over ``ipc`` sockets). Course infrastructure."""
     limits: KernelLimits = KernelLimits()
     group: sandbox.Group | None = None
     sandbox_root: str | None = None     # /proc/<init>/root: the sandbox's files as seen from here
@@ -84,7 +86,8 @@ def _kernel_manager(limits: KernelLimits, workdir: Path) -> LimitedKernelManager
 
 
 class CappedClient(NotebookClient):
-    """A NotebookClient that keeps at most ``max_output`` bytes of output and kills a flooding kernel."""
+    """A NotebookClient that keeps at most ``max_output`` bytes of output and kills a flooding kernel.
+    Course infrastructure."""
     max_output: int = 2**20
     output_bytes: int = 0
     flooded: bool = False
@@ -158,6 +161,7 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
         workdir: the kernel's working directory (a scratch folder).
     Returns:
         a KernelReport; ``values`` is empty when the kernel stopped early.
+    Course infrastructure.
     """
     report = KernelReport()
     km = _kernel_manager(limits, workdir)

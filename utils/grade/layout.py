@@ -22,7 +22,8 @@ MAX_LEARNER_CHARS = 200
 
 
 def learner_from_metadata(nb) -> str | None:
-    """``convcourse.learner`` of a notebook node (or dict) when it is a non-empty string, else None."""
+    """``convcourse.learner`` of a notebook node (or dict) when it is a non-empty string, else None.
+    Course infrastructure."""
     try:
         value = nb.get("metadata", {}).get("convcourse", {}).get("learner")
     except AttributeError:            # metadata or convcourse of the wrong type: no learner from it
@@ -40,6 +41,7 @@ def learner_of(path: str, nb=None, root: str | None = None) -> str:
         nb: the parsed notebook (or None when it could not be read).
         root: the folder given on the command line that ``path`` was found in (None for a
             file given directly).
+    Course infrastructure.
     """
     found = learner_from_metadata(nb) if nb is not None else None
     if found:

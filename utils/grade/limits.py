@@ -14,7 +14,8 @@ import psutil
 
 
 def apply_limits(memory_bytes: int, file_bytes: int) -> None:
-    """Cap this process (and what it starts): address space, size of written files, no core dumps."""
+    """Cap this process (and what it starts): address space, size of written files, no core dumps.
+    Course infrastructure."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -27,12 +28,13 @@ _WRAPPER = ("import os, resource, sys; m, f = int(sys.argv[1]), int(sys.argv[2])
 
 
 def limited_command(command: list[str], memory_bytes: int, file_bytes: int) -> list[str]:
-    """``command`` prefixed so that it starts under ``apply_limits(memory_bytes, file_bytes)``."""
+    """``command`` prefixed so that it starts under ``apply_limits(memory_bytes, file_bytes)``.
+    Course infrastructure."""
     return [sys.executable, "-c", _WRAPPER, str(memory_bytes), str(file_bytes), *command]
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL process ``pid`` and all its descendants (those already gone are ignored)."""
+    """SIGKILL process ``pid`` and all its descendants (those already gone are ignored). Course infrastructure."""
     try:
         root = psutil.Process(pid)
         family = root.children(recursive=True) + [root]
@@ -48,7 +50,7 @@ def kill_tree(pid: int) -> None:
 
 
 def mount_points() -> set[str]:
-    """Every mount point this process sees (bind mounts of the same file system included)."""
+    """Every mount point this process sees (bind mounts of the same file system included). Course infrastructure."""
     points = set()
     with contextlib.suppress(OSError):
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as file:
@@ -62,7 +64,7 @@ def mount_points() -> set[str]:
 def remove_tree(path: str) -> list[str]:
     """Delete the folder ``path`` and what it holds, never following a symlink and never entering
     another file system (a mount point inside is left alone and reported, so that a bind mount
-    cannot make the cleanup delete what it points to).  Returns the paths left behind."""
+    cannot make the cleanup delete what it points to).  Returns the paths left behind. Course infrastructure."""
     left: list[str] = []
     mounts = mount_points()
     try:

@@ -28,7 +28,7 @@ def _shown(value) -> str:
 
 
 def exercise_set_problem(raw: dict, known: list[str]) -> tuple[str | None, str | None]:
-    """(set id, problem) from ``metadata.convcourse.exercise_set`` of the raw notebook JSON."""
+    """(set id, problem) from ``metadata.convcourse.exercise_set`` of the raw notebook JSON. Course infrastructure."""
     metadata = raw.get("metadata", {})
     if not isinstance(metadata, dict):
         return None, f"field metadata is {_kind(metadata)}, not an object"
@@ -49,7 +49,8 @@ def exercise_set_problem(raw: dict, known: list[str]) -> tuple[str | None, str |
 
 
 def structure_problem(raw: dict) -> str | None:
-    """What makes ``raw`` (parsed JSON) not a Jupyter notebook of format 4, naming the field; None if fine."""
+    """What makes ``raw`` (parsed JSON) not a Jupyter notebook of format 4, naming the field; None if fine.
+    Course infrastructure."""
     version = raw.get("nbformat")
     if "nbformat" not in raw:
         return "field nbformat is missing: not a Jupyter notebook"
@@ -92,7 +93,7 @@ def read_notebook(path: str, known: list[str]):
     """(notebook node or None, exercise set id or None, problem or None) for the file ``path``.
 
     The set id is returned even when the rest of the file is broken, so that the file's rows can
-    be the set's questions (each ``invalid``) rather than one anonymous row."""
+    be the set's questions (each ``invalid``) rather than one anonymous row. Course infrastructure."""
     import nbformat
     file = Path(path)
     if file.stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -127,7 +128,7 @@ def quiz_answers(nb) -> tuple[dict[str, dict], dict[str, str]]:
     """(``{quiz id: {question id: answer}}``, ``{quiz id: problem}``) from the notebook's answer records.
 
     Each record is read on its own: a malformed one makes only its quiz invalid (``problems``), and a
-    malformed answer inside a record is left for the question's grading to refuse."""
+    malformed answer inside a record is left for the question's grading to refuse. Course infrastructure."""
     answers: dict[str, dict] = {}
     problems: dict[str, str] = {}
     for number, cell in enumerate(nb.get("cells", []), start=1):
@@ -163,6 +164,7 @@ def duplicate_notes(entries: list[tuple[str, str, str]]) -> dict[str, str]:
 
     Args:
         entries: (path, learner, set id) of each readable submission.
+    Course infrastructure.
     """
     groups: dict[tuple[str, str], list[str]] = {}
     for path, learner, set_id in entries:

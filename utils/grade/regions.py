@@ -31,6 +31,7 @@ def replace_solution_regions(source: str, stub: tuple[str, ...] = CODE_STUB) -> 
         stub: the lines put in place of each region.
     Returns:
         (new source, the indentation of each replaced region, in order).
+    Course infrastructure.
     """
     kept, indents, inside = [], [], False
     for line in source.split("\n"):
@@ -49,7 +50,7 @@ def replace_solution_regions(source: str, stub: tuple[str, ...] = CODE_STUB) -> 
 
 
 def remove_hidden_tests(source: str) -> str:
-    """``source`` without its hidden-test regions (the marker lines included)."""
+    """``source`` without its hidden-test regions (the marker lines included). Course infrastructure."""
     kept, inside = [], False
     for line in source.split("\n"):
         if BEGIN_HIDDEN in line:
@@ -65,17 +66,18 @@ def remove_hidden_tests(source: str) -> str:
 
 
 def nbgrader_meta(cell) -> dict:
-    """The cell's nbgrader metadata ({} when it has none)."""
+    """The cell's nbgrader metadata ({} when it has none). Course infrastructure."""
     return dict(cell.get("metadata", {}).get("nbgrader", {}) or {})
 
 
 def is_test_cell(cell) -> bool:
-    """An autograded test cell: a code cell with ``grade: true`` that is not a solution."""
+    """An autograded test cell: a code cell with ``grade: true`` that is not a solution. Course infrastructure."""
     meta = nbgrader_meta(cell)
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def is_solution_cell(cell) -> bool:
+    """A cell marked ``nbgrader.solution: true`` (its solution regions become stubs).  Course infrastructure."""
     return bool(nbgrader_meta(cell).get("solution"))
 
 
@@ -83,7 +85,7 @@ QUIZ_CALL = re.compile(r"""show_quiz\(\s*["']([^"']+)["']\s*\)""")
 
 
 def quiz_ids(cell) -> list[str]:
-    """The quiz ids a code cell shows with ``show_quiz("id")``."""
+    """The quiz ids a code cell shows with ``show_quiz("id")``. Course infrastructure."""
     if cell.get("cell_type") != "code":
         return []
     return QUIZ_CALL.findall(cell.get("source", ""))

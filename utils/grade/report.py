@@ -18,13 +18,14 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u20
 def plain(text: str) -> str:
     """``text`` (which may come from learner code) without ANSI sequences, with every other
     control character (carriage return, backspace, bidi overrides, ...) shown as an escape, so
-    that it cannot redraw or imitate the grader's own lines.  Newlines are kept."""
+    that it cannot redraw or imitate the grader's own lines.  Newlines are kept. Course infrastructure."""
     text = ANSI.sub("", str(text))
     return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
 
 
 def write_csv(submissions: list[Submission], path: Path) -> None:
-    """All rows of all submissions to ``path``, written to a temporary file first then renamed."""
+    """All rows of all submissions to ``path``, written to a temporary file first then renamed.
+    Course infrastructure."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".grades-", suffix=".csv")
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as file:
@@ -41,12 +42,13 @@ def write_csv(submissions: list[Submission], path: Path) -> None:
 
 
 def totals(submission: Submission) -> tuple[float, float, int]:
-    """(automatic points, maximum points, number of questions needing review)."""
+    """(automatic points, maximum points, number of questions needing review). Course infrastructure."""
     return (sum(r.points for r in submission.rows), sum(r.max_points for r in submission.rows),
             sum(r.status == "needs-review" for r in submission.rows))
 
 
 def summary_line(submission: Submission) -> str:
+    """``points/max  path  [set, N to review]`` (``[GRADER FAULT]`` appended on a fault).  Course infrastructure."""
     if submission.exercise_set is None:
         return plain(f"INVALID  {submission.path}: {submission.rows[0].feedback}").replace("\n", " ")
     points, maximum, review = totals(submission)
@@ -56,7 +58,8 @@ def summary_line(submission: Submission) -> str:
 
 
 def feedback_text(submission: Submission) -> str:
-    """What the student may read: statuses, points, check messages (never hidden-test source)."""
+    """What the student may read: statuses, points, check messages (never hidden-test source).
+    Course infrastructure."""
     lines = [plain(f"Feedback for {submission.path}").replace("\n", " ")]
     if submission.exercise_set is None:
         return "\n".join(lines + [f"Not graded: {submission.rows[0].feedback}", ""])
@@ -78,7 +81,7 @@ def feedback_text(submission: Submission) -> str:
 
 
 def feedback_name(path: str, taken: set[str]) -> str:
-    """A unique, flat file name for the feedback of ``path``."""
+    """A unique, flat file name for the feedback of ``path``. Course infrastructure."""
     stem = re.sub(r"[^\w.-]+", "_", path.strip("./")).strip("_") or "submission"
     name, number = f"{stem}.txt", 1
     while name in taken:
@@ -89,6 +92,8 @@ def feedback_name(path: str, taken: set[str]) -> str:
 
 
 def write_outputs(submissions: list[Submission], out_dir: Path) -> None:
+    """``out_dir/feedback/<submission>.txt`` for each submission, then ``out_dir/grades.csv``.
+    Course infrastructure."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "feedback").mkdir(exist_ok=True)
     taken: set[str] = set()

@@ -21,7 +21,7 @@ from .limits import apply_limits, kill_tree
 
 class StudentCodeError(Exception):
     """The student's function raised an exception (re-raised here with the student's message;
-    ``function`` and ``type_name`` say whose and which)."""
+    ``function`` and ``type_name`` say whose and which). Course infrastructure."""
     function: str = ""
     type_name: str = ""
 
@@ -33,20 +33,22 @@ class StudentStopped(BaseException):
     """The student's code ran too long, took its process down or returned what cannot be graded.
 
     A BaseException, so that a check's ``except Exception`` cannot turn it into "your function
-    raised ...": the test's status says what happened (timeout / error)."""
+    raised ...": the test's status says what happened (timeout / error). Course infrastructure."""
     status = "error"
 
 
 class StudentTimeout(StudentStopped):
+    """The learner's code ran past its time limit.  Course infrastructure."""
     status = "timeout"
 
 
 class StudentCrashed(StudentStopped):
-    pass
+    """The learner's code ended its process (``os._exit``, a fatal signal, out of memory).  Course infrastructure."""
 
 
 class StudentUnsupported(StudentStopped):
-    pass
+    """The learner's function returned something that cannot cross to the grader as plain data.
+    Course infrastructure."""
 
 
 _raised_types: dict[tuple[str, str], type] = {}
@@ -55,7 +57,8 @@ _raised_types: dict[tuple[str, str], type] = {}
 def student_exception(type_name: str, message: str, base_name: str = "", function: str = "") -> StudentCodeError:
     """An exception that is the builtin ``type_name`` (or the builtin ``base_name`` it derives from,
     e.g. numpy's AxisError is a ValueError), so that checks can expect e.g. ValueError as in the
-    notebook, and a StudentCodeError (so the grader knows whose it is).  Its message is the student's."""
+    notebook, and a StudentCodeError (so the grader knows whose it is).  Its message is the student's.
+    Course infrastructure."""
     key = (type_name, base_name)
     if key not in _raised_types:
         bases = [getattr(builtins, n, None) for n in (type_name, base_name)]
@@ -70,7 +73,7 @@ def student_exception(type_name: str, message: str, base_name: str = "", functio
 
 
 def explain_raised(name: str, type_name: str, message: str) -> str:
-    """The feedback line for "the student's function ``name`` raised ``type_name(message)``"."""
+    """The feedback line for "the student's function ``name`` raised ``type_name(message)``". Course infrastructure."""
     if type_name == "NotImplementedError":
         return f"{name} raised NotImplementedError: it still holds the exercise's stub (# YOUR CODE HERE)"
     return f"{name} raised {type_name}" + (f": {message}" if message else "")
@@ -126,7 +129,7 @@ TENSOR = "__convcourse_torch_tensor__"
 def to_wire(value):
     """``value`` with every torch tensor replaced by ``{TENSOR: array, "requires_grad": flag}``
     (plain data for :mod:`serialize`); :func:`from_wire` rebuilds the tensors on the other side,
-    so a check sees the same kind of value in the grader as in the notebook."""
+    so a check sees the same kind of value in the grader as in the notebook. Course infrastructure."""
     if type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "numpy"):
         return {TENSOR: value.detach().cpu().numpy(), "requires_grad": bool(value.requires_grad)}
     if isinstance(value, (list, tuple)):
@@ -138,6 +141,7 @@ def to_wire(value):
 
 
 def from_wire(value):
+    """The inverse of :func:`to_wire`: tensors sent as arrays become torch tensors again.  Course infrastructure."""
     if isinstance(value, dict) and set(value) == {TENSOR, "requires_grad"}:
         import torch
         tensor = torch.from_numpy(value[TENSOR])
@@ -265,6 +269,7 @@ MAX_SKIPPED = 3       # statements skipped while loading before the grader gives
 
 
 class StudentChangedInput(StudentStopped):
+    """The learner's function changed an argument in a way the caller's copy cannot mirror.  Course infrastructure."""
     status = "failed"
 
 
@@ -322,6 +327,7 @@ class Runner:
     A unit that runs longer than ``start_seconds`` or ends the process while loading is skipped and
     the runner restarted without it (at most MAX_SKIPPED times).  The child is started lazily and
     restarted after a timeout or crash.
+    Course infrastructure.
     """
 
     def __init__(self, units: list[str], workdir: str, memory_bytes: int, start_seconds: float = 60.0,
@@ -465,6 +471,7 @@ class StudentFunction:
             ``getattr(fn, "__source__", None) or inspect.getsource(fn)`` in the notebook and here alike.
         __globals_origin__: ``{global name: origin}`` computed in the runner by the trusted copy of
             ``utils.checks.rules.global_origins`` (the notebook's check reads ``fn.__globals__``).
+    Course infrastructure.
     """
 
     def __init__(self, runner: Runner, name: str, source: str = "", origins: dict | None = None):

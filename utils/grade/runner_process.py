@@ -31,7 +31,7 @@ _children: dict[int, subprocess.Popen] = {}     # kept so that Popen objects are
 
 
 def spawn(workdir: str, memory_bytes: int, file_bytes: int = 2**30) -> tuple[int, int, int]:
-    """Start a runner; returns (pid, fd to write requests to, fd to read replies from)."""
+    """Start a runner; returns (pid, fd to write requests to, fd to read replies from). Course infrastructure."""
     command = [sys.executable, "-m", "utils.grade.runner_process"]
     group = sandbox.current()
     if group is not None:
@@ -62,7 +62,7 @@ WARM_SECONDS = 120.0
 
 
 def wait_warm(replies: int) -> None:
-    """Wait (not on the learner's clock) until the runner has imported what its code needs."""
+    """Wait (not on the learner's clock) until the runner has imported what its code needs. Course infrastructure."""
     from utils.grade import runner, serialize
     try:
         serialize.loads(runner._read(replies, time.monotonic() + WARM_SECONDS))
@@ -82,14 +82,14 @@ def _warm_up(units: list[str]) -> None:
 
 
 def forget(pid: int) -> None:
-    """Called once ``pid`` has been reaped."""
+    """Called once ``pid`` has been reaped. Course infrastructure."""
     process = _children.pop(pid, None)
     if process is not None:
         process.returncode = -9
 
 
 def main() -> None:
-    """The runner's side: take the pipes off 0/1, silence 0/1/2, read the snippets, serve."""
+    """The runner's side: take the pipes off 0/1, silence 0/1/2, read the snippets, serve. Course infrastructure."""
     from utils.grade import runner, serialize
     sandboxed = sys.argv[1:] == sandbox.KERNEL_ARGV[2:]      # started as a kernel is, in a sandbox
     requests, replies = os.dup(0), os.dup(1)

@@ -29,7 +29,7 @@ ARRAY_KINDS = "biufc"             # bool, ints, unsigned, floats, complex
 
 
 class NotSerializable(TypeError):
-    """A value of a type that cannot be sent between processes."""
+    """A value of a type that cannot be sent between processes. Course infrastructure."""
 
 
 def _array_to_text(array: np.ndarray) -> str:
@@ -71,7 +71,8 @@ def _array_from_text(text: str) -> np.ndarray:
 
 
 def encode(value: Any) -> Any:
-    """A JSON-compatible form of ``value``; raises NotSerializable naming the unsupported type."""
+    """A JSON-compatible form of ``value``; raises NotSerializable naming the unsupported type.
+    Course infrastructure."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.ndarray):
@@ -109,7 +110,7 @@ def _hashable(key: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """``value`` encoded as UTF-8 JSON bytes."""
+    """``value`` encoded as UTF-8 JSON bytes. Course infrastructure."""
     return json.dumps(encode(value)).encode("utf-8")
 
 
@@ -135,7 +136,7 @@ def _check_shape(value: Any) -> None:
 
 def loads(data: bytes) -> Any:
     """The value ``dumps`` encoded; ValueError for a message over MAX_MESSAGE_BYTES, nested deeper
-    than MAX_DEPTH, with more than MAX_ITEMS items, or holding anything but plain data."""
+    than MAX_DEPTH, with more than MAX_ITEMS items, or holding anything but plain data. Course infrastructure."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise ValueError(f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")
     try:
@@ -153,6 +154,7 @@ def dump_names(namespace: dict, names: list[str], path: str) -> None:
 
     Missing names are stored as ``{"missing": true}``, unsupported ones as
     ``{"unsupported": "reason"}``, so that the grader can explain each.
+    Course infrastructure.
     """
     entries = {}
     for name in names:
@@ -173,7 +175,8 @@ def dump_names(namespace: dict, names: list[str], path: str) -> None:
 
 def read_regular_file(path: str, max_bytes: int = MAX_MESSAGE_BYTES, seconds: float = 30.0) -> bytes:
     """The bytes of ``path`` if it is a regular file (not a symlink, FIFO or device) of at most
-    ``max_bytes``, read within ``seconds``; ValueError otherwise (OSError when it is missing)."""
+    ``max_bytes``, read within ``seconds``; ValueError otherwise (OSError when it is missing).
+    Course infrastructure."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
@@ -198,7 +201,8 @@ def read_regular_file(path: str, max_bytes: int = MAX_MESSAGE_BYTES, seconds: fl
 
 
 def load_names(path: str) -> dict[str, dict]:
-    """Read what ``dump_names`` wrote: ``{name: {"value": v} | {"missing": True} | {"unsupported": msg}}``."""
+    """Read what ``dump_names`` wrote: ``{name: {"value": v} | {"missing": True} | {"unsupported": msg}}``.
+    Course infrastructure."""
     raw = loads(read_regular_file(path))
     if not isinstance(raw, dict):
         raise ValueError("value dump is not a JSON object")

@@ -30,7 +30,8 @@ PYTHON_CELL_MAGICS = ("time", "capture")     # their body runs in the notebook's
 
 
 def cell_source(cell) -> str:
-    """A cell's source as one string (nbformat allows a list of lines; anything else is refused)."""
+    """A cell's source as one string (nbformat allows a list of lines; anything else is refused).
+    Course infrastructure."""
     source = cell.get("source", "")
     if isinstance(source, list) and all(isinstance(line, str) for line in source):
         return "".join(source)
@@ -41,7 +42,7 @@ def cell_source(cell) -> str:
 
 def python_source(source: str) -> str | None:
     """``source`` with IPython syntax turned into Python (line numbers kept), or None for a cell
-    magic whose body is not Python (``%%bash``, ``%%writefile``, ...)."""
+    magic whose body is not Python (``%%bash``, ``%%writefile``, ...). Course infrastructure."""
     lines = source.split("\n")
     first = lines[0].strip()
     if first.startswith("%%"):
@@ -56,13 +57,14 @@ def python_source(source: str) -> str | None:
 
 
 def strip_magics(source: str) -> str:
-    """``source`` as plain Python that ``ast`` can parse ('' for a non-Python cell magic)."""
+    """``source`` as plain Python that ``ast`` can parse ('' for a non-Python cell magic). Course infrastructure."""
     return python_source(source) or ""
 
 
 def student_code_cells(nb, test_ids: set[str]) -> list[int]:
     """Indices of the code cells that are the student's: all code cells except the set's test
-    cells (matched by grade_id: the instructor's copies are used instead) and quiz-only cells."""
+    cells (matched by grade_id: the instructor's copies are used instead) and quiz-only cells.
+    Course infrastructure."""
     return [i for i, cell in enumerate(nb.cells)
             if cell.get("cell_type") == "code"
             and nbgrader_meta(cell).get("grade_id") not in test_ids
@@ -71,7 +73,7 @@ def student_code_cells(nb, test_ids: set[str]) -> list[int]:
 
 @dataclass
 class Statement:
-    """One top-level statement of the student's code."""
+    """One top-level statement of the student's code. Course infrastructure."""
     cell: int                 # 1-based cell number in the notebook
     line: int                 # first line in its cell (decorators included)
     source: str               # its exact text (whole lines)
@@ -88,7 +90,7 @@ class Statement:
 
 @dataclass
 class StudentCode:
-    """The student's top-level statements in notebook order, and the cells that do not parse."""
+    """The student's top-level statements in notebook order, and the cells that do not parse. Course infrastructure."""
     statements: list[Statement] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -210,6 +212,7 @@ def parse_cells(cells: list[tuple[int, str]]) -> StudentCode:
     """The top-level statements of the code cells ``(cell number, source)``, in order.
 
     A cell that does not parse is named in ``problems`` and contributes nothing.
+    Course infrastructure.
     """
     code = StudentCode()
     for number, source in cells:
@@ -241,5 +244,5 @@ def parse_cells(cells: list[tuple[int, str]]) -> StudentCode:
 
 
 def defined_by(node: ast.stmt) -> set[str]:
-    """Names a top-level statement binds."""
+    """Names a top-level statement binds. Course infrastructure."""
     return _binds(node)[0]

@@ -23,11 +23,13 @@ MESSAGE_CHARS = 2000
 
 
 def question_name(test: TestCell) -> str:
+    """The row name of a test: its grade_id, ``extra:<grade_id>`` for an instructor-only test.
+    Course infrastructure."""
     return f"extra:{test.grade_id}" if test.hidden else test.grade_id
 
 
 class Bindings:
-    """The student's names as the test cells see them: plain values or function proxies."""
+    """The student's names as the test cells see them: plain values or function proxies. Course infrastructure."""
 
     def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport,
                  code: StudentCode | None = None, expected_functions: set[str] = frozenset(),
@@ -98,6 +100,8 @@ def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: fl
 
 
 def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seconds: float) -> QuestionResult:
+    """Run one instructor test cell with the learner's names bound; hidden tests keep no message.
+    Course infrastructure."""
     names = used_names(test.source) & exercise_set.solution_names
     namespace, problems, status = bindings.bind(names)
     if problems:
@@ -116,6 +120,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
 
     Args:
         nb: the submitted notebook (nbformat v4 node; executed in place, so pass a copy).
+    Course infrastructure.
     """
     workdir = Path(tempfile.mkdtemp(prefix="convcourse-grade-"))
     runner = None

@@ -29,11 +29,12 @@ ANSWERS_MIME = "application/vnd.convcourse.quiz-answers+json"
 
 class MissingQuizKeys(LookupError):
     """A graded quiz's keys (the instructor's source) cannot be found: a set-up problem of the grader,
-    not the learner's fault."""
+    not the learner's fault. Course infrastructure."""
 
 
 def load_quiz(quiz_id: str) -> dict:
-    """The compiled quiz ``utils/quizzes/<quiz_id>.json`` as a dict (ValueError if it is missing)."""
+    """The compiled quiz ``utils/quizzes/<quiz_id>.json`` as a dict (ValueError if it is missing).
+    Course infrastructure."""
     path = resources.files("utils") / "quizzes" / f"{quiz_id}.json"
     if not path.is_file():
         raise ValueError(f"no compiled quiz {quiz_id!r} (utils/quizzes/{quiz_id}.json); "
@@ -42,19 +43,20 @@ def load_quiz(quiz_id: str) -> dict:
 
 
 def quiz_mode(quiz: dict) -> str:
+    """``"self-study"`` or ``"graded"``.  Course infrastructure."""
     return quiz.get("mode", "self-study")
 
 
 def default_sources() -> Path:
     """Where the instructor's quiz sources are: ``$CONVCOURSE_QUIZ_SOURCES`` or the repository's
-    ``tools/quiz_sources``."""
+    ``tools/quiz_sources``. Course infrastructure."""
     configured = os.environ.get("CONVCOURSE_QUIZ_SOURCES")
     return Path(configured) if configured else Path(__file__).resolve().parents[2] / "tools" / "quiz_sources"
 
 
 def instructor_quiz(quiz_id: str, sources: Path | None = None) -> dict:
     """The compiled quiz with keys: for a graded quiz computed from the instructor's source, for a
-    self-study quiz the shipped file itself.  Raises :class:`MissingQuizKeys`."""
+    self-study quiz the shipped file itself.  Raises :class:`MissingQuizKeys`. Course infrastructure."""
     quiz = load_quiz(quiz_id)
     if quiz_mode(quiz) != "graded":
         return quiz
@@ -77,7 +79,7 @@ def instructor_quiz(quiz_id: str, sources: Path | None = None) -> dict:
 
 
 def normalise_answer(question: dict, answer: Answer) -> Answer:
-    """A learner's raw answer in its canonical Python type; ValueError saying what is wrong."""
+    """A learner's raw answer in its canonical Python type; ValueError saying what is wrong. Course infrastructure."""
     kind, qid = question["kind"], question["id"]
     if kind == "single":
         n = len(question["options"])
@@ -110,7 +112,8 @@ def normalise_answer(question: dict, answer: Answer) -> Answer:
 def is_correct(quiz_id: str, question: dict, answer: Answer) -> bool:
     """Whether a normalised answer of an auto-graded question matches the hashed key.
 
-    A question of a graded quiz, as shipped, has no key: ValueError (see :func:`instructor_quiz`)."""
+    A question of a graded quiz, as shipped, has no key: ValueError (see :func:`instructor_quiz`).
+    Course infrastructure."""
     if "key" not in question:
         raise ValueError(f"quiz {quiz_id} question {question['id']} is graded: its key is not in this file "
                          f"(only the instructor's grader has it)")
@@ -129,7 +132,7 @@ def grade_question(quiz_id: str, question: dict, answer: Answer | None) -> Quest
     """Grade one answer (``None`` = not answered, which fails); free response needs review.
 
     The result (:class:`utils.grade.result.QuestionResult`, the record the grader writes too) has
-    status ``passed``, ``failed`` or ``needs-review``."""
+    status ``passed``, ``failed`` or ``needs-review``. Course infrastructure."""
     max_points = float(question.get("points", 1))
     if question["kind"] == "free":
         return QuestionResult(question["id"], 0.0, max_points, "needs-review", FREE_RESPONSE_FEEDBACK)
@@ -144,7 +147,7 @@ def grade_question(quiz_id: str, question: dict, answer: Answer | None) -> Quest
 def grade_quiz(quiz_id: str, answers: dict[str, Answer], sources: Path | None = None) -> list[QuestionResult]:
     """Grade a learner's ``{question id: first answer}`` (as stored by the answer record), one result per
     question.  Graded quizzes are scored with the instructor's keys (``sources``, see
-    :func:`instructor_quiz`; :class:`MissingQuizKeys` if they cannot be found)."""
+    :func:`instructor_quiz`; :class:`MissingQuizKeys` if they cannot be found). Course infrastructure."""
     quiz = instructor_quiz(quiz_id, sources)
     return [grade_question(quiz_id, q, answers.get(q["id"])) for q in quiz["questions"]]
 
@@ -154,6 +157,7 @@ def read_quiz_answers(nb) -> dict[str, dict[str, Answer]]:
 
     Args:
         nb: an ``nbformat.NotebookNode`` (version 4).  When a quiz appears twice, the last record wins.
+    Course infrastructure.
     """
     found: dict[str, dict[str, Answer]] = {}
     for cell in nb.cells:

@@ -22,7 +22,8 @@ Answer = Any  # int (single), list[int] (multiple), float (numeric), str (free)
 
 
 def canonical_answer(kind: str, answer: Answer) -> str:
-    """The string that is hashed for a normalised answer of a single/multiple/exact-numeric question."""
+    """The string that is hashed for a normalised answer of a single/multiple/exact-numeric question.
+    Course infrastructure."""
     if kind == "single":
         return str(int(answer))
     if kind == "multiple":
@@ -34,25 +35,26 @@ def canonical_answer(kind: str, answer: Answer) -> str:
 
 
 def question_salt(quiz_id: str, question: dict) -> str:
-    """The salt of one question, derived from its ids and prompt (deterministic builds)."""
+    """The salt of one question, derived from its ids and prompt (deterministic builds). Course infrastructure."""
     text = f"convcourse/{quiz_id}/{question['id']}/{question['prompt']}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def answer_hash(salt: str, quiz_id: str, question_id: str, canonical: str) -> str:
-    """Hex PBKDF2-SHA256 of ``quiz_id/question_id/canonical`` with the question's salt."""
+    """Hex PBKDF2-SHA256 of ``quiz_id/question_id/canonical`` with the question's salt. Course infrastructure."""
     message = f"{quiz_id}/{question_id}/{canonical}".encode()
     return hashlib.pbkdf2_hmac("sha256", message, salt.encode(), HASH_ITERATIONS).hex()
 
 
 def numeric_cell(value: float, step: float) -> int:
-    """Index of the tolerance-grid cell ``[k * step, (k + 1) * step)`` holding ``value``."""
+    """Index of the tolerance-grid cell ``[k * step, (k + 1) * step)`` holding ``value``. Course infrastructure."""
     return math.floor(value / step)
 
 
 def answer_key(quiz_id: str, question_id: str, kind: str, answer: Answer, salt: str,
                tolerance: float = 0.0) -> dict:
-    """The compiled key of one question: ``{"hash": ...}`` plus ``"step"`` for tolerant numerics."""
+    """The compiled key of one question: ``{"hash": ...}`` plus ``"step"`` for tolerant numerics.
+    Course infrastructure."""
     if kind == "numeric" and tolerance > 0:
         step = tolerance / NUMERIC_GRID
         cell = str(numeric_cell(float(answer), step))
@@ -61,7 +63,8 @@ def answer_key(quiz_id: str, question_id: str, kind: str, answer: Answer, salt: 
 
 
 def source_key(quiz_id: str, question: dict) -> dict:
-    """``{"salt", "key"}`` of a source question (with its plain ``answer``), as the builder compiles it."""
+    """``{"salt", "key"}`` of a source question (with its plain ``answer``), as the builder compiles it.
+    Course infrastructure."""
     salt = question_salt(quiz_id, question)
     return {"salt": salt, "key": answer_key(quiz_id, question["id"], question["kind"], question["answer"], salt,
                                             float(question.get("tolerance", 0)))}
@@ -69,11 +72,12 @@ def source_key(quiz_id: str, question: dict) -> dict:
 
 def encode_feedback(feedback: dict) -> str:
     """Explanations/model answers as base64(zlib(json)): unreadable at a glance, restored by
-    :func:`decode_feedback` after an attempt."""
+    :func:`decode_feedback` after an attempt. Course infrastructure."""
     return base64.b64encode(zlib.compress(json.dumps(feedback, sort_keys=True).encode())).decode()
 
 
 def decode_feedback(blob: str) -> dict:
+    """The inverse of :func:`encode_feedback`.  Course infrastructure."""
     return json.loads(zlib.decompress(base64.b64decode(blob)))
 
 
@@ -87,6 +91,7 @@ def parse_number(text: str) -> float:
     Spaces (also thin and non-breaking ones) and apostrophes between digits are thousands separators;
     commas are thousands separators when they group digits by three (``"4,640"`` is 4640), else a
     decimal comma (``"0,42"``).  ValueError if it is not a number.
+    Course infrastructure.
     """
     compact = _SPACES.sub("", text.strip())
     if _THOUSANDS.fullmatch(compact):
@@ -100,7 +105,7 @@ def parse_number(text: str) -> float:
 
 def show_number(value: float) -> str:
     """A numeric answer for the record: exact integers with thousands separators (``16,781,312``),
-    other values with up to 12 significant digits."""
+    other values with up to 12 significant digits. Course infrastructure."""
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
     return format(value, ".12g")

@@ -24,7 +24,7 @@ VERDICT_COLOUR = {"passed": "#1a7f37", "failed": "#b42318", "needs-review": "#7a
 
 def markdown_to_html(text: str) -> str:
     """The little markdown quiz prompts use: `code`, **bold**, *italic*, paragraphs; $math$ is kept
-    for MathJax (the prompt widget is an ``HTMLMath``)."""
+    for MathJax (the prompt widget is an ``HTMLMath``). Course infrastructure."""
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
@@ -33,12 +33,13 @@ def markdown_to_html(text: str) -> str:
 
 
 def plain_text(text: str) -> str:
-    """Markdown markers dropped, for labels that cannot hold HTML (radio buttons, check boxes)."""
+    """Markdown markers dropped, for labels that cannot hold HTML (radio buttons, check boxes).
+    Course infrastructure."""
     return re.sub(r"\*\*([^*]+)\*\*", r"\1", text.replace("`", ""))
 
 
 def show_answer(question: dict, answer: Answer) -> str:
-    """An answer as the record shows it (numbers exact: ``16,781,312``, not ``1.67813e+07``)."""
+    """An answer as the record shows it (numbers exact: ``16,781,312``, not ``1.67813e+07``). Course infrastructure."""
     if question["kind"] == "single":
         return plain_text(question["options"][answer])
     if question["kind"] == "multiple":
@@ -49,7 +50,7 @@ def show_answer(question: dict, answer: Answer) -> str:
 
 
 def record_summary_text(quiz: dict, answers: dict[str, Answer]) -> str:
-    """One deterministic line, e.g. ``Quiz 02 (Convolution): 1 of 4 questions answered.``"""
+    """One deterministic line, e.g. ``Quiz 02 (Convolution): 1 of 4 questions answered.`` Course infrastructure."""
     return (f"Quiz {quiz['id']} ({quiz['title']}): {len(answers)} of {len(quiz['questions'])} "
             f"questions answered.")
 
@@ -58,6 +59,7 @@ def record_summary_html(quiz: dict, answers: dict[str, Answer], verdicts: dict[s
     """A table of the learner's first answers that renders without a kernel.
 
     nbval compares this HTML in every stored chapter: changing it means re-executing them all.
+    Course infrastructure.
     """
     rows = []
     for i, q in enumerate(quiz["questions"], 1):
@@ -72,7 +74,7 @@ def record_summary_html(quiz: dict, answers: dict[str, Answer], verdicts: dict[s
 
 def answer_record(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, str],
                   tries: dict[str, int] | None = None, solved: list[str] | None = None) -> dict:
-    """The mime bundle of the answer-record display output."""
+    """The mime bundle of the answer-record display output. Course infrastructure."""
     data: dict = {"quiz": quiz["id"], "answers": answers}
     if quiz_mode(quiz) == "graded":
         data["mode"] = "graded"
@@ -91,6 +93,7 @@ class QuizSession:
     Self-study: each check says right or wrong at once; the explanation comes with a right answer or
     after :data:`MAX_TRIES` tries.  Graded: the first answer is recorded, nothing is revealed, and
     later checks change nothing.
+    Course infrastructure.
     """
 
     def __init__(self, quiz: dict, on_change: Callable[[dict], None] | None = None):
