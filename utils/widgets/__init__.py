@@ -25,6 +25,7 @@ from utils.widgets.relu import ReluExplorer, ReluView, feature_map, relu_explore
 from utils.widgets.render import colour_limit, png_bytes, to_indices  # noqa: F401
 from utils.widgets.step import (DEFAULT_STEP_INPUT, DEFAULT_STEP_KERNEL, ConvStepThrough,  # noqa: F401
                                 StepView, conv_step_through, step_view)
+from utils.widgets.training import LiveTraining, Trainer, TrainerState, live_training  # noqa: F401
 
 # class name -> the function a notebook calls to build it (book/course_pages.py draws each one)
 EXPLORERS = {
@@ -33,4 +34,5 @@ EXPLORERS = {
     "PipelineExplorer": pipeline_explorer,
     "PoolExplorer": pool_explorer,
     "ReluExplorer": relu_explorer,
+    "LiveTraining": live_training,
 }
