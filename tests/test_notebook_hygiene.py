@@ -1,8 +1,10 @@
 """Stored notebooks are lessons that were executed cleanly: checked on the files, without running them.
 
 (nbval re-runs chapters/ and solutions/ and compares outputs; this file checks what nbval cannot:
-tags, machine paths, warnings, links, lesson shape.)
+tags, machine paths, warnings, lesson shape, and that every notebook, title, time, quiz and link
+agrees with the course manifest ``utils/course.py``.)
 """
+import ast
 import re
 from pathlib import Path
 
@@ -10,13 +12,16 @@ import nbformat
 import pytest
 
 from tools.execute_notebooks import machine_paths_in
+from utils import course
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
-SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+CHAPTERS = [ROOT / c.path for c in course.CHAPTERS]
+SOLUTIONS = [ROOT / s.solution_path for s in course.EXERCISE_SETS]
 STORED = CHAPTERS + SOLUTIONS
 ALLOWED_TAGS = {"nbval-ignore-output", "raises-exception"}
 LINK = re.compile(r"\]\(([^)#\s]+\.ipynb)(#[^)]*)?\)")
+# A row of a chapter table: | 01 | [Images and local patterns](…/01_….ipynb) | what you do | 30 min |
+TABLE_ROW = re.compile(r"^\| (\d\d) \| \[([^\]]+)\]\(([^)]+)\) \|.*\| (\d+) min \|$", re.MULTILINE)
 
 
 def ids(paths):
@@ -31,10 +36,94 @@ def code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def test_all_eleven_chapters_exist():
-    names = [p.stem for p in CHAPTERS]
-    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(11)], names
+def markdown_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "markdown"]
 
+
+def quizzes_shown(nb):
+    """The ids of ``show_quiz("id")`` calls in the code cells, in order."""
+    shown = []
+    for cell in code_cells(nb):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "show_quiz":
+                shown.append(node.args[0].value)
+    return shown
+
+
+# --- the manifest and the files -------------------------------------------------------------
+
+def test_the_manifest_lists_exactly_the_stored_notebooks():
+    on_disk = sorted(p.name for p in (ROOT / "chapters").glob("*.ipynb"))
+    assert on_disk == sorted(c.file for c in course.CHAPTERS), "chapters/ and utils/course.py CHAPTERS differ"
+    for folder in ("solutions", "exercises"):
+        on_disk = sorted(p.name for p in (ROOT / folder).glob("*.ipynb"))
+        assert on_disk == sorted(s.file for s in course.EXERCISE_SETS), \
+            f"{folder}/ and utils/course.py EXERCISE_SETS differ"
+
+
+def test_the_manifest_is_in_order_and_consistent():
+    numbers = [c.number for c in course.CHAPTERS]
+    assert numbers == [f"{i:02d}" for i in range(len(numbers))], "chapters are numbered 00, 01, … without gaps"
+    for c in course.CHAPTERS:
+        assert re.fullmatch(rf"{c.number}_[a-z0-9_]+\.ipynb", c.file), c.file
+        assert c.quizzes and c.quizzes[0] == c.number, f"chapter {c.number}'s own quiz is {c.number!r}"
+        assert c.exercise_set is None or course.exercise_set(c.exercise_set), c.number
+    assert [s.id for s in course.EXERCISE_SETS] == sorted(s.id for s in course.EXERCISE_SETS)
+    for s in course.EXERCISE_SETS:
+        assert re.fullmatch(rf"{s.id}_[a-z0-9_]+\.ipynb", s.file) and re.fullmatch(r"ex\d\d", s.id), s.file
+        assert course.chapter(s.chapter).exercise_set == s.id, f"chapter {s.chapter} does not link to {s.id}"
+        assert s.quizzes and s.quizzes[0] == s.id, f"{s.id}'s own quiz is {s.id!r}"
+    ids_ = course.quiz_ids()
+    assert len(ids_) == len(set(ids_)), "a quiz id is used twice"
+
+
+def test_every_quiz_of_the_manifest_has_a_source_and_is_compiled():
+    sources = sorted(p.stem for p in (ROOT / "tools" / "quiz_sources").glob("*.json"))
+    assert sources == sorted(course.quiz_ids()), "tools/quiz_sources/ and the manifest's quizzes differ"
+    for quiz_id in course.quiz_ids():
+        assert (ROOT / "utils" / "quizzes" / f"{quiz_id}.json").exists(), \
+            f"quiz {quiz_id} is not compiled: run python -m tools.build_quizzes {quiz_id}"
+
+
+@pytest.mark.parametrize("table, prefix", [("README.md", "chapters/"), ("chapters/00_start_here.ipynb", "")])
+def test_chapter_tables_agree_with_the_manifest(table, prefix):
+    text = (ROOT / table).read_text() if table.endswith(".md") else \
+        "\n".join(c.source for c in markdown_cells(read(ROOT / table)))
+    rows = [(n, title, link, int(minutes)) for n, title, link, minutes in TABLE_ROW.findall(text)]
+    expected = [(c.number, c.title, prefix + c.file, c.minutes) for c in course.CHAPTERS]
+    assert rows == expected, f"{table}'s chapter table (number, title, link, minutes) is not utils/course.py's"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
+def test_chapter_title_navigation_and_quizzes_follow_the_manifest(path):
+    entry = course.chapter(path.stem[:2])
+    nb = read(path)
+    heading = f"# {int(entry.number)} · {entry.title}"
+    assert nb.cells[0].source.startswith(heading), f"the notebook should start with {heading!r}"
+    nav = course.navigation(entry.number)
+    top = [line for cell in nb.cells[:2] if cell.cell_type == "markdown" for line in cell.source.splitlines()]
+    assert nav in top, f"the navigation line {nav!r} is not at the top (first two cells)"
+    assert nb.cells[-1].cell_type == "markdown" and nb.cells[-1].source.strip().splitlines()[-1] == nav, \
+        f"the last cell does not end with the navigation line {nav!r}"
+    assert quizzes_shown(nb) == list(entry.quizzes), "the quizzes shown are not the manifest's"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_exercise_set_title_links_and_quizzes_follow_the_manifest(path):
+    entry = course.exercise_set(path.stem[:4])
+    practised = course.chapter(entry.chapter)
+    nb = read(path)
+    assert nb.metadata["convcourse"] == {"exercise_set": entry.id, "title": practised.title}
+    heading = f"# Exercise set {entry.id[2:]} — {practised.title}"
+    assert nb.cells[0].source.startswith(heading), f"the notebook should start with {heading!r}"
+    top, bottom = course.exercise_links(entry.id)
+    assert top in nb.cells[0].source, f"the first cell does not link to the chapter: {top!r}"
+    ends = [line for cell in markdown_cells(nb)[-2:] for line in cell.source.splitlines()]
+    assert bottom in ends, f"the last two text cells do not end with {bottom!r}"
+    assert quizzes_shown(nb) == list(entry.quizzes), "the quizzes shown are not the manifest's"
+
+
+# --- how the notebooks were executed, and lesson shape ----------------------------------------
 
 @pytest.mark.parametrize("path", STORED, ids=ids(STORED))
 def test_stored_executed_in_order_with_the_python3_kernel(path):
@@ -81,33 +170,19 @@ def test_chapter_is_a_lesson(path):
     assert any("show_quiz(" in c.source for c in code_cells(nb)), "a quiz at the end"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))
-def test_links_to_neighbouring_chapters_exist(path):
-    nb = read(path)
-    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    targets = {m.group(1) for m in LINK.finditer(markdown)}
-    for target in targets:
+@pytest.mark.parametrize("path", STORED, ids=ids(STORED))
+def test_links_resolve(path):
+    markdown = "\n".join(c.source for c in markdown_cells(read(path)))
+    for target in {m.group(1) for m in LINK.finditer(markdown)}:
         assert (path.parent / target).resolve().exists(), f"broken link to {target}"
-    index = CHAPTERS.index(path)
-    if index + 1 < len(CHAPTERS):
-        assert CHAPTERS[index + 1].name in targets, "no link to the next chapter"
-    if index > 0:
-        assert CHAPTERS[index - 1].name in targets, "no link to the previous chapter"
 
 
-# Chapter 10 (the finale) has no exercise set of its own: its task is the last one of ex07.
-EXERCISE_OF = {"10": "ex07_building_a_cnn"}
+WITH_SETS = [ROOT / c.path for c in course.CHAPTERS if c.exercise_set]
 
 
-@pytest.mark.parametrize("path", CHAPTERS[1:], ids=ids(CHAPTERS[1:]))
+@pytest.mark.parametrize("path", WITH_SETS, ids=ids(WITH_SETS))
 def test_chapter_links_to_its_exercise_set(path):
-    markdown = "\n".join(c.source for c in read(path).cells if c.cell_type == "markdown")
-    number = path.stem[:2]
-    exercise = f"../exercises/{EXERCISE_OF.get(number, f'ex{number}_{path.stem[3:]}')}.ipynb"
-    assert exercise in markdown, f"chapter does not link to {exercise}"
-    assert (path.parent / exercise).resolve().exists()
-
-
-def test_the_last_chapter_links_back_to_the_map_instead_of_a_next_chapter():
-    markdown = "\n".join(c.source for c in read(CHAPTERS[-1]).cells if c.cell_type == "markdown")
-    assert "next →" not in markdown and "00_start_here.ipynb" in markdown
+    entry = course.chapter(path.stem[:2])
+    markdown = "\n".join(c.source for c in markdown_cells(read(path)))
+    exercise = f"../{course.exercise_set(entry.exercise_set).exercise_path}"
+    assert f"]({exercise})" in markdown, f"chapter does not link to {exercise}"
