@@ -18,14 +18,16 @@ ConvFn = Callable[..., np.ndarray]
 
 @lru_cache(maxsize=16)
 def explorer_image(name: str) -> np.ndarray:
-    """A bundled image as a (256, 256) float32 grayscale array in [0, 1] (cached; do not modify)."""
+    """A bundled image as a (256, 256) float32 grayscale array in [0, 1] (cached; do not modify).
+    Used first in chapter 04."""
     image = load_image(name, size=EXPLORER_IMAGE_SIZE, gray=True)
     image.flags.writeable = False
     return image
 
 
 def as_image(image: np.ndarray | str | None, default: str = "camera") -> tuple[str, np.ndarray]:
-    """(label, (H, W) float32 array) from a bundled image name, an array or None (the default)."""
+    """(label, (H, W) float32 array) from a bundled image name, an array or None (the default).
+    Used first in chapter 02."""
     if image is None or isinstance(image, str):
         name = image or default
         return name, explorer_image(name)
@@ -36,6 +38,8 @@ def as_image(image: np.ndarray | str | None, default: str = "camera") -> tuple[s
 
 
 def default_conv():
+    """``utils.functional.conv2d``, imported on first use (the explorers' default ``conv_fn``).
+    Used first in chapter 02."""
     from utils.functional import conv2d
     return conv2d
 
@@ -48,6 +52,7 @@ def output_size_formula(axis: str, size: int, kernel: int, stride: int, padding:
     result (None when the window does not fit).
 
     ``dilation=None`` writes the pooling form ``⌊(H + 2·padding − k) / stride⌋ + 1`` (dilation 1).
+    Taught in chapter 02.
     """
     from utils.functional import conv_output_size  # the one place the formula is computed
     numerator = size + 2 * padding - (dilation or 1) * (kernel - 1) - 1   # shown, not recomputed
@@ -73,6 +78,7 @@ class Explorer(widgets.VBox):
     A subclass builds its controls inside ``with self.frozen():`` and calls ``self.update()`` once at
     the end; code that sets several controls at once does the same, so that ``update`` runs once with
     consistent values instead of once per control (and never on a half-built explorer).
+    Used first in chapter 02.
     """
 
     _frozen = False
@@ -114,11 +120,14 @@ class Explorer(widgets.VBox):
         return f"<{type(self).__name__}: interactive, run the cell to use it>"
 
 
-def slider(description: str, value: int, low: int, high: int) -> widgets.IntSlider:
+def slider(description: str, value: int, low: int, high: int, width: str | None = None) -> widgets.IntSlider:
+    """An integer slider that updates while dragged; ``width`` (CSS, e.g. ``"6.5em"``) fixes its label
+    width so that a column of sliders lines up (default: the label's own width).  Used first in chapter 02."""
     return widgets.IntSlider(value=value, min=low, max=high, description=description,
-                             continuous_update=True, style={"description_width": "initial"})
+                             continuous_update=True, style={"description_width": width or "initial"})
 
 def padding_mask(shape: tuple[int, int], padding: int) -> np.ndarray:
+    """(H + 2p, W + 2p) bool mask, True on the ``padding`` outer rings.  Used first in chapter 02."""
     mask = np.ones(shape, dtype=bool)
     mask[padding:shape[0] - padding, padding:shape[1] - padding] = False
     return mask
@@ -126,7 +135,8 @@ def padding_mask(shape: tuple[int, int], padding: int) -> np.ndarray:
 
 def run_conv(conv_fn: ConvFn, image: np.ndarray, kernel: np.ndarray, stride: int, padding: int,
               dilation: int) -> tuple[np.ndarray | None, str | None]:
-    """(output (H_out, W_out), None) or (None, message) when conv_fn raised or returned nonsense."""
+    """(output (H_out, W_out), None) or (None, message) when conv_fn raised or returned nonsense.
+    Used first in chapter 02."""
     try:
         out = conv_fn(to_nchw(image), kernel[None, None].astype(image.dtype), None, stride, padding, dilation)
     except Exception as exc:  # noqa: BLE001 - any learner bug must show up in the widget, not crash it

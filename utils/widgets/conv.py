@@ -1,25 +1,48 @@
-"""The convolution explorer (chapter 04): an image, a kernel, stride/padding/dilation, the output and its size."""
+"""The convolution explorer (chapter 04): an image, a kernel, stride/padding/dilation, the output and its size.
+
+Two columns that fit a 1400x900 screen: the controls on the left (image, kernel, sliders with aligned
+labels, Play with its speed, the output-size formula), the pictures on the right (input with a framed
+window, output with a framed value, the window zoomed with its numbers); the kernel and products tables
+are in a closed accordion below.  A click (or a drag) on the input places the window around the clicked
+pixel, one on the output picks that output value; Play sweeps every output position row by row.
+
+The pure parts (no widgets) are tested headlessly: :func:`conv_view` (everything shown for one setting),
+:func:`screen_to_input` and :func:`window_at` (a click to a window), :func:`play_position` (Play's index
+to an output position) and :func:`coordinates_text` (positions in the input's own frame, where padding
+cells have rows -1, -2, ... or H, H + 1, ...).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ipyevents
 import ipywidgets as widgets
 import numpy as np
 
 from utils.widgets.base import ConvFn, Explorer, default_conv, output_size_formula, padding_mask, run_conv, slider
 from utils.widgets.kernels import PRESETS, preset_kernel
-from utils.widgets.render import (BLANK_PNG_INDICES, PADDING_INDEX, TOGGLE_STYLE, colour_limit, colour_scale_html,
-                                  display_scale, error_html, formula_html, html_grid, outline, picture_panel,
-                                  show_picture, to_indices)
+from utils.widgets.render import (BLANK_PNG_INDICES, LABEL_WIDTH, MARGIN, PADDING_INDEX, colour_indices,
+                                  colour_scale, display_scale, error_html, format_number, formula_html,
+                                  html_grid, screen_to_cell, show_framed, show_picture, slider_style, zoom_html)
+
+__all__ = ["ConvExplorer", "ConvView", "PLAY_SPEEDS", "conv_explorer", "conv_view", "coordinates_text",
+           "output_click_position", "play_index", "play_position", "screen_to_input", "window_at"]
+
+# Play's speeds: label -> milliseconds between two output positions
+PLAY_SPEEDS = (("1 per s", 1000), ("2 per s", 500), ("5 per s", 200), ("10 per s", 100), ("20 per s", 50))
+BOX_WIDTH = "6.2em"        # a kernel box: room for "-0.111111" and "0.00390625" without clipping
+
 
 @dataclass
 class ConvView:
-    """What the convolution explorer shows for one setting of its controls.
+    """What the convolution explorer shows for one setting of its controls.  Used first in chapter 04.
 
     ``padded``: (H + 2p, W + 2p) input with its zero padding; ``output``: (H_out, W_out) or None when
     conv_fn failed; ``window``: (top, left, height, width) of the current window in ``padded``
     coordinates; ``position``: the (row, col) of the output value it produces; ``formula``: two
-    lines (H and W); ``error``: a message for the learner or None.
+    lines (H and W); ``error``: a message for the learner or None; ``taps``: the (k, k) input values
+    under the kernel taps; ``value``: the output value at ``position``; ``padding``, ``stride``,
+    ``dilation``: the settings (to name positions in the input's own frame).
     """
     padded: np.ndarray
     output: np.ndarray | None
@@ -30,11 +53,36 @@ class ConvView:
     error: str | None = None
     taps: np.ndarray | None = None           # (k, k) input values under the kernel taps
     value: float | None = None               # the output value at ``position``
+    padding: int = 0
+    stride: int = 1
+    dilation: int = 1
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(H, W) of the input without padding."""
+        return self.padded.shape[0] - 2 * self.padding, self.padded.shape[1] - 2 * self.padding
+
+    def tap_rows(self) -> list[int]:
+        """Rows of the kernel taps in the input's own frame (negative or >= H: zero padding)."""
+        top, k = self.window[0] - self.padding, 0 if self.taps is None else self.taps.shape[0]
+        return [top + i * self.dilation for i in range(k)]
+
+    def tap_cols(self) -> list[int]:
+        """Columns of the kernel taps in the input's own frame (negative or >= W: zero padding)."""
+        left, k = self.window[1] - self.padding, 0 if self.taps is None else self.taps.shape[1]
+        return [left + i * self.dilation for i in range(k)]
+
+    def tap_padding(self) -> np.ndarray:
+        """(k, k) bool: which taps fall on zero padding."""
+        H, W = self.input_shape
+        rows, cols = np.array(self.tap_rows()), np.array(self.tap_cols())
+        return ((rows < 0) | (rows >= H))[:, None] | ((cols < 0) | (cols >= W))[None, :]
+
 
 def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: int = 0,
               dilation: int = 1, position: tuple[int, int] = (0, 0),
               conv_fn: ConvFn | None = None) -> ConvView:
-    """Compute everything the convolution explorer shows (no widgets involved).
+    """Compute everything the convolution explorer shows (no widgets involved).  Used first in chapter 04.
 
     Args:
         image: (H, W) float32 input. kernel: (k, k). stride, padding, dilation: ints as in conv2d.
@@ -49,7 +97,8 @@ def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
     formula = "\n".join(lines)
     if None in sizes:
         return ConvView(padded, None, (0, 0, 0, 0), (0, 0), formula, None,
-                        "the dilated kernel is larger than the padded input: lower dilation or add padding")
+                        "the dilated kernel is larger than the padded input: lower dilation or add padding",
+                        padding=padding, stride=stride, dilation=dilation)
     output, error = run_conv(conv_fn or default_conv(), image, kernel, stride, padding, dilation)
     if output is not None and output.shape != tuple(sizes):
         error = f"your conv_fn returned {output.shape[0]}x{output.shape[1]} but the formula gives " \
@@ -60,30 +109,113 @@ def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
     taps = padded[top:top + span:dilation, left:left + span:dilation]
     value = float(output[row, col]) if output is not None and output.shape == tuple(sizes) else None
     return ConvView(padded, output, (top, left, span, span), (row, col), formula, tuple(sizes), error,
-                    taps, value)
+                    taps, value, padding, stride, dilation)
 
+
+# ------------------------------------------------------------------------------------ pure helpers
+
+def play_position(index: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """Play's ``index`` -> the output (row, col) it shows: row by row, left to right, so that indices
+    0 … H_out·W_out − 1 visit every output position exactly once.  Used first in chapter 04."""
+    rows, cols = shape
+    if not 0 <= index < rows * cols:
+        raise ValueError(f"Play index {index} is outside 0..{rows * cols - 1} for a {rows}x{cols} output")
+    return divmod(int(index), cols)
+
+
+def play_index(position: tuple[int, int], shape: tuple[int, int]) -> int:
+    """The inverse of :func:`play_position`.  Used first in chapter 04."""
+    return int(position[0]) * int(shape[1]) + int(position[1])
+
+
+def screen_to_input(x: float, y: float, scale: int, padding: int, margin: int = MARGIN) -> tuple[int, int]:
+    """A mouse position on the input picture (pixels of the enlarged picture: x right, y down, its
+    margin included) -> the (row, col) in the input's own frame: 0 … H − 1 on the image, -1, -2, … or
+    H, H + 1, … on its zero padding (or beyond it, in the margin).  Used first in chapter 04."""
+    row, col = screen_to_cell(x, y, scale, margin)
+    return row - padding, col - padding
+
+
+def window_at(row: int, col: int, kernel_size: int, stride: int, padding: int, dilation: int,
+              out_shape: tuple[int, int]) -> tuple[int, int]:
+    """The output position whose window is centred nearest to input pixel (row, col) (input frame),
+    clipped into the output.  Output (i, j)'s window centre is input pixel
+    (i·stride + c − padding, j·stride + c − padding) with c = dilation·(k − 1) / 2.  Used first in chapter 04."""
+    centre = dilation * (kernel_size - 1) / 2
+    return tuple(int(min(max(np.floor((p + padding - centre) / stride + 0.5), 0), n - 1))
+                 for p, n in zip((row, col), out_shape))
+
+
+def output_click_position(x: float, y: float, scale: int, out_shape: tuple[int, int],
+                          margin: int = MARGIN) -> tuple[int, int]:
+    """A mouse position on the output picture -> the output (row, col) under it, clipped into the output.
+    Used first in chapter 04."""
+    row, col = screen_to_cell(x, y, scale, margin)
+    return min(max(row, 0), out_shape[0] - 1), min(max(col, 0), out_shape[1] - 1)
+
+
+def _span_text(values: list[int], dilation: int) -> str:
+    if len(values) == 1:
+        return str(values[0])
+    return f"{values[0]}…{values[-1]}" if dilation == 1 else ", ".join(map(str, values)) 
+
+
+def coordinates_text(view: ConvView) -> str:
+    """Where the current value comes from, in the input's own frame (plain text), e.g.
+    ``output[0, 0] = 0.25 from input rows -1…1, cols -1…1 (row -1, col -1: zero padding)``.
+    Used first in chapter 04."""
+    r, c = view.position
+    value = "not computed" if view.value is None else format_number(view.value)
+    rows, cols = view.tap_rows(), view.tap_cols()
+    text = f"output[{r}, {c}] = {value} from input rows {_span_text(rows, view.dilation)}, " \
+           f"cols {_span_text(cols, view.dilation)}"
+    H, W = view.input_shape
+    pad_rows = [str(p) for p in rows if p < 0 or p >= H]
+    pad_cols = [str(p) for p in cols if p < 0 or p >= W]
+    named = ([("row " if len(pad_rows) == 1 else "rows ") + ", ".join(pad_rows)] if pad_rows else []) + \
+            ([("col " if len(pad_cols) == 1 else "cols ") + ", ".join(pad_cols)] if pad_cols else [])
+    return text + (f" ({'; '.join(named)}: zero padding)" if named else "")
+
+
+# ------------------------------------------------------------------------------------ the explorer
 
 class ConvExplorer(Explorer):
-    """Pick an image and a kernel, move stride/padding/dilation, and watch the output and its size."""
+    """Pick an image and a kernel, move stride/padding/dilation, click the pictures or press Play, and
+    watch the output, its size and where each output value comes from.  Taught in chapter 04."""
 
     def __init__(self, image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None):
         super().__init__()
         self.conv_fn = conv_fn
         self._shown_size = 3
+        self._scale = 1
         with self.frozen():
             self._image_choice(image)
-            self.kernel_size = widgets.ToggleButtons(options=[("3×3", 3), ("5×5", 5)], value=3, style=TOGGLE_STYLE)
-            self.scale_view = widgets.HTML()
-            self.preset = widgets.Dropdown(options=list(PRESETS) + ["custom"], value="Sobel x", description="preset")
-            self.kernel_boxes = [[widgets.FloatText(value=0.0, step=0.1, layout=widgets.Layout(width="4.2em"))
+            self.image_choice.style = slider_style()
+            self.preset = widgets.Dropdown(options=list(PRESETS) + ["custom"], value="Sobel x", description="preset",
+                                           style=slider_style())
+            self.kernel_size = widgets.ToggleButtons(options=[("3×3", 3), ("5×5", 5)], value=3, description="kernel",
+                                                     style={"description_width": LABEL_WIDTH, "button_width": "4.5em"})
+            self.kernel_boxes = [[widgets.FloatText(value=0.0, step=0.1, layout=widgets.Layout(width=BOX_WIDTH))
                                   for _ in range(5)] for _ in range(5)]
-            self.kernel_grid = widgets.GridBox(layout=widgets.Layout(grid_gap="2px"))
-            self.stride, self.padding = slider("stride", 1, 1, 4), slider("padding", 0, 0, 3)
-            self.dilation = slider("dilation", 1, 1, 3)
-            self.out_row, self.out_col = slider("output row", 128, 0, 255), slider("output col", 128, 0, 255)
+            self.kernel_grid = widgets.GridBox(layout=widgets.Layout(grid_gap="2px", margin="2px 0 6px 0"))
+            self.stride, self.padding = slider("stride", 1, 1, 4, LABEL_WIDTH), slider("padding", 0, 0, 3, LABEL_WIDTH)
+            self.dilation = slider("dilation", 1, 1, 3, LABEL_WIDTH)
+            self.out_row = slider("output row", 128, 0, 255, LABEL_WIDTH)
+            self.out_col = slider("output col", 128, 0, 255, LABEL_WIDTH)
+            self.play = widgets.Play(value=0, min=0, max=0, step=1, interval=200, show_repeat=False,
+                                     layout=widgets.Layout(display="none"))   # driven by the text buttons
+            self.play_button = widgets.Button(description="▶ Play", tooltip="sweep every output position, row by row",
+                                              layout=widgets.Layout(width="7em"))
+            self.first_button = widgets.Button(description="⏮ Back to output[0, 0]", layout=widgets.Layout(width="13em"))
+            self.speed = widgets.Dropdown(options=PLAY_SPEEDS, value=200, description="speed", style=slider_style(),
+                                          layout=widgets.Layout(width="14em"))
             self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
             self.input_caption, self.output_caption = widgets.HTML(), widgets.HTML()
+            self.scale_view, self.position_view, self.zoom_view = widgets.HTML(), widgets.HTML(), widgets.HTML()
             self.formula_view, self.detail_view, self.error_view = widgets.HTML(), widgets.HTML(), widgets.HTML()
+            self.details = widgets.Accordion(children=[self.detail_view],
+                                             titles=("the window, kernel and products as numbers",))
+            self.details.selected_index = None                       # closed until the learner opens it
             self._layout_children()
             self._set_kernel(preset_kernel("Sobel x", 3))
             self.preset.observe(lambda _c: self._apply_preset(), names="value")
@@ -93,17 +225,36 @@ class ConvExplorer(Explorer):
             for row in self.kernel_boxes:
                 for box in row:
                     box.observe(lambda _c: self._mark_custom(), names="value")
+            self.play.observe(lambda change: self._play_moved(change["new"]), names="value")
+            self.play.observe(lambda change: self._show_playing(change["new"]), names="playing")
+            self.speed.observe(lambda change: setattr(self.play, "interval", change["new"]), names="value")
+            self.play_button.on_click(lambda _b: setattr(self.play, "playing", not self.play.playing))
+            self.first_button.on_click(lambda _b: self._back_to_start())
+            # mouse events on the pictures (ipywidgets.Image has none of its own)
+            self.input_events = ipyevents.Event(source=self.input_view, watched_events=["click", "mousemove"],
+                                                prevent_default_action=True, wait=40, throttle_or_debounce="throttle")
+            self.output_events = ipyevents.Event(source=self.output_view, watched_events=["click", "mousemove"],
+                                                 prevent_default_action=True, wait=40, throttle_or_debounce="throttle")
+            self.input_events.on_dom_event(lambda event: self._mouse(event, "input"))
+            self.output_events.on_dom_event(lambda event: self._mouse(event, "output"))
         self.update()
 
     def _layout_children(self) -> None:
-        choices = widgets.HBox([self.image_choice, self.preset])
-        sliders = widgets.VBox([self.stride, self.padding, self.dilation, self.out_row, self.out_col])
-        pictures = widgets.HBox([picture_panel(self.input_caption, self.input_view),
-                                 picture_panel(self.output_caption, self.output_view)])
-        kernel = widgets.VBox([widgets.HTML("<b>kernel</b> (type any numbers)"), self.kernel_size,
-                               self.kernel_grid], layout=widgets.Layout(margin="0 2em 0 0"))
-        self.children = [choices, widgets.HBox([kernel, sliders]), pictures, self.scale_view,
-                         self.formula_view, self.error_view, self.detail_view]
+        column = widgets.Layout(width="440px", min_width="440px", margin="0 16px 0 0")
+        controls = widgets.VBox([
+            self.image_choice, self.preset, self.kernel_size,
+            widgets.HTML("<span style='font-size:12px'>kernel values (type any numbers)</span>"), self.kernel_grid,
+            self.stride, self.padding, self.dilation, self.out_row, self.out_col,
+            widgets.HBox([self.play_button, self.speed, self.play]), self.first_button, self.formula_view],
+            layout=column)
+        pictures = widgets.HBox([widgets.VBox([self.input_caption, self.input_view],
+                                              layout=widgets.Layout(margin="0 12px 0 0")),
+                                 widgets.VBox([self.output_caption, self.output_view])])
+        window = widgets.HBox([self.zoom_view, self.position_view])
+        self.zoom_view.layout.margin = "0 12px 0 0"
+        self.position_view.layout.max_width = "330px"
+        right = widgets.VBox([self.error_view, pictures, self.scale_view, window])
+        self.children = [widgets.HBox([controls, right]), self.details]
 
     # -- kernel editing
     def kernel(self) -> np.ndarray:
@@ -115,10 +266,10 @@ class ConvExplorer(Explorer):
         k = kernel.shape[0]
         with self.frozen():
             for r in range(k):
-                for c in range(k):
-                    self.kernel_boxes[r][c].value = float(kernel[r, c])
+                for c in range(k):   # 6 significant digits: 1/9 shows as 0.111111, not 0.1111111119389534
+                    self.kernel_boxes[r][c].value = float(f"{float(kernel[r, c]):.6g}")
             self.kernel_grid.children = [self.kernel_boxes[r][c] for r in range(k) for c in range(k)]
-            self.kernel_grid.layout.grid_template_columns = f"repeat({k}, 4.4em)"
+            self.kernel_grid.layout.grid_template_columns = f"repeat({k}, {BOX_WIDTH})"
             self._shown_size = k
 
     def _apply_preset(self) -> None:
@@ -136,6 +287,48 @@ class ConvExplorer(Explorer):
             with self.frozen():
                 self.preset.value = "custom"
 
+    # -- placing the window: sliders, clicks, Play
+    def place(self, position: tuple[int, int]) -> None:
+        """Show output value ``position`` (row, col), clipped into the output (what a click does)."""
+        with self.frozen():
+            self.out_row.value = min(max(int(position[0]), self.out_row.min), self.out_row.max)
+            self.out_col.value = min(max(int(position[1]), self.out_col.min), self.out_col.max)
+        self.update()
+
+    def click_input(self, x: float, y: float) -> None:
+        """A click at (x, y) pixels of the input picture: the window moves to be centred there."""
+        shape = self.result.expected_shape
+        if shape is None:
+            return
+        row, col = screen_to_input(x, y, self._scale, self.padding.value)
+        self.place(window_at(row, col, self._shown_size, self.stride.value, self.padding.value,
+                             self.dilation.value, shape))
+
+    def click_output(self, x: float, y: float) -> None:
+        """A click at (x, y) pixels of the output picture: that output value is explained."""
+        if self.result.expected_shape is not None:
+            self.place(output_click_position(x, y, self._scale, self.result.expected_shape))
+
+    def _mouse(self, event: dict, picture: str) -> None:
+        if event.get("type") == "mousemove" and not int(event.get("buttons", 0)) & 1:
+            return                                   # only a drag (button held) moves the window
+        if "dataX" not in event:
+            return
+        (self.click_input if picture == "input" else self.click_output)(event["dataX"], event["dataY"])
+
+    def _play_moved(self, index: int) -> None:
+        shape = self.result.expected_shape if hasattr(self, "result") else None
+        if self._frozen or shape is None or not 0 <= index < shape[0] * shape[1]:
+            return
+        self.place(play_position(index, shape))
+
+    def _show_playing(self, playing: bool) -> None:
+        self.play_button.description = "⏸ Pause" if playing else "▶ Play"
+
+    def _back_to_start(self) -> None:
+        self.play.playing = False
+        self.place((0, 0))
+
     # -- computing and drawing
     def view(self) -> ConvView:
         """The pure result for the current control values."""
@@ -143,14 +336,28 @@ class ConvExplorer(Explorer):
                          self.dilation.value, (self.out_row.value, self.out_col.value), self.conv_fn)
 
     def update(self) -> None:
+        """Recompute and redraw everything for the current control values."""
         self._rescale_position_sliders()
         result = self.view()
         self.result = result
+        self._sync_play(result)
         self.formula_view.value = formula_html(result.formula)
         self.error_view.value = error_html(result.error)
         self._draw_input(result)
         self._draw_output(result)
+        self._draw_window(result)
         self._draw_detail(result)
+
+    def _sync_play(self, result: ConvView) -> None:
+        if result.expected_shape is None:
+            return
+        last, index = result.expected_shape[0] * result.expected_shape[1] - 1, \
+            play_index(result.position, result.expected_shape)
+        with self.frozen():
+            if last >= self.play.max:
+                self.play.max, self.play.value = last, index
+            else:
+                self.play.value, self.play.max = index, last
 
     def _rescale_position_sliders(self) -> None:
         """When the output size changes, keep the window at the same place *relative* to the image
@@ -166,29 +373,48 @@ class ConvExplorer(Explorer):
                     control.max, control.value = size - 1, value
 
     def _draw_input(self, result: ConvView) -> None:
-        picture = to_indices(result.padded, signed=False)
-        picture[padding_mask(result.padded.shape, self.padding.value)] = PADDING_INDEX
-        scale = display_scale(*result.padded.shape)
-        self._scale = scale
-        top, left, height, width = result.window
-        picture = outline(outline(picture, top, left, height, width), top - 1, left - 1, height + 2, width + 2)
-        show_picture(self.input_view, picture, False, scale)  # a 2-pixel outline stays visible at scale 1
-        h, w = self.image().shape
-        self.input_caption.value = f"<b>input</b> {h}×{w}" + (
-            f" + padding {self.padding.value} (blue)" if self.padding.value else "") + ", yellow: window"
+        scale = colour_scale(result.padded, image=True)
+        picture = colour_indices(result.padded, scale)
+        picture[padding_mask(result.padded.shape, result.padding)] = PADDING_INDEX
+        self._scale = display_scale(*result.padded.shape)
+        frames = (result.window,) if result.expected_shape is not None else ()
+        show_framed(self.input_view, picture, "gray", self._scale, frames)
+        h, w = result.input_shape
+        self.input_caption.value = (f"<b>input</b> {h}×{w}" + (f" + padding {result.padding} (blue)"
+                                    if result.padding else "") + " · yellow: the window · <i>click or drag</i>")
+        self._input_note = scale.note()
 
     def _draw_output(self, result: ConvView) -> None:
         if result.output is None:
             show_picture(self.output_view, BLANK_PNG_INDICES, False)
-            self.output_caption.value, self.scale_view.value = "<b>output</b>: none", ""
+            self.output_caption.value = "<b>output</b>: none"
+            self.scale_view.value = error_html(f"input: {self._input_note}") if self._input_note else ""
             return
         out = result.output
-        signed = bool(out.min() < 0)
-        lim = colour_limit(out) if signed else 1.0
-        picture = outline(to_indices(out, signed, lim), *result.position, 1, 1)
-        show_picture(self.output_view, picture, signed, self._scale)  # same scale as the input: sizes compare
-        self.output_caption.value = f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]}"
-        self.scale_view.value = "output colours: " + colour_scale_html(lim, signed)
+        scale = colour_scale(out)
+        frames = ((*result.position, 1, 1),) if out.shape == result.expected_shape else ()
+        show_framed(self.output_view, colour_indices(out, scale), scale.kind, self._scale, frames)  # same scale: sizes compare
+        self.output_caption.value = f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]} · <i>click a value</i>"
+        notes = [scale.html("output colours:")]
+        if self._input_note:
+            notes.append(f"<span style='font-size:11px;color:#b54708'>input: {self._input_note}</span>")
+        self.scale_view.value = "<br>".join(notes)
+
+    def _draw_window(self, result: ConvView) -> None:
+        if result.taps is None or result.expected_shape is None:
+            self.zoom_view.value = self.position_view.value = ""
+            return
+        k = result.taps.shape[0]
+        title = f"the window, zoomed ({k}×{k} input values under the kernel" + \
+                (f", every {result.dilation}th pixel" if result.dilation > 1 else "") + ")"
+        self.zoom_view.value = zoom_html(result.taps, colour_scale(result.taps, image=True),
+                                         result.tap_padding(), "2.4em" if k == 3 else "2.1em", title)
+        self.position_view.value = (
+            f"<div style='font-size:13px'><b>{coordinates_text(result)}</b><br>"
+            f"<span style='font-size:12px;color:#444'>coordinates are the input's own: row 0 is its top row, "
+            f"padding cells have rows -1, -2, … above and {result.input_shape[0]}, … below. "
+            f"Play position {play_index(result.position, result.expected_shape) + 1:,} of "
+            f"{result.expected_shape[0] * result.expected_shape[1]:,}.</span></div>")
 
     def _draw_detail(self, result: ConvView) -> None:
         if result.taps is None or result.value is None:
@@ -197,13 +423,13 @@ class ConvExplorer(Explorer):
         r, c = result.position
         products = html_grid(result.taps * self.kernel(), title="products")
         self.detail_view.value = (
-            f"<b>Output ({r}, {c})</b> = sum of (window values × kernel) = <b>{result.value:.4g}</b><br>"
+            f"<b>output[{r}, {c}]</b> = sum of (window values × kernel) = <b>{result.value:.4g}</b><br>"
             + html_grid(result.taps, title="window (input values at the kernel taps)")
             + html_grid(self.kernel(), title="kernel") + products)
 
 
 def conv_explorer(image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None) -> ConvExplorer:
-    """The convolution explorer.
+    """The convolution explorer.  Taught in chapter 04.
 
     Args:
         image: a bundled image name (see ``utils.data.IMAGE_NAMES``), an (H, W) array in [0, 1], or
@@ -213,10 +439,7 @@ def conv_explorer(image: np.ndarray | str | None = None, conv_fn: ConvFn | None 
             expected to return (1, 1, H_out, W_out); default ``utils.functional.conv2d``.  Pass your
             own implementation to see it drive the explorer; its errors are shown in the widget.
     Returns:
-        the explorer, an ``ipywidgets.VBox``.
+        the explorer, an ``ipywidgets.VBox``: controls on the left, pictures on the right; click or
+        drag on the input to place the window, click the output to pick a value, Play to sweep.
     """
     return ConvExplorer(image, conv_fn)
-
-
-# ------------------------------------------------------------------------------------ step-through
-
