@@ -444,3 +444,19 @@ def test_missing_bubblewrap_refuses_to_grade(tmp_path, monkeypatch):
     (tmp_path / "a.ipynb").write_text(nbformat.writes(nbformat.read(SOLVED, as_version=4)))
     code = cli.main([str(tmp_path / "a.ipynb"), "--out", str(tmp_path / "out"), "--solutions", str(FIXTURES / "solutions")])
     assert code == 2 and not (tmp_path / "out").exists()
+
+
+def test_remove_cgroup_retries_kills_what_is_listed_and_reports_failure(tmp_path):
+    """The one rmdir-retry loop of Group.close and remove_groups_of, on plain folders: gone or missing
+    is success, a folder that stays busy is reported after its attempts, and ``kill`` ends what it lists."""
+    empty, missing, busy = tmp_path / "empty", tmp_path / "missing", tmp_path / "busy"
+    empty.mkdir()
+    busy.mkdir()
+    assert sandbox.remove_cgroup(empty) and not empty.exists()
+    assert sandbox.remove_cgroup(missing)
+    child = subprocess.Popen(["sleep", "60"])
+    (busy / "cgroup.procs").write_text(f"{child.pid}\n")
+    started = time.monotonic()
+    assert not sandbox.remove_cgroup(busy, attempts=3, kill=True)      # the file keeps it from going
+    assert child.wait(timeout=10) == -9 and time.monotonic() - started >= 0.04
+    assert busy.exists()

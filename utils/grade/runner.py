@@ -126,32 +126,44 @@ def _isolate(keep: tuple[int, int], workdir: str, memory_bytes: int) -> None:
 TENSOR = "__convcourse_torch_tensor__"
 
 
-def to_wire(value):
-    """``value`` with every torch tensor replaced by ``{TENSOR: array, "requires_grad": flag}``
-    (plain data for :mod:`serialize`); :func:`from_wire` rebuilds the tensors on the other side,
-    so a check sees the same kind of value in the grader as in the notebook. Course infrastructure."""
-    if type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "numpy"):
-        return {TENSOR: value.detach().cpu().numpy(), "requires_grad": bool(value.requires_grad)}
+def _map_leaves(value, convert):
+    """``value`` rebuilt with ``convert`` applied to it and, where that returns None, to every item of
+    its lists, tuples and dict values in turn (other leaves are kept as they are)."""
+    converted = convert(value)
+    if converted is not None:
+        return converted
     if isinstance(value, (list, tuple)):
-        items = [to_wire(v) for v in value]
+        items = [_map_leaves(v, convert) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
+        return {k: _map_leaves(v, convert) for k, v in value.items()}
     return value
 
 
-def from_wire(value):
-    """The inverse of :func:`to_wire`: tensors sent as arrays become torch tensors again.  Course infrastructure."""
+def _tensor_to_wire(value):
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "numpy"):
+        return {TENSOR: value.detach().cpu().numpy(), "requires_grad": bool(value.requires_grad)}
+    return None
+
+
+def _tensor_from_wire(value):
     if isinstance(value, dict) and set(value) == {TENSOR, "requires_grad"}:
         import torch
         tensor = torch.from_numpy(value[TENSOR])
         return tensor.requires_grad_(True) if value["requires_grad"] and tensor.is_floating_point() else tensor
-    if isinstance(value, (list, tuple)):
-        items = [from_wire(v) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: from_wire(v) for k, v in value.items()}
-    return value
+    return None
+
+
+def to_wire(value):
+    """``value`` with every torch tensor replaced by ``{TENSOR: array, "requires_grad": flag}``
+    (plain data for :mod:`serialize`); :func:`from_wire` rebuilds the tensors on the other side,
+    so a check sees the same kind of value in the grader as in the notebook. Course infrastructure."""
+    return _map_leaves(value, _tensor_to_wire)
+
+
+def from_wire(value):
+    """The inverse of :func:`to_wire`: tensors sent as arrays become torch tensors again.  Course infrastructure."""
+    return _map_leaves(value, _tensor_from_wire)
 
 
 def _builtin_base(exc: BaseException) -> str:

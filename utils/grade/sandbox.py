@@ -49,7 +49,7 @@ UTILS = Path(__file__).resolve().parents[1]   # the course's utils package
 
 
 class SandboxUnavailable(OSError):
-    """bubblewrap is missing or does not work on this machine, or a sandbox did not start."""
+    """bubblewrap is missing or does not work on this machine, or a sandbox did not start. Course infrastructure."""
 
 
 # ---------------------------------------------------------------- what the sandbox sees
@@ -82,7 +82,8 @@ def _system_args() -> list[str]:
 
 
 def learner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of a learner process: nothing of the grader's (no grading marker)."""
+    """The whole environment of a learner process: nothing of the grader's (no grading marker).
+    Course infrastructure."""
     env = {"HOME": HOME, "USER": "learner", "LOGNAME": "learner", "LANG": "C.UTF-8",
            "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
            "JUPYTER_RUNTIME_DIR": RUNTIME, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
@@ -101,6 +102,7 @@ def bwrap_command(argv: list[str], binds: list[tuple[str, str]] = (), env: dict[
         binds: extra ``(host file, path inside)`` read-only binds (e.g. a kernel connection file).
         env: the complete environment inside (default :func:`learner_env`).
         scratch_bytes: size of each writable tmpfs.
+    Course infrastructure.
     """
     size = str(int(scratch_bytes))
     args = [BWRAP, "--unshare-user", "--uid", str(UID), "--gid", str(GID), "--disable-userns",
@@ -125,7 +127,7 @@ def bwrap_command(argv: list[str], binds: list[tuple[str, str]] = (), env: dict[
 
 
 def check_bwrap() -> str | None:
-    """None when bubblewrap works here (a trivial Python command in a sandbox), else why not."""
+    """None when bubblewrap works here (a trivial Python command in a sandbox), else why not. Course infrastructure."""
     if shutil.which(BWRAP) is None:
         return "bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap)"
     command = bwrap_command([sys.executable, "-I", "-S", "-c", "print('ok')"])
@@ -155,7 +157,7 @@ SECCOMP_FD = 10
 def seccomp_program() -> bytes | None:
     """A classic-BPF seccomp filter (what ``bwrap --seccomp`` reads) refusing _DENIED on this
     machine's architecture, and every system call made through another ABI (x32, i386); None
-    on an architecture not listed."""
+    on an architecture not listed. Course infrastructure."""
     import platform
     import struct
     arch = _DENIED.get(platform.machine())
@@ -203,6 +205,27 @@ def _own_cgroup(controller: str) -> Path | None:
     return None
 
 
+def remove_cgroup(folder: Path, attempts: int = 100, kill: bool = False) -> bool:
+    """Remove the cgroup ``folder``, retrying every 20 ms: the kernel refuses (EBUSY) while a process
+    is still in it, and a killed process leaves only once it has been reaped.  With ``kill``, every
+    process still listed in it is sent SIGKILL before each try.  True once it is gone (or was already).
+    Course infrastructure."""
+    for _ in range(attempts):
+        if kill:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+        try:
+            folder.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
 class Group:
     """The sandboxes of one submission: a shared memory and process cap, and one way to end them.
 
@@ -212,6 +235,7 @@ class Group:
         file_bytes: largest file a learner process may write (RLIMIT_FSIZE).
         registry: folder where each sandbox's PID namespace is recorded (see :func:`end_all`).
         pids_max: processes of the group together.
+    Course infrastructure.
     """
 
     def __init__(self, memory_bytes: int, file_bytes: int, registry: str | None, pids_max: int = PIDS_MAX,
@@ -340,14 +364,7 @@ class Group:
         self._stop.set()
         self.end()
         for folder in self.cgroups:
-            for _ in range(100):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            remove_cgroup(folder, attempts=100)
         self.cgroups = []
 
     def _supervise(self) -> None:
@@ -382,18 +399,19 @@ registry: str | None = None
 
 
 def current() -> Group | None:
-    """The group of the submission this process grades (None without a sandbox)."""
+    """The group of the submission this process grades (None without a sandbox). Course infrastructure."""
     return _current
 
 
 def begin_submission(memory_bytes: int, file_bytes: int) -> Group | None:
+    """Start this worker's :class:`Group` (None when sandboxing is off).  Course infrastructure."""
     global _current
     _current = Group(memory_bytes, file_bytes, registry) if enabled else None
     return _current
 
 
 def end_submission() -> list[str]:
-    """End the current group; returns its limit notes."""
+    """End the current group; returns its limit notes. Course infrastructure."""
     global _current
     if _current is None:
         return []
@@ -405,7 +423,8 @@ def end_submission() -> list[str]:
 
 
 def namespace_processes(registry_dir: str) -> list[psutil.Process]:
-    """Processes (anywhere on this machine) in one of the PID namespaces recorded in ``registry_dir``."""
+    """Processes (anywhere on this machine) in one of the PID namespaces recorded in ``registry_dir``.
+    Course infrastructure."""
     try:
         inodes = {int(name) for name in os.listdir(registry_dir) if name.isdigit()}
     except OSError:
@@ -420,7 +439,7 @@ def namespace_processes(registry_dir: str) -> list[psutil.Process]:
 
 def end_all(registry_dir: str, seconds: float = 10.0) -> int:
     """Kill every learner process of the run that is left; returns how many had to be killed.
-    Raises RuntimeError when some cannot be ended (grades must then not be written)."""
+    Raises RuntimeError when some cannot be ended (grades must then not be written). Course infrastructure."""
     killed, deadline = 0, time.monotonic() + seconds
     while True:
         left = namespace_processes(registry_dir)
@@ -436,21 +455,10 @@ def end_all(registry_dir: str, seconds: float = 10.0) -> int:
 
 
 def remove_groups_of(worker_pid: int) -> None:
-    """End and remove the cgroups a (killed) worker ``worker_pid`` left behind."""
+    """End and remove the cgroups a (killed) worker ``worker_pid`` left behind. Course infrastructure."""
     for controller in ("memory", "pids"):
         parent = _own_cgroup(controller)
         if parent is None:
             continue
         for folder in parent.glob(f"convcourse-grade-{worker_pid}-*"):
-            for _ in range(200):
-                with contextlib.suppress(OSError, ValueError):
-                    for pid in (folder / "cgroup.procs").read_text().split():
-                        with contextlib.suppress(OSError):
-                            os.kill(int(pid), signal.SIGKILL)
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            remove_cgroup(folder, attempts=200, kill=True)
