@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # shared (two notebooks run in parallel under pytest -n 2); passive waiting changes no result.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/lab_config.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 		> $(VENV)/share/jupyter/lab/settings/overrides.json
+	@# Jupyter Server of the venv only (tools/lab_config.py says why): idle kernels shut down after
+	@# 20 minutes, nbgrader's Validate only on exercise sets, the course's CSS (tools/lab/custom.css).
+	$(PY) -m tools.lab_config $(VENV)
 	@touch $(STAMP)
 
 # Extras installed on first use (again only when pyproject.toml changed): the web edition's
@@ -34,8 +37,12 @@ $(VENV)/.installed-%: pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$*]'
 	@touch $@
 
+# Serves the repository root (chapters/ and exercises/ side by side, so every link between notebooks
+# works) and opens chapter 00. Extra options: make lab LAB_ARGS="--no-browser --ServerApp.port=8899"
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab chapters/00_start_here.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/chapters/00_start_here.ipynb \
+		$(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 test: $(STAMP) $(VENV)/.installed-book
 	bash tools/ensure_chromium.sh
