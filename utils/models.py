@@ -48,7 +48,10 @@ from utils.efficientnet import classify, efficientnet_lite0, imagenet_categories
 
 def conv_block(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
     """conv ('same' padding, so only pooling shrinks the map) -> ReLU -> 2x2 max-pool.
-    Maps (N, in_channels, H, W) to (N, out_channels, H // 2, W // 2)."""
+    Maps (N, in_channels, H, W) to (N, out_channels, H // 2, W // 2).
+
+    Used first in chapter 07.
+    """
     return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             nn.ReLU(),
             nn.MaxPool2d(2)]
@@ -66,6 +69,8 @@ class SmallCNN(nn.Module):
             input size: widths[-1] * (image_size // 2 ** len(widths)) ** 2.
 
     Input (N, in_channels, image_size, image_size) float32, output logits (N, num_classes).
+
+    Taught in chapter 07.
     """
 
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64),
@@ -107,7 +112,10 @@ class SmallCNN(nn.Module):
 @dataclass
 class History:
     """What :func:`train` measured, one entry per epoch (validation lists stay empty without
-    validation data)."""
+    validation data).
+
+    Used first in chapter 06.
+    """
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -121,6 +129,7 @@ class History:
 
 
 class Evaluation(NamedTuple):
+    """Loss and accuracy of a model on a dataset (:func:`evaluate`).  Used first in chapter 06."""
     loss: float      # mean cross-entropy
     accuracy: float  # fraction of correct predictions in [0, 1]
 
@@ -146,7 +155,10 @@ def _logits(model: nn.Module, X: torch.Tensor, batch_size: int = 1024) -> torch.
 
 
 def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Mean cross-entropy and accuracy of ``model`` on images X (N, C, H, W) with labels y (N,)."""
+    """Mean cross-entropy and accuracy of ``model`` on images X (N, C, H, W) with labels y (N,).
+
+    Used first in chapter 06.
+    """
     X_t, y_t = _as_tensors(X, y)
     logits = _logits(model, X_t)
     loss = F.cross_entropy(logits, y_t).item()
@@ -155,7 +167,10 @@ def evaluate(model: nn.Module, X: np.ndarray, y: np.ndarray) -> Evaluation:
 
 
 def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
-    """Predicted class (N,) int64 for images X (N, C, H, W)."""
+    """Predicted class (N,) int64 for images X (N, C, H, W).
+
+    Used first in chapter 07.
+    """
     X_t = torch.as_tensor(np.asarray(X), dtype=torch.float32)
     return _logits(model, X_t).argmax(1).numpy()
 
@@ -206,6 +221,8 @@ def train(model: nn.Module, train_data: tuple[np.ndarray, np.ndarray],
     Returns:
         a :class:`History` with loss and accuracy per epoch and the wall time; the model is
         left in eval mode.
+
+    Used first in chapter 06.
     """
     from tqdm.auto import tqdm
     X, y = _as_tensors(*train_data)
@@ -246,7 +263,10 @@ REBUILD_HINT = ("rebuild it with `python -m tools.train_source_checkpoint` (abou
 
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> str:
-    """Write ``model.state_dict()`` to ``path``; returns the file's SHA-256 (hex)."""
+    """Write ``model.state_dict()`` to ``path``; returns the file's SHA-256 (hex).
+
+    Course infrastructure.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -254,7 +274,10 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> str:
 
 
 def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes.
+
+    Course infrastructure.
+    """
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -296,7 +319,10 @@ def load_pretrained(path: str | Path | None = None,
 
 
 class ReceptiveField(NamedTuple):
-    """One layer's row of the receptive-field table."""
+    """One layer's row of the receptive-field table.
+
+    Used first in chapter 07.
+    """
     layer: str   # e.g. "Conv2d(k=3, s=1, p=1)"
     size: int    # receptive field (input pixels per side) of one unit of this layer's output
     jump: int    # distance in input pixels between neighbouring output units (product of strides)
@@ -342,6 +368,8 @@ def receptive_field(model_or_layers) -> list[ReceptiveField]:
 
     Returns:
         one :class:`ReceptiveField` per layer, in order.
+
+    Taught in chapter 07.
     """
     size, jump, start, rows = 1, 1, 0.0, []
     for layer in _layers_of(model_or_layers):
@@ -371,6 +399,8 @@ def input_gradient(layers: nn.Module, x: torch.Tensor, channel: int = 0,
     Returns:
         |d unit / d x| summed over input channels, shape (H, W): non-zero only where the
         unit looks.
+
+    Used first in chapter 07.
     """
     x = torch.as_tensor(x, dtype=torch.float32).clone().requires_grad_(True)
     out = layers(x)
@@ -411,6 +441,10 @@ def _probe_copy(layers: nn.Module) -> nn.Module:
 
 @dataclass
 class EmpiricalReceptiveField:
+    """The measured receptive field of a unit (:func:`empirical_receptive_field`).
+
+    Used first in chapter 07.
+    """
     gradient: np.ndarray  # (H, W) |d unit / d input|
     rows: int             # height of the non-zero region, in input pixels
     cols: int             # width of the non-zero region
@@ -433,6 +467,8 @@ def empirical_receptive_field(model_or_layers, input_size: int = 64,
     Returns:
         an :class:`EmpiricalReceptiveField` with the (input_size, input_size) gradient map
         and the size of its non-zero bounding box.
+
+    Taught in chapter 07.
     """
     probe = _probe_copy(model_or_layers)
     if in_channels is None:

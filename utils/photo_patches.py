@@ -61,7 +61,10 @@ _CROPS = {"retina": (slice(300, 1100), slice(300, 1100))}   # inside the fundus'
 
 
 class Box(NamedTuple):
-    """A rectangle of a photo: rows ``[top, bottom)``, columns ``[left, right)``."""
+    """A rectangle of a photo: rows ``[top, bottom)``, columns ``[left, right)``.
+
+    Used first in chapter 08.
+    """
     top: int
     bottom: int
     left: int
@@ -76,6 +79,8 @@ class PatchSplits(NamedTuple):
             sorted by class.
         classes: the class names, index = label.
         boxes: for each part, an (N, 3) int array ``(label, top, left)``: where each patch was cut.
+
+    Used first in chapter 08.
     """
     train: tuple[np.ndarray, np.ndarray]
     val: tuple[np.ndarray, np.ndarray]
@@ -106,7 +111,10 @@ def _source_cached(name: str) -> np.ndarray:
 
 
 def load_source(name: str) -> np.ndarray:
-    """The gray photo of class ``name`` (see :data:`SOURCES`), (H, W) float32 in [0, 1] (a copy)."""
+    """The gray photo of class ``name`` (see :data:`SOURCES`), (H, W) float32 in [0, 1] (a copy).
+
+    Used first in chapter 08.
+    """
     return _source_cached(name).copy()
 
 
@@ -115,6 +123,8 @@ def regions(shape: tuple[int, int], patch: int = 64) -> dict[str, Box]:
 
     ``test`` is the right half; the left half is split into ``train`` (top) and ``val`` (the
     bottom ``max(patch, H // 4)`` rows).  Raises ValueError if a box cannot hold one patch.
+
+    Used first in chapter 08.
     """
     height, width = shape
     half = width // 2
@@ -138,6 +148,8 @@ def standardize(patches: np.ndarray, mean: float = 0.5, std: float = 0.2) -> np.
     """Give every patch of ``patches`` (N, H, W) the same ``mean`` and ``std``, clipped to [0, 1].
 
     A flat patch (standard deviation 0) becomes a constant ``mean``.
+
+    Used first in chapter 08.
     """
     patches = np.asarray(patches, dtype=np.float32)
     if patches.ndim != 3:
@@ -177,6 +189,8 @@ def load_patch_splits(patch: int = 64, n_train: int = 30, n_val: int = 10, n_tes
     ``standardized=False`` keeps the raw pixels (each patch then equals the photo at its box).
     Deterministic for a given ``seed`` (which only picks the crop positions).  The arrays are
     fresh copies, so callers may modify them.
+
+    Used first in chapter 08.
     """
     for name, value in (("patch", patch), ("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or value < 1:

@@ -47,7 +47,10 @@ def _symmetric_limit(a: np.ndarray) -> float:
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
                 ncols: int | None = None, panel: float = 3.0, suptitle: str | None = None):
-    """A grid of images: (H, W) arrays in gray, (H, W, 3) arrays as RGB, values in [0, 1]."""
+    """A grid of images: (H, W) arrays in gray, (H, W, 3) arrays as RGB, values in [0, 1].
+
+    Used first in chapter 00.
+    """
     images = list(images)
     fig, axes = _grid(len(images), ncols, panel)
     for ax, img in zip(axes, images):
@@ -65,6 +68,8 @@ def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str 
 
     ``limit``: the colour scale runs from -limit to +limit (default: the largest |value|); give
     several panels the same limit so that equal values get equal colours (chapter 02's windows).
+
+    Used first in exercise set ex01.
     """
     kernel = np.asarray(kernel, dtype=float)
     if kernel.ndim != 2:
@@ -88,7 +93,10 @@ def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str 
 
 def show_kernels(kernels: Sequence[np.ndarray], titles: Sequence[str] | None = None,
                  ncols: int | None = None, panel: float = 2.2, fmt: str = "{:.2g}"):
-    """Several 2D kernels side by side, each with its values written in the cells (``fmt``, as in show_kernel)."""
+    """Several 2D kernels side by side, each with its values written in the cells (``fmt``, as in show_kernel).
+
+    Used first in chapter 02.
+    """
     kernels = list(kernels)
     fig, axes = _grid(len(kernels), ncols, panel)
     for i, (ax, k) in enumerate(zip(axes, kernels)):
@@ -106,6 +114,8 @@ def show_feature_maps(maps: Sequence[np.ndarray] | np.ndarray, titles: Sequence[
         maps: a sequence of (H, W) arrays, or an array (C, H, W) / (1, C, H, W).
         signed: diverging colour map centred on zero; ``None`` decides per map from its values.
         label: the colour bar's label (what the numbers are).
+
+    Used first in chapter 02.
     """
     if isinstance(maps, np.ndarray):
         if maps.ndim == 4 and maps.shape[0] == 1:

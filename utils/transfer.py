@@ -37,6 +37,8 @@ def freeze(module: nn.Module) -> nn.Module:
     """Stop training ``module``'s weights: its parameters get no gradients (``requires_grad=False``).
 
     BatchNorm running statistics are *not* parameters: see :func:`freeze_batchnorm`.
+
+    Used first in chapter 08.
     """
     for p in module.parameters():
         p.requires_grad_(False)
@@ -81,7 +83,10 @@ def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Linear
 
 
 def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every BatchNorm layer inside ``module``, in order."""
+    """Every BatchNorm layer inside ``module``, in order.
+
+    Used first in chapter 08.
+    """
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
@@ -89,6 +94,8 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     """Put every BatchNorm layer of ``module`` in eval mode: it normalises with its stored running
     statistics and no longer updates them.  Call it *after* ``model.train()`` (which switches them
     back to train mode).  The BatchNorm scale and shift stay trainable unless frozen separately.
+
+    Used first in chapter 08.
     """
     for bn in batchnorm_layers(module):
         bn.eval()
@@ -96,7 +103,10 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def running_stats(module: nn.Module) -> torch.Tensor:
-    """All BatchNorm running means and variances of ``module``, concatenated (a copy)."""
+    """All BatchNorm running means and variances of ``module``, concatenated (a copy).
+
+    Taught in chapter 08.
+    """
     return torch.cat([torch.cat([bn.running_mean, bn.running_var]) for bn in batchnorm_layers(module)]).clone()
 
 
@@ -104,7 +114,10 @@ def running_stats(module: nn.Module) -> torch.Tensor:
 
 def network_input(patches: np.ndarray, size: int) -> torch.Tensor:
     """Gray (N, H, W) or colour (N, H, W, 3) images in [0, 1] -> (N, 3, size, size) network input,
-    each through :func:`utils.efficientnet.imagenet_transform` (resize, centre crop, normalise)."""
+    each through :func:`utils.efficientnet.imagenet_transform` (resize, centre crop, normalise).
+
+    Used first in chapter 08.
+    """
     from utils.efficientnet import imagenet_transform
 
     patches = np.asarray(patches)
@@ -129,6 +142,8 @@ def extract(model: nn.Module, x: torch.Tensor, pooled=("head",), maps=(), batch_
 
     Returns:
         ``{name: array}`` for every name in ``pooled`` and ``maps`` (``maps`` entries are tensors).
+
+    Taught in chapter 08.
     """
     was_training = model.training
     model.eval()
@@ -158,6 +173,8 @@ def center_l2(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     Centring removes what all images share (pooled ReLU6 features are all positive, so raw
     vectors point in similar directions); unit length makes the probe's regularisation treat
     every image alike.  Returns ``[train, *others]`` transformed with the *training* mean.
+
+    Used first in chapter 08.
     """
     mean = np.asarray(train).mean(axis=0)
 
@@ -168,7 +185,10 @@ def center_l2(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def linear_probe(train_features, y_train, test_features, y_test, C: float = 10.0, seed: int = 0) -> float:
-    """Test accuracy of logistic regression on centred, L2-normalised features (:func:`center_l2`)."""
+    """Test accuracy of logistic regression on centred, L2-normalised features (:func:`center_l2`).
+
+    Taught in chapter 08.
+    """
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
@@ -187,6 +207,8 @@ class TopBlocks(nn.Module):
     ``maps=[f"block{first - 1}"]``); output: logits.  Everything below ``first`` is frozen by
     construction (it is not in this module), so its output can be computed once per image.
     The copied layers are frozen at first (:meth:`unfreeze` releases them); the head trains.
+
+    Taught in chapter 08.
     """
 
     def __init__(self, model: nn.Module, first: int, num_classes: int, seed: int = 0):
@@ -218,7 +240,10 @@ class TopBlocks(nn.Module):
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int = 256) -> float:
-    """Fraction of correct predictions of ``model`` (in eval mode) on inputs ``x``, labels ``y``."""
+    """Fraction of correct predictions of ``model`` (in eval mode) on inputs ``x``, labels ``y``.
+
+    Used first in chapter 08.
+    """
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -256,6 +281,8 @@ def fine_tune(model: TopBlocks, x: torch.Tensor, y: np.ndarray, *, head_steps: i
     usual choice with small batches); ``"train"`` leaves them in train mode during phase 2
     (batch statistics of ``batch_size`` images, running statistics overwritten): the trap the
     chapter demonstrates.  Each step draws ``batch_size`` random training images (seeded).
+
+    Taught in chapter 08.
     """
     if batchnorm not in ("frozen", "train"):
         raise ValueError(f"batchnorm must be 'frozen' or 'train', got {batchnorm!r}")

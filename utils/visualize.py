@@ -64,6 +64,8 @@ def unit_windows(rf, map_size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(lo, hi)``, int arrays of shape (map_size,); ``lo`` may be negative and ``hi`` may
         exceed the image size (the window then covers padding).
+
+    Used first in chapter 07.
     """
     size, jump, start = _geometry(rf)
     lo = np.rint(start + np.arange(map_size) * jump - (size - 1) / 2).astype(int)
@@ -71,7 +73,10 @@ def unit_windows(rf, map_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def border_units(rf, map_shape: tuple[int, int], image_shape: tuple[int, int]) -> np.ndarray:
-    """bool (H', W'): True for the units whose window extends beyond the (H, W) image."""
+    """bool (H', W'): True for the units whose window extends beyond the (H, W) image.
+
+    Used first in chapter 07.
+    """
     masks = []
     for m, n in zip(map_shape, image_shape):
         lo, hi = unit_windows(rf, m)
@@ -88,6 +93,8 @@ def efficientnet_receptive_fields(input_size: int = 224) -> dict:
         {name: ReceptiveField(name, size, jump, start)} for the names of
         ``utils.efficientnet.LAYER_NAMES`` ('stem', 'block0', ..., 'block15', 'head'), for a
         square ``input_size`` input.
+
+    Taught in chapter 10.
     """
     from utils.efficientnet import BLOCKS, tf_same_padding
     from utils.models import ReceptiveField
@@ -107,6 +114,10 @@ def efficientnet_receptive_fields(input_size: int = 224) -> dict:
 
 
 class Unit(NamedTuple):
+    """One unit of a feature map: image, position and activation (:func:`top_units`).
+
+    Used first in chapter 07.
+    """
     image: int    # index into the batch
     row: int      # position in the feature map
     col: int
@@ -132,6 +143,8 @@ def top_units(acts: np.ndarray, channel: int, n: int = 6, exclude: np.ndarray | 
 
     Returns:
         up to ``n`` :class:`Unit`, strongest first, only units with an activation > 0.
+
+    Used first in chapter 07.
     """
     a = _check_acts(acts)[:, channel].astype(float).copy()
     if exclude is not None:
@@ -157,6 +170,8 @@ def cut_patch(images: np.ndarray, unit: Unit, rf) -> np.ndarray:
 
     Returns:
         (size, size) for gray / one channel, else (size, size, C) (ready for ``imshow``).
+
+    Used first in chapter 07.
     """
     images = np.asarray(images, dtype=float)
     if images.ndim == 4:
@@ -181,13 +196,19 @@ def cut_patch(images: np.ndarray, unit: Unit, rf) -> np.ndarray:
 
 
 def active_channels(acts: np.ndarray) -> np.ndarray:
-    """Indices of the channels that are > 0 somewhere in the batch (dead ReLU channels say nothing)."""
+    """Indices of the channels that are > 0 somewhere in the batch (dead ReLU channels say nothing).
+
+    Used first in chapter 07.
+    """
     return np.flatnonzero((_check_acts(acts) > 0).any(axis=(0, 2, 3)))
 
 
 def border_share(acts: np.ndarray, rf, image_shape: tuple[int, int], n: int = 6) -> float:
     """Share of the top-``n`` units (one per image) of every active channel whose window
-    leaves the image, pooled over the active channels (0 to 1; NaN if no channel is active)."""
+    leaves the image, pooled over the active channels (0 to 1; NaN if no channel is active).
+
+    Used first in chapter 07.
+    """
     acts = _check_acts(acts)
     border = border_units(rf, acts.shape[2:], image_shape)
     hits = [border[u.row, u.col] for c in active_channels(acts) for u in top_units(acts, c, n)]
@@ -201,6 +222,8 @@ def label_purity(acts: np.ndarray, labels: np.ndarray, n: int = 20) -> np.ndarra
 
     Returns:
         (number of active channels,) floats in [1/n, 1].
+
+    Used first in chapter 07.
     """
     acts, labels = _check_acts(acts), np.asarray(labels)
     if len(labels) != len(acts):
@@ -230,7 +253,10 @@ def show_patch_rows(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
                     titles: Sequence[Sequence[str]] | None = None, panel: float = 1.0,
                     suptitle: str | None = None, vmin: float = 0.0, vmax: float = 1.0):
     """Rows of patches (gray (h, w) or RGB (h, w, 3)), the parts outside the image (NaN) in
-    orange.  Patches in one row may have any size; each row gets a label on its left."""
+    orange.  Patches in one row may have any size; each row gets a label on its left.
+
+    Used first in chapter 07.
+    """
     ncols = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(panel * ncols, panel * len(rows) + 0.4),
                              squeeze=False)
@@ -277,6 +303,8 @@ def class_activation_map(features: np.ndarray, weights: np.ndarray, cls: int) ->
 
     Returns:
         (h, w) float map (not normalised, can be negative).
+
+    Taught in chapter 10.
     """
     features, weights = np.asarray(features, dtype=float), np.asarray(weights, dtype=float)
     if features.ndim != 3 or weights.ndim != 2 or weights.shape[1] != features.shape[0]:
@@ -319,6 +347,8 @@ def maximise(objective, count: int, size: int = 64, steps: int = 40, lr: float =
 
     Returns:
         (count, size, size, 3) float images in [0, 1].
+
+    Taught in chapter 10.
     """
     generator = torch.Generator().manual_seed(seed)
     x = (0.5 + 0.02 * torch.randn(count, 3, size, size, generator=generator)).requires_grad_(True)

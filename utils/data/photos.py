@@ -47,7 +47,7 @@ def _to_unit_float(raw: np.ndarray) -> np.ndarray:
 def to_gray(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) colour -> (H, W) luminance with the ITU-R BT.709 weights; (H, W) unchanged.
 
-    Used first in chapter 00 (by :func:`load_image` with ``gray=True``).
+    Used first in chapter 04.
     """
     if image.ndim == 2:
         return image
@@ -60,7 +60,7 @@ def resize(image: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarray:
     """An (H, W) or (H, W, C) float image in [0, 1] resized (anti-aliased) to ``(size, size)`` or
     ``(height, width)``, float32 in [0, 1]; ``size=None`` returns ``image`` unchanged.
 
-    Used first in chapter 00 (by :func:`load_image`).
+    Used first in chapter 00.  (:func:`load_image` calls it.)
     """
     if size is None:
         return image
@@ -119,10 +119,7 @@ def to_nchw(image: np.ndarray) -> np.ndarray:
 
 
 def from_nchw(batch: np.ndarray, index: int = 0) -> np.ndarray:
-    """One image of an (N, C, H, W) batch back to (H, W) (one channel) or (H, W, C).
-
-    Used first in chapter 01.
-    """
+    """One image of an (N, C, H, W) batch back to (H, W) (one channel) or (H, W, C)."""
     if batch.ndim != 4:
         raise ValueError(f"expected an (N, C, H, W) batch, got shape {batch.shape}")
     image = batch[index]

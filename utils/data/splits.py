@@ -28,7 +28,7 @@ def stratified_split(n_items: int, labels: np.ndarray, sizes: tuple[int, int, in
     """Index arrays ``(train, val, test)`` of the given sizes, each with the class proportions of
     ``labels`` (shape (n_items,)); seeded, so the same call always gives the same split.
 
-    Used first in chapter 06 (by :func:`utils.data.load_digits_splits`).
+    Used first in chapter 06.  (:func:`utils.data.load_digits_splits` calls it.)
     """
     from sklearn.model_selection import train_test_split
     index = np.arange(n_items)
