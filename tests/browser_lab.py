@@ -146,3 +146,40 @@ def set_slider(page, slider, steps: int) -> None:
     handle.click()
     for _ in range(steps):
         handle.press("ArrowRight")
+
+
+def run_cells_containing(page, *snippets: str) -> list[int]:
+    """Run only the code cells whose source contains one of ``snippets``, in notebook order, and wait
+    until they have finished (quicker than a whole chapter when a test needs self-contained cells).
+    Returns the indices of the cells run."""
+    ran = page.evaluate("""async (snippets) => {
+        const app = window.jupyterapp, panel = app.shell.currentWidget, notebook = panel.content;
+        await panel.sessionContext.ready;
+        const wanted = [];
+        notebook.widgets.forEach((cell, i) => {
+            const source = cell.model.sharedModel.getSource();
+            if (cell.model.type === 'code' && snippets.some(s => source.includes(s))) wanted.push(i);
+        });
+        for (const i of wanted) {
+            notebook.activeCellIndex = i;
+            await app.commands.execute('notebook:run-cell');   // resolves when the cell has run
+        }
+        return wanted;
+    }""", list(snippets))
+    if not ran:
+        raise AssertionError(f"no code cell contains any of {snippets}")
+    page.wait_for_function("""() => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+        return kernel && kernel.status === 'idle';
+    }""", timeout=RUN_TIMEOUT_MS)
+    return ran
+
+
+def slider_handle(container, label: str):
+    """The handle of the ipywidgets slider labelled ``label`` inside ``container`` (a locator); its
+    ``aria-valuemin``/``aria-valuemax``/``aria-valuenow`` attributes say the slider's range and value."""
+    import re
+    name = container.page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))
+    slider = container.locator(".widget-slider", has=name)
+    return slider.locator(".noUi-handle").first

@@ -21,10 +21,11 @@ from utils.data import to_nchw
 from utils.widgets.base import ConvFn, Explorer, default_conv, slider
 from utils.widgets.kernels import PRESETS, preset_kernel
 from utils.widgets.pool import blocks_at_input_scale
-from utils.widgets.render import TOGGLE_STYLE, colour_limit, error_html, format_number, png_bytes, to_indices
+from utils.widgets.render import (TOGGLE_STYLE, colour_indices, colour_limit, colour_scale, encode_png, error_html,
+                                  format_number)
 
-__all__ = ["DEFAULT_BANK", "MAX_FILTERS", "PipelineExplorer", "PipelineView", "bank_kernels", "per_filter",
-           "pipeline_explorer", "pipeline_view", "run_bank"]
+__all__ = ["DEFAULT_BANK", "MAX_FILTERS", "PipelineExplorer", "PipelineView", "after_conv", "bank_kernels",
+           "per_filter", "pipeline_explorer", "pipeline_view", "run_bank"]
 
 DEFAULT_BANK = ("Sobel x", "Sobel y", "Laplacian", "box blur")   # 3x3 presets, one row each
 MAX_FILTERS = 8          # more rows than this do not fit on a screen
@@ -40,7 +41,7 @@ class PipelineView:
     rows are the image itself, C = 1, and ``names == ["image"]``); ``relu``: (C, H1, W1) or None when
     off; ``pooled``: (C, H1 // s, W1 // s) for pool size ``s`` or None when off; ``output``: what the
     last stage that is on produced (C, h, w); ``error``: a message for the learner (a failing
-    ``conv_fn``), and then every map is None.
+    ``conv_fn``), and then every map is None.  Taught in chapter 06.
     """
     input: np.ndarray
     names: list[str]
@@ -125,7 +126,9 @@ def _check_stages(mode: str, pool_size: int) -> None:
 
 def after_conv(image: np.ndarray, names: list[str], weight: np.ndarray, maps: np.ndarray | None,
                error: str | None, relu: bool, pool: bool, mode: str, pool_size: int) -> PipelineView:
-    """The ReLU and pooling stages on already computed filter responses ``maps`` (None: conv off)."""
+    """The ReLU and pooling stages of :func:`pipeline_view` on already computed filter responses ``maps``
+    (C, H1, W1) (None: the convolution is off, the image goes on), or the ``error`` of the conv.
+    Used first in chapter 06."""
     from utils.functional import avg_pool2d, max_pool2d
     from utils.functional import relu as relu_fn
     if error is not None:
@@ -181,16 +184,16 @@ def _kernel_html(name: str, kernel: np.ndarray, limit: float | None) -> str:
 
 LEGEND = ("<span style='font-size:11px'>Colours: <span style='display:inline-block;width:90px;height:9px;"
           "background:linear-gradient(to right,#2166ac,#f7f7f7,#b2182b)'></span> blue negative, white 0, red "
-          "positive; each row has its own scale (under its kernel), shared by its maps, so what a stage "
-          "removes is visible. Pooled values are drawn as blocks over their windows, at the input's scale "
-          "(light blue: no window there). With the convolution off the image is gray (0 black, 1 white).</span>")
+          "positive (a map with no negative value uses the white-to-red half); each row has its own scale "
+          "±L (under its kernel), shared by its maps, so what a stage removes is visible. Pooled values "
+          "are drawn as blocks over their windows, at the input's scale (light blue: no window there). With the convolution off the image is gray (0 black, 1 white).</span>")
 
 
 class _Row:
     """The widgets of one row: a kernel label and three (caption, picture) panels."""
 
     def __init__(self):
-        self.label = widgets.HTML(layout=widgets.Layout(width="8.5em"))
+        self.label = widgets.HTML(layout=widgets.Layout(width="10.5em"))
         self.captions = [widgets.HTML() for _ in range(3)]
         self.pictures = [widgets.Image(format="png") for _ in range(3)]
         self.panels = [widgets.VBox([c, p], layout=widgets.Layout(margin="0 1em 0 0"))
@@ -225,14 +228,16 @@ class PipelineExplorer(Explorer):
             self.flow_view, self.error_view = widgets.HTML(), widgets.HTML()
             self.input_caption, self.input_view = widgets.HTML(), widgets.Image(format="png")
             self.rows = [_Row() for _ in self.names]
-            stages = widgets.VBox([widgets.HTML("<b>stages</b>"), self.use_conv, self.use_relu, self.use_pool],
-                                  layout=widgets.Layout(margin="0 2em 0 0"))
-            controls = widgets.HBox([widgets.VBox([self.image_choice, self.zoom]), stages,
-                                     widgets.VBox([self.mode, self.pool_size])])
-            grid = widgets.HBox([widgets.VBox([self.input_caption, self.input_view],
-                                              layout=widgets.Layout(margin="0 1.5em 0 0")),
-                                 widgets.VBox([row.box for row in self.rows])])
-            self.children = [controls, self.flow_view, self.error_view, grid, widgets.HTML(LEGEND)]
+            narrow = widgets.Layout(width="17em")
+            self.image_choice.layout, self.pool_size.layout = narrow, narrow
+            self.image_choice.style.description_width = "4em"
+            left = widgets.VBox([self.input_caption, self.input_view, self.image_choice,
+                                 widgets.HTML("<b>stages</b> (an off stage passes its input on)"),
+                                 self.use_conv, self.use_relu, self.use_pool, self.mode, self.pool_size, self.zoom],
+                                layout=widgets.Layout(margin="0 1.5em 0 0", min_width="17em"))
+            right = widgets.VBox([self.flow_view, self.error_view, *[row.box for row in self.rows],
+                                  widgets.HTML(LEGEND, layout=widgets.Layout(max_width="44em"))])
+            self.children = [widgets.HBox([left, right])]
             self._watch(self.image_choice, self.use_conv, self.use_relu, self.use_pool, self.mode,
                         self.pool_size, self.zoom)
         self.update()
@@ -247,9 +252,15 @@ class PipelineExplorer(Explorer):
         return after_conv(self.image(), self.names, self.weight, maps, error, self.use_relu.value,
                           self.use_pool.value, self.mode.value, self.pool_size.value)
 
-    def _show(self, view: widgets.Image, indices: np.ndarray, signed: bool) -> None:
-        view.value = png_bytes(indices, signed)
-        zoom = self.zoom.value   # the browser scales the picture; the PNG keeps every value
+    def _show(self, view: widgets.Image, values: np.ndarray, scale, canvas: tuple[int, int] | None = None,
+              pool_size: int = 1) -> None:
+        """Draw ``values`` under a colour ``scale``; pooled maps as blocks on a ``canvas`` the size of
+        their input.  The browser scales the picture by the map-size toggle; the PNG keeps every value."""
+        indices = colour_indices(values, scale)
+        if canvas is not None:
+            indices = blocks_at_input_scale(indices, pool_size, pool_size, canvas)
+        view.value = encode_png(np.ascontiguousarray(indices), scale.kind)
+        zoom = self.zoom.value
         view.layout.width = f"{round(indices.shape[1] * zoom)}px"
         view.layout.height = f"{round(indices.shape[0] * zoom)}px"
 
@@ -261,14 +272,14 @@ class PipelineExplorer(Explorer):
         result = self.view()
         self.result = result
         image = result.input
-        self._show(self.input_view, to_indices(image, False), False)
+        self._show(self.input_view, image, colour_scale(image, image=True))
         self.input_caption.value = f"<b>input</b> {image.shape[0]}×{image.shape[1]}"
         on = [self.use_conv.value, self.use_relu.value, self.use_pool.value]
         size = self.pool_size.value
         stage_names = ["convolution", "ReLU", f"{self.mode.value} pooling {size}×{size}"]
-        self.flow_view.value = ("<b>input → " + " → ".join(n for n, o in zip(stage_names, on) if o) + " → output</b>"
-                                + ("" if all(on) else " (off: " + ", ".join(n for n, o in zip(stage_names, on)
-                                                                            if not o) + ")"))
+        flow = " → ".join(["input", *(n for n, o in zip(stage_names, on) if o), "output"])
+        off = ", ".join(n for n, o in zip(stage_names, on) if not o)
+        self.flow_view.value = f"<b>{flow}</b>" + (f" (off: {off})" if off else "")
         self.error_view.value = error_html(result.error)
         for i, row in enumerate(self.rows):
             visible = result.error is None and i < len(result.names)
@@ -277,31 +288,26 @@ class PipelineExplorer(Explorer):
                 self._draw_row(row, i, result)
 
     def _draw_row(self, row: _Row, i: int, result: PipelineView) -> None:
-        signed = result.conv is not None            # filter responses are signed; the image is in [0, 1]
-        limit = colour_limit(result.conv[i]) if signed else None
-        kernel = result.kernels[i, 0]
-        row.label.value = (_kernel_html(result.names[i], kernel, limit) if signed else
+        conv_on = result.conv is not None          # filter responses are feature maps; the image is gray
+        limit = colour_limit(result.conv[i]) if conv_on else None   # one limit per row, for all its maps
+        row.label.value = (_kernel_html(result.names[i], result.kernels[i, 0], limit) if conv_on else
                            "<div style='font-size:11px'><b>no filter</b>: the image itself</div>")
-        maps = [result.conv, result.relu, result.pooled]
+        before_pool = next(m for m in (result.relu, result.conv, result.input[None]) if m is not None)[i]
         size, mode = self.pool_size.value, self.mode.value
-        for stage, (panel, caption, picture, maps_) in enumerate(zip(row.panels, row.captions, row.pictures, maps)):
-            panel.layout.display = "none" if maps_ is None else ""
-            if maps_ is None:
+        for stage, maps in enumerate([result.conv, result.relu, result.pooled]):
+            row.panels[stage].layout.display = "none" if maps is None else ""
+            if maps is None:
                 continue
-            values = maps_[i]
-            indices = to_indices(values, signed, limit)
-            if stage == 2:
-                canvas = (result.relu if result.relu is not None else
-                          result.conv if result.conv is not None else result.input[None])[i].shape
-                indices = blocks_at_input_scale(indices, size, size, canvas)
+            values = maps[i]
+            scale = colour_scale(values, limit=limit) if conv_on else colour_scale(values, image=True)
             if stage == 0:
                 text = f"conv: {values.shape[0]}×{values.shape[1]}"
             elif stage == 1:
                 text = f"ReLU: {np.mean(values == 0):.0%} zero"
             else:
                 text = f"{mode} pool: {values.shape[0]}×{values.shape[1]}"
-            caption.value = f"<span style='font-size:11px'>{text}</span>"
-            self._show(picture, indices, signed)
+            row.captions[stage].value = f"<span style='font-size:11px'>{text}</span>"
+            self._show(row.pictures[stage], values, scale, before_pool.shape if stage == 2 else None, size)
 
 
 def pipeline_explorer(image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None,
