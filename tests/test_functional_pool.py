@@ -297,3 +297,27 @@ def test_pool_backward_refuses_a_grad_output_of_the_wrong_shape():
 def test_adaptive_pool_refuses_bad_output_sizes(output_size):
     with pytest.raises(ValueError, match="output_size"):
         adaptive_avg_pool2d(_input(), output_size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), st.integers(0, 1),
+       st.integers(0, 2**32 - 1), st.booleans())
+def test_2x2_pooling_backward_fast_path_on_ties_matches_autograd(n, c, half_h, half_w, padding, seed,
+                                                                 nan):
+    """2x2 windows with stride 2 tiling a float32 plane (the usual CNN pooling) have their own fast
+    path (comparisons and bit placement): ties, -0.0, NaNs and a padded border against torch."""
+    rng = np.random.default_rng(seed)
+    shape = (n, c, 2 * half_h - 2 * padding, 2 * half_w - 2 * padding)
+    if min(shape[2:]) < 1:
+        return
+    x = rng.integers(-1, 2, shape).astype(np.float32)
+    x[(x == 0) & (rng.random(shape) < 0.5)] = -0.0
+    if nan:
+        x[rng.random(shape) < 0.05] = np.nan
+    x_t = torch.tensor(x, requires_grad=True)
+    out = F.max_pool2d(x_t, 2, padding=padding)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(torch.tensor(grad))
+    ours = max_pool2d_backward(grad, x, 2, padding=padding)
+    np.testing.assert_array_equal(ours, x_t.grad.numpy())
+    assert not np.signbit(ours[ours == 0]).any()     # +0.0 where nothing arrives, as torch
