@@ -186,3 +186,27 @@ def test_chapter_links_to_its_exercise_set(path):
     markdown = "\n".join(c.source for c in markdown_cells(read(path)))
     exercise = f"../{course.exercise_set(entry.exercise_set).exercise_path}"
     assert f"]({exercise})" in markdown, f"chapter does not link to {exercise}"
+
+
+# --- the tools refuse notebooks the manifest does not list ------------------------------------
+
+def test_execute_notebooks_refuses_a_chapter_the_manifest_does_not_list(tmp_path, monkeypatch):
+    from tools import execute_notebooks
+    monkeypatch.setattr(execute_notebooks, "ROOT", tmp_path)
+    (tmp_path / "chapters").mkdir()
+    listed, unlisted = tmp_path / course.CHAPTERS[1].path, tmp_path / "chapters" / "11_not_listed.ipynb"
+    for path in (listed, unlisted):
+        nbformat.write(nbformat.v4.new_notebook(), path)
+    assert execute_notebooks.notebook_paths([str(listed)]) == [listed]
+    with pytest.raises(SystemExit, match="11_not_listed.ipynb"):
+        execute_notebooks.notebook_paths([str(tmp_path / "chapters")])
+
+
+def test_make_exercises_refuses_a_solution_the_manifest_does_not_list(tmp_path, monkeypatch, capsys):
+    from tools import make_exercises
+    monkeypatch.setattr(make_exercises, "ROOT", tmp_path)
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "solutions" / "ex99_not_listed.ipynb")
+    args = ["--solutions", str(tmp_path / "solutions"), "--exercises", str(tmp_path / "exercises")]
+    assert make_exercises.main(args) == 2
+    assert "ex99_not_listed.ipynb" in capsys.readouterr().err and not (tmp_path / "exercises").exists()

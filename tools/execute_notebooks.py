@@ -1,6 +1,7 @@
 """Execute course notebooks in place and store their outputs.
 
     python -m tools.execute_notebooks chapters/02_convolution_from_scratch.ipynb solutions
+    python -m tools.execute_notebooks --all     # every notebook of utils/course.py, in course order
 
 Each notebook runs in a fresh ``python3`` kernel with its own folder as working directory.
 A notebook is written back only when it executed without error and its outputs contain no
@@ -24,7 +25,19 @@ MACHINE_PATH = re.compile(r"(/work/|/root/|/home/|/tmp/|site-packages|\.venv/)")
 TIME_LIMIT_SECONDS = 60
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def listed_notebooks() -> list[Path]:
+    """Every notebook of the course manifest (``utils/course.py``) in course order: chapters, then
+    solutions.  Course infrastructure."""
+    from utils import course
+    return [ROOT / c.path for c in course.CHAPTERS] + [ROOT / s.solution_path for s in course.EXERCISE_SETS]
+
+
 def notebook_paths(args: list[str]) -> list[Path]:
+    """The notebooks named by ``args`` (files or folders).  A notebook in the course's ``chapters/``
+    or ``solutions/`` must be listed in ``utils/course.py``.  Course infrastructure."""
     paths: list[Path] = []
     for arg in args:
         p = Path(arg)
@@ -34,6 +47,11 @@ def notebook_paths(args: list[str]) -> list[Path]:
             paths.append(p)
         else:
             raise SystemExit(f"not a notebook or folder of notebooks: {arg}")
+    course_folders = {ROOT / "chapters", ROOT / "solutions"}
+    unlisted = [p for p in paths if p.resolve().parent in course_folders and p.resolve() not in listed_notebooks()]
+    if unlisted:
+        raise SystemExit(f"not in the course manifest utils/course.py (add it there first): "
+                         f"{[str(p) for p in unlisted]}")
     return paths
 
 
@@ -77,12 +95,15 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+")
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--all", action="store_true", help="every notebook of the course manifest utils/course.py")
     parser.add_argument("--time-only", action="store_true",
                         help="execute and report the seconds, but leave the files untouched")
     args = parser.parse_args(argv)
+    if not args.paths and not args.all:
+        parser.error("name notebooks or folders, or pass --all")
     failed = 0
-    for path in notebook_paths(args.paths):
+    for path in (listed_notebooks() if args.all else []) + notebook_paths(args.paths):
         try:
             seconds = execute(path, write=not args.time_only)
         except (CellExecutionError, RuntimeError) as exc:

@@ -104,6 +104,13 @@ def out_of_date(generated: dict[str, str], exercises_dir: Path) -> list[str]:
     return stale + orphans
 
 
+def not_in_manifest(names) -> list[str]:
+    """The solution files among ``names`` that the course manifest (``utils/course.py``) does not
+    list as an exercise set.  Course infrastructure."""
+    from utils import course
+    return sorted(set(names) - {s.file for s in course.EXERCISE_SETS})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report whether exercises/ is up to date")
@@ -114,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         generated = generate(args.solutions)
     except SolutionOutsideSolutionCell as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    unlisted = not_in_manifest(generated) if args.solutions.resolve() == ROOT / "solutions" else []
+    if unlisted:
+        print(f"error: {unlisted} not in utils/course.py EXERCISE_SETS: add the set there first", file=sys.stderr)
         return 2
     stale = out_of_date(generated, args.exercises)
     if args.check:
