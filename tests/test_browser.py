@@ -1,7 +1,8 @@
 """The course in a real browser: JupyterLab + Debian's Chromium driven by Playwright.
 
-What a learner does in chapter 04: run all cells, move the convolution explorer's stride slider and
-see the output-size formula and the feature map change; answer a quiz question, save, reopen the
+What a learner does in chapter 04: run all cells (in a 1400x900 window: the convolution explorer fits
+below JupyterLab's bars), click the input picture and see the window move there, press Play and see it
+sweep, move the stride slider and see the output-size formula and the feature map change; answer a quiz question, save, reopen the
 notebook without its kernel and still see the recorded answer (and the grader reads it from disk).
 
 The server (``tests/browser_lab.py``) runs on 127.0.0.1 with a random token and free port, on a
@@ -35,7 +36,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def page(lab):
-    with launch_page(playwright_sync) as page:
+    with launch_page(playwright_sync, 1400, 900) as page:
         yield page
 
 
@@ -50,10 +51,33 @@ def test_conv_explorer_reacts_and_quiz_answers_survive_a_reload(lab, page):
     formula.wait_for(timeout=30_000)
     explorer = page.locator(".jp-OutputArea-output", has=formula).first
     explorer.scroll_into_view_if_needed()
+    position = explorer.locator("b", has_text=re.compile(r"^output\[\d+, \d+\] = .* from input rows"))
+    playwright_sync.expect(position).to_contain_text("output[127, 127] = ", timeout=15_000)
+    box = explorer.bounding_box()
+    page.screenshot(path=str(shots / "conv_explorer_page_1400x900.png"))
+    explorer.screenshot(path=str(shots / "conv_explorer_start.png"))
+    print(f"conv explorer: {box['width']:.0f} x {box['height']:.0f} px in a {page.viewport_size} viewport")
+    assert box["height"] < 780, "the explorer no longer fits one 1400x900 screen below JupyterLab's bars"
+
+    # click-to-place: a click on the input picture at pixel (row 50, col 100) of the image (5-px margin,
+    # one screen pixel per image pixel at 256x256) centres the 3x3 window there: output[49, 99]
+    input_image = explorer.locator("img").nth(0)
+    input_image.click(position={"x": 5 + 100 + 0.5, "y": 5 + 50 + 0.5})
+    playwright_sync.expect(position).to_contain_text("output[49, 99] = ", timeout=15_000)
+    playwright_sync.expect(position).to_contain_text("rows 49…51, cols 99…101")
+    explorer.screenshot(path=str(shots / "conv_explorer_clicked.png"))
+
+    # Play advances the position row by row (left to right) until paused
+    explorer.get_by_role("button", name="▶ Play").click()
+    playwright_sync.expect(position).to_contain_text(re.compile(r"output\[49, (10\d|1[1-9]\d)\] = "),
+                                                     timeout=15_000)
+    explorer.get_by_role("button", name="❚❚ Pause").click()
+    playwright_sync.expect(explorer.get_by_role("button", name="▶ Play")).to_be_visible(timeout=15_000)
+    explorer.screenshot(path=str(shots / "conv_explorer_played.png"))
+
     before_text = formula.inner_text()
     output_image = explorer.locator("img").nth(1)
     before_src = output_image.get_attribute("src")
-    explorer.screenshot(path=str(shots / "conv_explorer_stride1.png"))
     stride = explorer.locator(".widget-slider", has=page.locator("label", has_text=re.compile(r"^stride$")))
     set_slider(page, stride, 1)
     playwright_sync.expect(formula).to_contain_text("/ 2⌋", timeout=15_000)

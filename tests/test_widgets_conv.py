@@ -188,7 +188,7 @@ def test_play_drives_the_explorer_and_follows_the_output_size():
     ex.stride.value = 2
     assert ex.play.max == 127 * 127 - 1 and ex.play.value == play_index(ex.result.position, (127, 127))
     ex.play.playing = True
-    assert ex.play_button.description == "⏸ Pause"
+    assert ex.play_button.description == "❚❚ Pause"
     ex.first_button.click()
     assert not ex.play.playing and ex.result.position == (0, 0) and ex.play_button.description == "▶ Play"
     ex.speed.value = 50

@@ -21,9 +21,10 @@ import numpy as np
 
 from utils.widgets.base import ConvFn, Explorer, default_conv, output_size_formula, padding_mask, run_conv, slider
 from utils.widgets.kernels import PRESETS, preset_kernel
-from utils.widgets.render import (BLANK_PNG_INDICES, LABEL_WIDTH, MARGIN, PADDING_INDEX, colour_indices,
+from utils.widgets.render import (BLANK_PNG_INDICES, LABEL_WIDTH, MARGIN, PADDING_INDEX, colour_indices, enlarge,
                                   colour_scale, display_scale, error_html, format_number, formula_html,
-                                  html_grid, screen_to_cell, show_framed, show_picture, slider_style, zoom_html)
+                                  html_grid, screen_to_cell, show_framed, show_picture, slider_style, text_block,
+                                  zoom_html)
 
 __all__ = ["ConvExplorer", "ConvView", "PLAY_SPEEDS", "conv_explorer", "conv_view", "coordinates_text",
            "output_click_position", "play_index", "play_position", "screen_to_input", "window_at"]
@@ -81,7 +82,8 @@ class ConvView:
 
 def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: int = 0,
               dilation: int = 1, position: tuple[int, int] = (0, 0),
-              conv_fn: ConvFn | None = None) -> ConvView:
+              conv_fn: ConvFn | None = None, computed: tuple[np.ndarray | None, str | None] | None = None
+              ) -> ConvView:
     """Compute everything the convolution explorer shows (no widgets involved).  Used first in chapter 04.
 
     Args:
@@ -89,6 +91,8 @@ def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
         position: requested (row, col) of the output value to explain; clipped into the output.
         conv_fn: ``conv_fn(input (1,1,H,W), weight (1,1,k,k), bias, stride, padding, dilation)``;
             default ``utils.functional.conv2d``.
+        computed: ``(output, error)`` of an earlier call with the same image, kernel and settings
+            (what ``base.run_conv`` returned): moving the window does not run ``conv_fn`` again.
     """
     k = kernel.shape[0]
     padded = np.pad(image, padding)
@@ -99,7 +103,7 @@ def conv_view(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: i
         return ConvView(padded, None, (0, 0, 0, 0), (0, 0), formula, None,
                         "the dilated kernel is larger than the padded input: lower dilation or add padding",
                         padding=padding, stride=stride, dilation=dilation)
-    output, error = run_conv(conv_fn or default_conv(), image, kernel, stride, padding, dilation)
+    output, error = computed or run_conv(conv_fn or default_conv(), image, kernel, stride, padding, dilation)
     if output is not None and output.shape != tuple(sizes):
         error = f"your conv_fn returned {output.shape[0]}x{output.shape[1]} but the formula gives " \
                 f"{sizes[0]}x{sizes[1]}"
@@ -140,7 +144,8 @@ def window_at(row: int, col: int, kernel_size: int, stride: int, padding: int, d
               out_shape: tuple[int, int]) -> tuple[int, int]:
     """The output position whose window is centred nearest to input pixel (row, col) (input frame),
     clipped into the output.  Output (i, j)'s window centre is input pixel
-    (i·stride + c − padding, j·stride + c − padding) with c = dilation·(k − 1) / 2.  Used first in chapter 04."""
+    (i·stride + c − padding, j·stride + c − padding) with c = dilation·(k − 1) / 2.
+    Used first in chapter 04."""
     centre = dilation * (kernel_size - 1) / 2
     return tuple(int(min(max(np.floor((p + padding - centre) / stride + 0.5), 0), n - 1))
                  for p, n in zip((row, col), out_shape))
@@ -188,6 +193,9 @@ class ConvExplorer(Explorer):
         self.conv_fn = conv_fn
         self._shown_size = 3
         self._scale = 1
+        self._computed = None      # (settings, (output, error)) of the last convolution
+        self._generation = 0       # counts the convolutions run (keys the output picture)
+        self._pictures = {}        # "input"/"output" -> (key, enlarged palette indices, ColourScale)
         with self.frozen():
             self._image_choice(image)
             self.image_choice.style = slider_style()
@@ -206,7 +214,7 @@ class ConvExplorer(Explorer):
                                      layout=widgets.Layout(display="none"))   # driven by the text buttons
             self.play_button = widgets.Button(description="▶ Play", tooltip="sweep every output position, row by row",
                                               layout=widgets.Layout(width="7em"))
-            self.first_button = widgets.Button(description="⏮ Back to output[0, 0]", layout=widgets.Layout(width="13em"))
+            self.first_button = widgets.Button(description="Back to output[0, 0]", layout=widgets.Layout(width="13em"))
             self.speed = widgets.Dropdown(options=PLAY_SPEEDS, value=200, description="speed", style=slider_style(),
                                           layout=widgets.Layout(width="14em"))
             self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
@@ -323,7 +331,7 @@ class ConvExplorer(Explorer):
         self.place(play_position(index, shape))
 
     def _show_playing(self, playing: bool) -> None:
-        self.play_button.description = "⏸ Pause" if playing else "▶ Play"
+        self.play_button.description = "❚❚ Pause" if playing else "▶ Play"
 
     def _back_to_start(self) -> None:
         self.play.playing = False
@@ -331,9 +339,18 @@ class ConvExplorer(Explorer):
 
     # -- computing and drawing
     def view(self) -> ConvView:
-        """The pure result for the current control values."""
-        return conv_view(self.image(), self.kernel(), self.stride.value, self.padding.value,
-                         self.dilation.value, (self.out_row.value, self.out_col.value), self.conv_fn)
+        """The pure result for the current control values (the convolution is run again only when the
+        image, kernel, stride, padding or dilation changed, not when the window moves)."""
+        image, kernel = self.image(), self.kernel()
+        key = (self.image_choice.value, id(image), id(self.conv_fn), kernel.tobytes(), kernel.shape,
+               self.stride.value, self.padding.value, self.dilation.value)
+        computed = self._computed[1] if self._computed and self._computed[0] == key else None
+        result = conv_view(image, kernel, self.stride.value, self.padding.value, self.dilation.value,
+                           (self.out_row.value, self.out_col.value), self.conv_fn, computed)
+        if computed is None and result.expected_shape is not None:   # keep conv_fn's own result and error
+            self._computed = (key, (result.output, None if result.output is not None else result.error))
+            self._generation += 1
+        return result
 
     def update(self) -> None:
         """Recompute and redraw everything for the current control values."""
@@ -341,7 +358,7 @@ class ConvExplorer(Explorer):
         result = self.view()
         self.result = result
         self._sync_play(result)
-        self.formula_view.value = formula_html(result.formula)
+        self.formula_view.value = formula_html(result.formula, "11px")
         self.error_view.value = error_html(result.error)
         self._draw_input(result)
         self._draw_output(result)
@@ -372,45 +389,66 @@ class ConvExplorer(Explorer):
                     value = round(control.value * (size - 1) / max(control.max, 1))
                     control.max, control.value = size - 1, value
 
+    def _picture(self, name: str, key, draw) -> tuple[np.ndarray, object]:
+        """The enlarged palette picture and colour scale of ``name``, redrawn only when ``key`` changed
+        (moving the window only re-frames and re-encodes it)."""
+        cached = self._pictures.get(name)
+        if cached is None or cached[0] != key:
+            indices, scale = draw()
+            cached = self._pictures[name] = (key, enlarge(indices, self._scale), scale)
+        return cached[1], cached[2]
+
     def _draw_input(self, result: ConvView) -> None:
-        scale = colour_scale(result.padded, image=True)
-        picture = colour_indices(result.padded, scale)
-        picture[padding_mask(result.padded.shape, result.padding)] = PADDING_INDEX
+        def draw():
+            scale = colour_scale(result.padded, image=True)
+            picture = colour_indices(result.padded, scale)
+            picture[padding_mask(result.padded.shape, result.padding)] = PADDING_INDEX
+            return picture, scale
+
         self._scale = display_scale(*result.padded.shape)
+        key = (self.image_choice.value, id(self.image()), result.padding, self._scale)
+        picture, scale = self._picture("input", key, draw)
         frames = (result.window,) if result.expected_shape is not None else ()
-        show_framed(self.input_view, picture, "gray", self._scale, frames)
+        show_framed(self.input_view, picture, "gray", self._scale, frames, enlarged=True)
         h, w = result.input_shape
-        self.input_caption.value = (f"<b>input</b> {h}×{w}" + (f" + padding {result.padding} (blue)"
-                                    if result.padding else "") + " · yellow: the window · <i>click or drag</i>")
+        self.input_caption.value = text_block(f"<b>input</b> {h}×{w}" + (f" + padding {result.padding} (blue)"
+                                              if result.padding else "") + " · yellow: the window<br>"
+                                              "<i>click or drag to move the window</i>")
         self._input_note = scale.note()
 
     def _draw_output(self, result: ConvView) -> None:
         if result.output is None:
             show_picture(self.output_view, BLANK_PNG_INDICES, False)
-            self.output_caption.value = "<b>output</b>: none"
+            self.output_caption.value = text_block("<b>output</b>: none<br>&nbsp;")
             self.scale_view.value = error_html(f"input: {self._input_note}") if self._input_note else ""
             return
         out = result.output
-        scale = colour_scale(out)
+
+        def draw():
+            scale = colour_scale(out)
+            return colour_indices(out, scale), scale
+
+        picture, scale = self._picture("output", (self._generation, self._scale), draw)  # same scale: sizes compare
         frames = ((*result.position, 1, 1),) if out.shape == result.expected_shape else ()
-        show_framed(self.output_view, colour_indices(out, scale), scale.kind, self._scale, frames)  # same scale: sizes compare
-        self.output_caption.value = f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]} · <i>click a value</i>"
+        show_framed(self.output_view, picture, scale.kind, self._scale, frames, enlarged=True)
+        self.output_caption.value = text_block(f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]}<br>"
+                                               "<i>click a value to see where it comes from</i>")
         notes = [scale.html("output colours:")]
         if self._input_note:
             notes.append(f"<span style='font-size:11px;color:#b54708'>input: {self._input_note}</span>")
-        self.scale_view.value = "<br>".join(notes)
+        self.scale_view.value = text_block("<br>".join(notes))
 
     def _draw_window(self, result: ConvView) -> None:
         if result.taps is None or result.expected_shape is None:
             self.zoom_view.value = self.position_view.value = ""
             return
         k = result.taps.shape[0]
-        title = f"the window, zoomed ({k}×{k} input values under the kernel" + \
-                (f", every {result.dilation}th pixel" if result.dilation > 1 else "") + ")"
+        title = text_block(f"<b>the window, zoomed</b><br>{k}×{k} input values under the kernel" +
+                           (f",<br>every {result.dilation}th pixel" if result.dilation > 1 else ""))
         self.zoom_view.value = zoom_html(result.taps, colour_scale(result.taps, image=True),
-                                         result.tap_padding(), "2.4em" if k == 3 else "2.1em", title)
+                                         result.tap_padding(), "3.6em" if k == 3 else "3.2em", title)
         self.position_view.value = (
-            f"<div style='font-size:13px'><b>{coordinates_text(result)}</b><br>"
+            f"<div style='font-size:13px;line-height:1.35'><b>{coordinates_text(result)}</b><br>"
             f"<span style='font-size:12px;color:#444'>coordinates are the input's own: row 0 is its top row, "
             f"padding cells have rows -1, -2, … above and {result.input_shape[0]}, … below. "
             f"Play position {play_index(result.position, result.expected_shape) + 1:,} of "
@@ -423,7 +461,8 @@ class ConvExplorer(Explorer):
         r, c = result.position
         products = html_grid(result.taps * self.kernel(), title="products")
         self.detail_view.value = (
-            f"<b>output[{r}, {c}]</b> = sum of (window values × kernel) = <b>{result.value:.4g}</b><br>"
+            f"<div style='line-height:1.35'><b>output[{r}, {c}]</b> = sum of (window values × kernel) = "
+            f"<b>{result.value:.4g}</b></div>"
             + html_grid(result.taps, title="window (input values at the kernel taps)")
             + html_grid(self.kernel(), title="kernel") + products)
 
