@@ -32,7 +32,7 @@ from .keys import (HASH_ITERATIONS, KINDS, MODES, NUMERIC_GRID, Answer, answer_h
                    decode_feedback, encode_feedback, numeric_cell, parse_number, question_salt, show_number,
                    source_key)
 from .record import (MAX_TRIES, VERDICT_COLOUR, VERDICT_TEXT, QuizSession, answer_record, markdown_to_html,
-                     plain_text, record_summary_html, record_summary_text, show_answer)
+                     plain_text, record_score_text, record_summary_html, record_summary_text, show_answer)
 
 _WIDGET_NAMES = ("QuizBox", "QuizView", "display_quiz", "saved_answers", "saved_record", "show_quiz")
 
@@ -50,5 +50,5 @@ __all__ = ["ANSWERS_MIME", "Answer", "HASH_ITERATIONS", "KINDS", "MAX_TRIES", "M
            "answer_key", "answer_record", "canonical_answer", "decode_feedback", "default_sources",
            "encode_feedback", "grade_question", "grade_quiz", "instructor_quiz", "is_correct", "load_quiz",
            "markdown_to_html", "normalise_answer", "numeric_cell", "parse_number", "plain_text", "question_salt",
-           "quiz_mode", "read_quiz_answers", "record_summary_html", "record_summary_text", "show_answer",
+           "quiz_mode", "read_quiz_answers", "record_score_text", "record_summary_html", "record_summary_text", "show_answer",
            "show_number", "source_key", *_WIDGET_NAMES]

@@ -55,26 +55,56 @@ def record_summary_text(quiz: dict, answers: dict[str, Answer]) -> str:
             f"questions answered.")
 
 
-def record_summary_html(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, str]) -> str:
-    """A table of the learner's first answers that renders without a kernel.
+# Once something is answered, the table is drawn left-aligned and without wrapping ("✓ correct" wrapped
+# under JupyterLab's fixed, right-aligned table layout), inline so that every frontend shows it so
+# (JupyterLab's sanitizer keeps these properties).  While nothing is answered the HTML stays as stored in
+# the chapters (nbval compares it); `make lab`'s tools/lab/custom.css aligns that one the same way.
+_ANSWERED_TABLE = " style='margin-left:0;table-layout:auto'"
+_ANSWERED_CELL = " style='text-align:left;white-space:nowrap'"
 
-    nbval compares this HTML in every stored chapter: changing it means re-executing them all.
+
+def record_score_text(quiz: dict, answers: dict[str, Answer], first_right: int) -> str:
+    """The score line of a self-study record, e.g. ``Score: 2 of 4 first answers right (1 free answer to
+    compare with its model answer).``; empty for a graded quiz (its instructor scores it).
+    Course infrastructure."""
+    if quiz_mode(quiz) == "graded":
+        return ""
+    scored = [q for q in quiz["questions"] if q["kind"] != "free"]
+    free = sum(1 for q in quiz["questions"] if q["kind"] == "free" and q["id"] in answers)
+    text = f"Score: {first_right} of {len(scored)} first answers right" if scored else "Score: no scored questions"
+    if free:
+        text += (f" ({free} free answer{'s' if free > 1 else ''} to compare with "
+                 f"{'their' if free > 1 else 'its'} model answer)")
+    return text + "."
+
+
+def record_summary_html(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, str],
+                        score: str = "") -> str:
+    """A table of the learner's first answers that renders without a kernel, with ``score`` (see
+    :func:`record_score_text`) below it once something is answered.
+
+    nbval compares this HTML in every stored chapter, where nothing is answered: changing that form
+    means re-executing them all.
     Course infrastructure.
     """
     rows = []
+    cell = _ANSWERED_CELL if answers else ""
     for i, q in enumerate(quiz["questions"], 1):
         given = html.escape(show_answer(q, answers[q["id"]])) if q["id"] in answers else "<i>not answered</i>"
-        rows.append(f"<tr><td>{i}</td><td>{given}</td><td>{verdicts.get(q['id'], '')}</td></tr>")
+        rows.append(f"<tr><td{cell}>{i}</td><td{cell}>{given}</td><td{cell}>{verdicts.get(q['id'], '')}</td></tr>")
     note = ("Graded by your instructor: only your first answer to each question counts. "
             if quiz_mode(quiz) == "graded" else "")
+    head = f"<tr><th{cell}>#</th><th{cell}>your answer</th><th{cell}>result</th></tr>"
+    score_html = f"<p>{html.escape(score)}</p>" if answers and score else ""
     return (f"<div class='convcourse-quiz-record'><b>{html.escape(record_summary_text(quiz, answers))}</b>"
-            f"<table><tr><th>#</th><th>your answer</th><th>result</th></tr>{''.join(rows)}</table>"
+            f"<table{_ANSWERED_TABLE if answers else ''}>{head}{''.join(rows)}</table>{score_html}"
             f"<small>{note}Saved with the notebook when you save it.</small></div>")
 
 
 def answer_record(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, str],
-                  tries: dict[str, int] | None = None, solved: list[str] | None = None) -> dict:
-    """The mime bundle of the answer-record display output. Course infrastructure."""
+                  tries: dict[str, int] | None = None, solved: list[str] | None = None, score: str = "") -> dict:
+    """The mime bundle of the answer-record display output (``score``: its HTML's score line).
+    Course infrastructure."""
     data: dict = {"quiz": quiz["id"], "answers": answers}
     if quiz_mode(quiz) == "graded":
         data["mode"] = "graded"
@@ -82,7 +112,7 @@ def answer_record(quiz: dict, answers: dict[str, Answer], verdicts: dict[str, st
         data["tries"] = tries
     if solved:
         data["solved"] = solved
-    return {ANSWERS_MIME: data, "text/html": record_summary_html(quiz, answers, verdicts),
+    return {ANSWERS_MIME: data, "text/html": record_summary_html(quiz, answers, verdicts, score),
             "text/plain": record_summary_text(quiz, answers)}
 
 
@@ -173,21 +203,23 @@ class QuizSession:
         answers = {qid: self.answers[qid] for qid in order if qid in self.answers}
         verdicts = {qid: self.verdict(qid) for qid in answers}
         tries = {qid: self.tries[qid] for qid in answers}
-        return answer_record(self.quiz, answers, verdicts, tries, [qid for qid in order if qid in self.solved])
+        first_right = sum(v == VERDICT_TEXT["passed"] for v in verdicts.values())   # the first answer was right
+        return answer_record(self.quiz, answers, verdicts, tries, [qid for qid in order if qid in self.solved],
+                             record_score_text(self.quiz, answers, first_right))
 
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self.record())
 
     def _graded_html(self, already: bool) -> str:
-        head = f"<b style='color:{VERDICT_COLOUR['recorded']}'>{VERDICT_TEXT['recorded']}</b>"
+        head = f"<p><b style='color:{VERDICT_COLOUR['recorded']}'>{VERDICT_TEXT['recorded']}</b></p>"
         text = ("Your first answer is already recorded; it is the one graded." if already else
                 "Graded quiz: your instructor's grader scores this first answer (no verdict is shown here).")
         return head + f"<p>{text}</p>"
 
     def feedback_html(self, question: dict, status: str) -> str:
         """The verdict, and the explanation once :meth:`revealed`."""
-        parts = [f"<b style='color:{VERDICT_COLOUR[status]}'>{VERDICT_TEXT[status]}</b>"]
+        parts = [f"<p><b style='color:{VERDICT_COLOUR[status]}'>{VERDICT_TEXT[status]}</b></p>"]
         if not self.revealed(question["id"]):
             left = MAX_TRIES - self.tries.get(question["id"], 0)
             parts.append(f"<p>Try again: the explanation appears after a right answer or {left} more "
@@ -197,7 +229,7 @@ class QuizSession:
         if revealed.get("explanation"):
             parts.append(markdown_to_html(revealed["explanation"]))
         if question["kind"] == "free":
-            parts.append("<b>Model answer</b>" + markdown_to_html(revealed["model_answer"]))
+            parts.append("<p><b>Model answer</b></p>" + markdown_to_html(revealed["model_answer"]))
             items = "".join(f"<li>{markdown_to_html(r)}</li>" for r in revealed["rubric"])
             parts.append(f"<b>Compare yours against this rubric</b><ul>{items}</ul>")
         return "".join(parts)

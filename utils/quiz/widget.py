@@ -5,6 +5,13 @@ kernel, or else the one stored in the saved notebook file (JupyterLab tells the 
 path in ``JPY_SESSION_NAME``); a kernel started by nbclient/nbval has neither, so stored outputs stay
 deterministic.  The record is updated in place (a display handle) each time the learner presses
 *Check* (self-study) or *Submit* (graded).
+
+After the kernel has gone (restarted, shut down when idle, the server stopped), a notebook saved with a
+live quiz reopens with JupyterLab's "Error displaying widget: model not found" in place of the widget:
+ipywidgets keeps the widget's state in the kernel only (JupyterLab's ``saveState`` setting would restore
+an inert copy whose buttons do nothing).  The answer record below it is plain HTML and stays readable;
+``make lab``'s CSS (``tools/lab/custom.css``) replaces the error with "run this cell again", and
+re-running the cell restores the answers from the saved file.
 """
 from __future__ import annotations
 
@@ -43,7 +50,8 @@ def _answer_control(question: dict):
 
 
 class QuizView:
-    """The ipywidgets of one quiz: per question a prompt, an input, a button and feedback."""
+    """The ipywidgets of one quiz: per question a prompt, an input, a button and feedback.
+    Course infrastructure."""
 
     def __init__(self, quiz: dict, on_change: Callable[[dict], None] | None = None):
         self.session = QuizSession(quiz, on_change)
@@ -106,7 +114,8 @@ class QuizView:
 
 
 class QuizBox(widgets.VBox):
-    """A VBox whose text form is one stable line (nbval compares the text/plain of outputs)."""
+    """A VBox whose text form is one stable line (nbval compares the text/plain of outputs); that line is
+    also what JupyterLab shows for the quiz in a notebook it does not trust.  Course infrastructure."""
 
     def __init__(self, children, quiz_title: str):
         super().__init__(children)
@@ -121,7 +130,8 @@ _KERNEL_RECORDS: dict[str, dict] = {}
 
 
 def display_quiz(quiz: dict) -> QuizView:
-    """Display a loaded quiz and its answer record (kept current by a display handle)."""
+    """Display a loaded quiz and its answer record (kept current by a display handle).
+    Course infrastructure."""
     from IPython.display import display
     view = QuizView(quiz)
     display(view.widget)
@@ -136,7 +146,8 @@ def display_quiz(quiz: dict) -> QuizView:
 
 
 def saved_record(quiz_id: str) -> dict:
-    """The record to restore: the one of this kernel, else the one in the saved notebook file."""
+    """The record to restore: the one of this kernel, else the one in the saved notebook file.
+    Course infrastructure."""
     if quiz_id in _KERNEL_RECORDS:
         return dict(_KERNEL_RECORDS[quiz_id])
     path = os.environ.get("JPY_SESSION_NAME", "")
@@ -157,13 +168,13 @@ def saved_record(quiz_id: str) -> dict:
 
 
 def saved_answers(quiz_id: str) -> dict[str, Answer]:
-    """The first answers to restore (see :func:`saved_record`)."""
+    """The first answers to restore (see :func:`saved_record`).  Course infrastructure."""
     return dict(saved_record(quiz_id).get("answers", {}))
 
 
 def show_quiz(quiz_id: str) -> None:
     """Display the quiz ``quiz_id`` ("00".."09", "review", or a graded "exNN") with its answer record below
-    it, restoring the answers given earlier (see :func:`saved_record`)."""
+    it, restoring the answers given earlier (see :func:`saved_record`).  Used first in chapter 00."""
     view = display_quiz(load_quiz(quiz_id))
     record = saved_record(quiz_id)
     if record:
