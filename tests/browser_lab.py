@@ -76,8 +76,14 @@ def wait_until_up(url: str, server: subprocess.Popen) -> None:
 
 
 @contextmanager
-def start_lab(folders: tuple[str, ...] = FOLDERS) -> Iterator[Lab]:
-    """JupyterLab on 127.0.0.1 (random token, free port) serving a temporary copy of ``folders``."""
+def start_lab(folders: tuple[str, ...] = FOLDERS, course_config: bool = False,
+              extra_args: tuple[str, ...] = ()) -> Iterator[Lab]:
+    """JupyterLab on 127.0.0.1 (random token, free port) serving a temporary copy of ``folders``.
+
+    ``course_config``: also load the Jupyter Server config ``make lab``'s install step writes into the venv
+    (``tools/lab_config.py``: kernel culling, the course's CSS), from a fresh copy, so the test does not
+    depend on the venv having been installed by make.  ``extra_args``: more command-line options (they
+    override the config files)."""
     work = Path(tempfile.mkdtemp(prefix="convcourse-browser-"))
     root = work / "course"
     for folder in folders:
@@ -86,11 +92,17 @@ def start_lab(folders: tuple[str, ...] = FOLDERS) -> Iterator[Lab]:
     token, port = secrets.token_hex(16), free_port()
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(work / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"), JUPYTER_RUNTIME_DIR=str(work / "runtime"))
+    if course_config:
+        from tools.lab_config import write_config
+        write_config(work / "config")
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(work / "config"),
+                                                                   os.environ.get("JUPYTER_CONFIG_PATH")]))
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
                f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True"]
     if os.geteuid() == 0:
         command.append("--allow-root")
+    command.extend(extra_args)
     log = open(work / "lab.log", "wb")
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
