@@ -299,3 +299,47 @@ def test_one_image_per_block_gives_the_same_results(config, seed):
         conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS = saved
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_configs(max_batch=4), st.integers(0, 2**32 - 1), st.booleans())
+def test_wide_row_path_matches_torch(config, seed, small_blocks):
+    """Stride-1 layers on wide enough maps take the wide-row path (flattened padded planes, see
+    utils.functional._wide); forced here on every configuration, with one or several images
+    per block, forward and backward."""
+    import utils.functional.conv as conv_module
+    x, weight, bias, kwargs = config
+    expected = torch_conv(x, weight, bias, kwargs)
+    grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
+    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
+    saved = conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES
+    conv_module.WIDE_MAX_WASTE = float("inf")
+    conv_module.BLOCK_BYTES = 1 if small_blocks else saved[1]
+    try:
+        np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs), expected, **TOLERANCE[x.dtype.type])
+        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    finally:
+        conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES = saved
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_input_gives_torch_gradients(groups, bad):
+    """The fast stride-1 paths compute garbage columns that are multiplied by zero; an inf or NaN
+    in the input or weight would turn them into NaN, so such inputs take the exact paths."""
+    import utils.functional.conv as conv_module
+    rng = np.random.default_rng(1)
+    x, weight = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((4, 4 // groups, 3, 3))
+    x[0, 1, 5, 11] = bad
+    kwargs = dict(stride=1, padding=1, dilation=1, groups=groups)
+    grad_output = rng.standard_normal((2, 4, 12, 12))
+    saved = conv_module.WIDE_MAX_WASTE
+    conv_module.WIDE_MAX_WASTE = float("inf")
+    try:
+        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    finally:
+        conv_module.WIDE_MAX_WASTE = saved
+    for a, b in zip(ours, torch_conv(x, weight, None, kwargs, grad_output)[:2]):
+        np.testing.assert_allclose(a, b, **TOLERANCE[np.float64])

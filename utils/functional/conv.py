@@ -23,6 +23,7 @@ import numpy as np
 
 from ._validate import (batched, batched_grad, float_array, non_negative_pair, positive_int,
                         positive_pair, same_dtype, same_shape, unbatch)
+from . import _depthwise, _wide
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
                        window_view)
 
@@ -171,6 +172,19 @@ def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
     return max(1, BLOCK_BYTES // (per_image * x.itemsize), -(-MIN_BLOCK_COLUMNS // pixels))
 
 
+# Stride-1 layers use the wide-row path (see _wide) when its extra matrix-product work, the
+# fraction (Wp - W_out) / W_out of garbage columns, is at most this.
+WIDE_MAX_WASTE = 0.15
+
+
+def _use_wide(x: np.ndarray, geo: WindowGeometry) -> bool:
+    """Stride 1, not pointwise, and few garbage columns: the wide-row path pays off."""
+    if geo.stride != (1, 1) or _is_pointwise(geo):
+        return False
+    padded_width = x.shape[3] + sum(geo.pad_w)
+    return (padded_width - geo.out_hw[1]) <= WIDE_MAX_WASTE * geo.out_hw[1]
+
+
 def _is_pointwise(geo: WindowGeometry) -> bool:
     """1x1 kernel, stride 1, no padding: the input itself is the im2col matrix."""
     return geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_h == geo.pad_w == (0, 0)
@@ -228,8 +242,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
     n, out_channels = x.shape[0], weight.shape[0]
-    if _is_depthwise(x, groups):
+    if _is_depthwise(x, groups) and geo.stride == (1, 1):
+        out = _depthwise.forward(x, weight, geo, BLOCK_BYTES // 3)
+    elif _is_depthwise(x, groups):
         out = _depthwise_forward(x, weight, geo)
+    elif _use_wide(x, geo):
+        out = _wide.forward(x, _weight_matrix(weight, groups), geo, BLOCK_BYTES)
     else:
         out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
         flat = out.reshape(n, groups, out_channels // groups, geo.out_hw[0] * geo.out_hw[1])  # view
@@ -321,8 +339,16 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     x, was_unbatched, geo = _prepare(input, weight, None, stride, padding, dilation, groups)
     grad = batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)
     grad_bias = grad.sum(axis=(0, 2, 3))
-    if _is_depthwise(x, groups):
+    finite = None            # any inf or NaN makes a sum non-finite: those take the exact paths
+    if _is_depthwise(x, groups) or _use_wide(x, geo):
+        finite = bool(np.isfinite(np.sum(x)) and np.isfinite(np.sum(weight)))
+    if _is_depthwise(x, groups) and geo.stride == (1, 1) and finite:
+        grad_input, grad_weight = _depthwise.backward(grad, x, weight, geo, BLOCK_BYTES // 3)
+    elif _is_depthwise(x, groups):
         grad_input, grad_weight = _depthwise_backward(grad, x, weight, geo)
+    elif _use_wide(x, geo) and finite:
+        grad_input, grad_weight = _wide.backward(grad, x, _weight_matrix(weight, groups), geo,
+                                                 BLOCK_BYTES)
     else:
         grad_input, grad_weight = _gemm_backward(grad, x, weight, geo, groups)
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
