@@ -141,10 +141,15 @@ def test_widget_shows_the_first_layer_weights(small):
         assert len(widget.filter_views) == 16
         for view, w in zip(widget.filter_views, weights):
             assert view.value == png_bytes(to_indices(w, signed=True, limit=limit), True, FILTER_SCALE)
+        change = weights - start
+        for view, d in zip(widget.change_views, change):
+            assert view.value == png_bytes(to_indices(d, signed=True, limit=np.abs(change).max()), True, FILTER_SCALE)
         assert "step 3 " in widget.status_view.value
         widget.reset()                              # back to the seed's untrained weights
         np.testing.assert_array_equal(first_layer_filters(widget.trainer.model), start)
         assert "step 0 " in widget.status_view.value
+        white = png_bytes(to_indices(np.zeros((3, 3)), signed=True, limit=1.0), True, FILTER_SCALE)
+        assert all(view.value == white for view in widget.change_views)      # no change yet
         widget.seed.value = 1                       # another seed: another start
         assert not np.array_equal(first_layer_filters(widget.trainer.model), start)
     finally:

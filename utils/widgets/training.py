@@ -229,6 +229,12 @@ def filter_pictures(filters: np.ndarray) -> tuple[list[np.ndarray], float]:
     return [to_indices(f, signed=True, limit=limit) for f in filters], limit
 
 
+def filter_grid(views: list[widgets.Image]) -> widgets.GridBox:
+    """Filter pictures in rows of 8.  Used first in chapter 07."""
+    return widgets.GridBox(views, layout=widgets.Layout(grid_template_columns=f"repeat(8, {3 * FILTER_SCALE}px)",
+                                                        grid_gap="6px"))
+
+
 class TrainingPlot:
     """A small matplotlib figure (Agg, no pyplot: safe in a thread) of the loss per batch, its
     smoothed curve and the validation accuracy per epoch, redrawn to PNG bytes.  Used first in chapter 07."""
@@ -289,18 +295,24 @@ class LiveTraining(Explorer):
             self.epochs = widgets.BoundedIntText(value=epochs, min=1, max=200, description="epochs", layout=small)
             self.status_view = widgets.HTML()
             self.plot_view = widgets.Image(format="png")
-            self.filter_views = []
-            self.scale_view = widgets.HTML()
+            self.filter_views, self.change_views = [], []
+            self.scale_view, self.change_scale_view = widgets.HTML(), widgets.HTML()
             controls = widgets.HBox([self.train_button, self.pause_button, self.reset_button,
                                      self.seed, self.epochs])
             self._reset_trainer()
-            self.filter_views = [widgets.Image(format="png") for _ in first_layer_filters(self.trainer.model)]
-            grid = widgets.GridBox(self.filter_views, layout=widgets.Layout(
-                grid_template_columns=f"repeat(8, {3 * FILTER_SCALE}px)", grid_gap="6px"))
-            filters = widgets.VBox([widgets.HTML("<b>first-layer filters</b> (the weights of "
-                                                 "<code>model.features[0]</code>, input channel 0)"),
-                                    grid, self.scale_view], layout=widgets.Layout(margin="0 0 0 1em"))
+            count = len(self._start_filters)
+            self.filter_views = [widgets.Image(format="png") for _ in range(count)]
+            self.change_views = [widgets.Image(format="png") for _ in range(count)]
+            filters = widgets.VBox([
+                widgets.HTML("<b>first-layer filters now</b> (the weights of <code>model.features[0]</code>, "
+                             "filters 0-7 then 8-15)"),
+                filter_grid(self.filter_views), self.scale_view,
+                widgets.HTML("<b>change since the start</b> (now − untrained weights)"),
+                filter_grid(self.change_views), self.change_scale_view],
+                layout=widgets.Layout(margin="0 0 0 1em"))
             self.children = [controls, self.status_view, widgets.HBox([self.plot_view, filters])]
+        self.add_class("convcourse-live-training")
+        self.status_view.add_class("convcourse-training-status")
         self.train_button.on_click(lambda _: self.start())
         self.pause_button.on_click(lambda _: self.pause())
         self.reset_button.on_click(lambda _: self.reset())
@@ -352,6 +364,7 @@ class LiveTraining(Explorer):
     def _reset_trainer(self) -> None:
         self.trainer = Trainer(*self._data, epochs=self.epochs.value, lr=self._lr, batch_size=self._batch_size,
                                seed=self.seed.value)
+        self._start_filters = first_layer_filters(self.trainer.model)
 
     def _halt(self) -> None:
         self._stop = True
@@ -384,12 +397,13 @@ class LiveTraining(Explorer):
         state = self.trainer.state
         self.status_view.value = f"<span style='font-family:monospace'>{html.escape(status_text(state))}</span>"
         self.plot_view.value = self._plot.png(state)
-        if self.filter_views:
-            pictures, limit = filter_pictures(first_layer_filters(self.trainer.model))
-            for view, picture in zip(self.filter_views, pictures):
+        filters = first_layer_filters(self.trainer.model)
+        for views, scale, values in ((self.filter_views, self.scale_view, filters),
+                                     (self.change_views, self.change_scale_view, filters - self._start_filters)):
+            pictures, limit = filter_pictures(values)
+            for view, picture in zip(views, pictures):
                 show_picture(view, picture, True, FILTER_SCALE)
-            self.scale_view.value = colour_scale_html(limit, True).replace(
-                f"; beyond ±{limit:.3g} saturated", "")
+            scale.value = colour_scale_html(limit, True).replace(f"; beyond ±{limit:.3g} saturated", "")
 
 
 def live_training(train_data: Data | None = None, val_data: Data | None = None, epochs: int = 15,
