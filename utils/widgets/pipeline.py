@@ -182,11 +182,13 @@ def _kernel_html(name: str, kernel: np.ndarray, limit: float | None) -> str:
             f"<table style='border-collapse:collapse;font-family:monospace'>{cells}</table>{scale}</div>")
 
 
-LEGEND = ("<span style='font-size:11px'>Colours: <span style='display:inline-block;width:90px;height:9px;"
-          "background:linear-gradient(to right,#2166ac,#f7f7f7,#b2182b)'></span> blue negative, white 0, red "
+LEGEND = ("<div style='font-size:11px;line-height:1.4'>Colours: <span style='display:inline-block;width:90px;"
+          "height:9px;background:linear-gradient(to right,#2166ac,#f7f7f7,#b2182b)'></span> blue negative, "
+          "white 0, red "
           "positive (a map with no negative value uses the white-to-red half); each row has its own scale "
           "±L (under its kernel), shared by its maps, so what a stage removes is visible. Pooled values "
-          "are drawn as blocks over their windows, at the input's scale (light blue: no window there). With the convolution off the image is gray (0 black, 1 white).</span>")
+          "are drawn as blocks over their windows, at the input's scale (light blue: no window there). "
+          "With the convolution off the image is gray (0 black, 1 white).</div>")
 
 
 class _Row:
@@ -213,6 +215,8 @@ class PipelineExplorer(Explorer):
         self.conv_fn = conv_fn
         self.names, self.weight = bank_kernels(kernels)
         self._conv_cache: dict[str, tuple[np.ndarray | None, str | None]] = {}
+        self._limits: dict[tuple[str, int], float] = {}
+        self._pngs: dict[tuple, tuple[bytes, tuple[int, int]]] = {}
         with self.frozen():
             self._image_choice(image)
             if min(self.image().shape) - self.weight.shape[2] + 1 < 2:
@@ -253,16 +257,23 @@ class PipelineExplorer(Explorer):
                           self.use_pool.value, self.mode.value, self.pool_size.value)
 
     def _show(self, view: widgets.Image, values: np.ndarray, scale, canvas: tuple[int, int] | None = None,
-              pool_size: int = 1) -> None:
+              pool_size: int = 1, key: tuple | None = None) -> None:
         """Draw ``values`` under a colour ``scale``; pooled maps as blocks on a ``canvas`` the size of
-        their input.  The browser scales the picture by the map-size toggle; the PNG keeps every value."""
-        indices = colour_indices(values, scale)
-        if canvas is not None:
-            indices = blocks_at_input_scale(indices, pool_size, pool_size, canvas)
-        view.value = encode_png(np.ascontiguousarray(indices), scale.kind)
+        their input.  The browser scales the picture by the map-size toggle; the PNG keeps every value.
+        ``key`` names what the picture depends on: a picture drawn before is reused, not re-encoded."""
+        cached = self._pngs.get(key) if key is not None else None
+        if cached is None:
+            indices = colour_indices(values, scale)
+            if canvas is not None:
+                indices = blocks_at_input_scale(indices, pool_size, pool_size, canvas)
+            cached = (encode_png(np.ascontiguousarray(indices), scale.kind), indices.shape)
+            if key is not None:
+                if len(self._pngs) > 256:           # a bounded cache: forget everything, start again
+                    self._pngs.clear()
+                self._pngs[key] = cached
+        view.value, (height, width) = cached
         zoom = self.zoom.value
-        view.layout.width = f"{round(indices.shape[1] * zoom)}px"
-        view.layout.height = f"{round(indices.shape[0] * zoom)}px"
+        view.layout.width, view.layout.height = f"{round(width * zoom)}px", f"{round(height * zoom)}px"
 
     def update(self) -> None:
         side = min(self.image().shape) - (self.weight.shape[2] - 1 if self.use_conv.value else 0)
@@ -272,7 +283,7 @@ class PipelineExplorer(Explorer):
         result = self.view()
         self.result = result
         image = result.input
-        self._show(self.input_view, image, colour_scale(image, image=True))
+        self._show(self.input_view, image, colour_scale(image, image=True), key=(self.image_choice.value,))
         self.input_caption.value = f"<b>input</b> {image.shape[0]}×{image.shape[1]}"
         on = [self.use_conv.value, self.use_relu.value, self.use_pool.value]
         size = self.pool_size.value
@@ -289,7 +300,12 @@ class PipelineExplorer(Explorer):
 
     def _draw_row(self, row: _Row, i: int, result: PipelineView) -> None:
         conv_on = result.conv is not None          # filter responses are feature maps; the image is gray
-        limit = colour_limit(result.conv[i]) if conv_on else None   # one limit per row, for all its maps
+        limit = None                               # one limit per row, for all its maps (cached per image)
+        if conv_on:
+            key = (self.image_choice.value, i)
+            if key not in self._limits:
+                self._limits[key] = colour_limit(result.conv[i])
+            limit = self._limits[key]
         row.label.value = (_kernel_html(result.names[i], result.kernels[i, 0], limit) if conv_on else
                            "<div style='font-size:11px'><b>no filter</b>: the image itself</div>")
         before_pool = next(m for m in (result.relu, result.conv, result.input[None]) if m is not None)[i]
@@ -307,7 +323,9 @@ class PipelineExplorer(Explorer):
             else:
                 text = f"{mode} pool: {values.shape[0]}×{values.shape[1]}"
             row.captions[stage].value = f"<span style='font-size:11px'>{text}</span>"
-            self._show(row.pictures[stage], values, scale, before_pool.shape if stage == 2 else None, size)
+            settings = (self.image_choice.value, i, stage, conv_on) + (
+                (self.use_relu.value, mode, size) if stage == 2 else ())
+            self._show(row.pictures[stage], values, scale, before_pool.shape if stage == 2 else None, size, settings)
 
 
 def pipeline_explorer(image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None,

@@ -164,11 +164,16 @@ class PoolExplorer(Explorer):
 
     def feature_map(self) -> np.ndarray:
         """The (H, W) map being pooled: ReLU of the chosen filter's response (cached per image and filter)."""
+        return self._map_and_scale()[0]
+
+    def _map_and_scale(self):
+        """(feature map, its colour scale), computed once per image and filter (a few dozen at most)."""
         key = (self.image_choice.value, self.preset.value)
-        if getattr(self, "_map_key", None) != key:
-            self._map = relu_feature_map(self.image(), self.preset.value)
-            self._map_key = key
-        return self._map
+        cache = self.__dict__.setdefault("_maps", {})
+        if key not in cache:
+            feature = relu_feature_map(self.image(), self.preset.value)
+            cache[key] = (feature, colour_scale(feature))
+        return cache[key]
 
     def _constrain(self) -> None:
         """Move the sliders' limits so that only allowed settings are reachable (values follow)."""
@@ -193,7 +198,7 @@ class PoolExplorer(Explorer):
         self.result = result
         p, k, s = self.padding.value, self.kernel_size.value, self.stride.value
         padded = np.pad(result.input, p)
-        scale = colour_scale(result.input)          # the colour rule; the output gets the same limit
+        scale = self._map_and_scale()[1]            # the colour rule; the output gets the same limit
         picture = colour_indices(padded, scale)
         if p:
             picture[:p], picture[-p:], picture[:, :p], picture[:, -p:] = (PADDING_INDEX,) * 4
@@ -207,7 +212,7 @@ class PoolExplorer(Explorer):
         if result.output is None:   # not reachable from the sliders; pool_view called with other settings
             show_picture(self.output_view, np.full(padded.shape, PADDING_INDEX, np.uint8), scale.kind, zoom)
             self.output_caption.value = "<b>output</b>: none"
-            self.scale_view.value = scale.html("feature map colours:")
+            self.scale_view.value = f"<div style='line-height:1.4'>{scale.html('feature map colours:')}</div>"
             return
         out = result.output
         out_scale = colour_scale(out, limit=scale.limit)
@@ -216,8 +221,8 @@ class PoolExplorer(Explorer):
         self.output_caption.value = (
             f"<div style='line-height:1.3'><b>{self.mode.value}-pooled</b> {out.shape[0]}×{out.shape[1]} "
             f"({out.size / result.input.size:.1%} of the values), a {s}×{s} block per value</div>")
-        self.scale_view.value = (scale.html("colours of both:")
-                                 + (" · light blue beside the output: no window there" if p or k != s else ""))
+        edge = " · light blue at the output's edge: no window there" if p or k != s else ""
+        self.scale_view.value = f"<div style='line-height:1.4'>{scale.html('colours of both:')}{edge}</div>"
 
 
 def pool_explorer(image: np.ndarray | str | None = None, mode: str = "max", kernel_size: int = 2,
