@@ -312,14 +312,15 @@ def test_wide_row_path_matches_torch(config, seed, small_blocks):
     expected = torch_conv(x, weight, bias, kwargs)
     grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
     theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES
-    conv_module.WIDE_MAX_WASTE = float("inf")
-    conv_module.BLOCK_BYTES = 1 if small_blocks else saved[1]
+    saved = conv_module.WIDE_MAX_WASTE, conv_module.WIDE_FORWARD_MAX_ROWS, conv_module.BLOCK_BYTES
+    conv_module.WIDE_MAX_WASTE = conv_module.WIDE_FORWARD_MAX_ROWS = float("inf")
+    conv_module.BLOCK_BYTES = 1 if small_blocks else saved[2]
     try:
         np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs), expected, **TOLERANCE[x.dtype.type])
         ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
     finally:
-        conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES = saved
+        (conv_module.WIDE_MAX_WASTE, conv_module.WIDE_FORWARD_MAX_ROWS,
+         conv_module.BLOCK_BYTES) = saved
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
 
