@@ -41,7 +41,7 @@ class PipelineView:
     rows are the image itself, C = 1, and ``names == ["image"]``); ``relu``: (C, H1, W1) or None when
     off; ``pooled``: (C, H1 // s, W1 // s) for pool size ``s`` or None when off; ``output``: what the
     last stage that is on produced (C, h, w); ``error``: a message for the learner (a failing
-    ``conv_fn``), and then every map is None.  Taught in chapter 06.
+    ``conv_fn``), and then every map is None.  Used first in chapter 06.
     """
     input: np.ndarray
     names: list[str]
@@ -206,7 +206,7 @@ class _Row:
 class PipelineExplorer(Explorer):
     """An image through a bank of filters -> ReLU -> pooling, every map at once, each stage switchable.
 
-    Taught in chapter 06.
+    Used first in chapter 06.
     """
 
     def __init__(self, image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None,

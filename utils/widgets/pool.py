@@ -32,7 +32,7 @@ class PoolView:
     ``input``: the (H, W) feature map that is pooled; ``output``: (H_out, W_out), or None when the
     settings are not allowed; ``formula``: PyTorch's output-size formula for H and W with the numbers
     (a result only for allowed settings); ``error``: why the settings are not allowed, else None.
-    Taught in chapter 06.
+    Used first in chapter 06.
     """
     input: np.ndarray
     output: np.ndarray | None
@@ -80,7 +80,7 @@ def pool_view(feature_map: np.ndarray, mode: str = "max", kernel_size: int = 2, 
     """Pool an (H, W) map with ``utils.functional.max_pool2d`` / ``avg_pool2d`` (stride None = kernel).
 
     Settings PyTorch refuses (padding > kernel // 2, a window larger than the padded map) give
-    ``output=None``, the reason in ``error`` and a formula without a result.  Taught in chapter 06.
+    ``output=None``, the reason in ``error`` and a formula without a result.  Used first in chapter 06.
     """
     from utils.functional import avg_pool2d, max_pool2d
     if mode not in ("max", "avg"):
@@ -126,7 +126,7 @@ def blocks_at_input_scale(pooled: np.ndarray, kernel_size: int, stride: int, can
 class PoolExplorer(Explorer):
     """Max or average pooling of a feature map: the output shrinks, strong responses survive (max).
 
-    Taught in chapter 06.
+    Used first in chapter 06.
     """
 
     def __init__(self, image: np.ndarray | str | None = None, mode: str = "max", kernel_size: int = 2,
