@@ -77,7 +77,10 @@ def _tap_weights(weight: np.ndarray, layout: _Layout) -> np.ndarray:
 
 def forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
             block_bytes: int) -> np.ndarray:
-    """Depthwise convolution, stride 1: (N, C, H, W) -> (N, C*m, H_out, W_out)."""
+    """Depthwise convolution, stride 1: (N, C, H, W) -> (N, C*m, H_out, W_out).
+
+    Used first in chapter 02.
+    """
     n, channels = x.shape[:2]
     multiplier = weight.shape[0] // channels
     out = np.empty((n, weight.shape[0]) + geo.out_hw, dtype=x.dtype)
@@ -112,6 +115,8 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
     (0 x weight to grad_input, 0 x input to grad_weight): that needs a finite input and weight,
     which the caller checks.  Per tap: grad_weight gets one contraction of the gradient with
     the shifted input, grad_input one multiply-add of the gradient into the shifted planes.
+
+    Used first in chapter 03.
     """
     n, channels = x.shape[:2]
     multiplier = weight.shape[0] // channels

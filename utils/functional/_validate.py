@@ -19,6 +19,8 @@ def pair(value, name: str) -> tuple[int, int]:
     """An ``int`` or a sequence of two ints -> ``(height_value, width_value)``.
 
     Raises ValueError naming ``name`` for anything else (floats, bools, wrong length).
+
+    Used first in exercise set ex01.
     """
     items = (value, value) if _is_int(value) else value
     try:
@@ -36,14 +38,20 @@ def _is_int(value) -> bool:
 
 
 def positive_int(value, name: str, minimum: int = 1) -> int:
-    """A single int >= ``minimum``; ValueError naming ``name`` otherwise."""
+    """A single int >= ``minimum``; ValueError naming ``name`` otherwise.
+
+    Used first in chapter 02.
+    """
     if not _is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
 def positive_pair(value, name: str) -> tuple[int, int]:
-    """Like :func:`pair`, and both values must be >= 1 (strides, dilations, kernel sizes)."""
+    """Like :func:`pair`, and both values must be >= 1 (strides, dilations, kernel sizes).
+
+    Used first in chapter 02.
+    """
     result = pair(value, name)
     if min(result) < 1:
         raise ValueError(f"{name} must be >= 1, got {value!r}")
@@ -51,7 +59,10 @@ def positive_pair(value, name: str) -> tuple[int, int]:
 
 
 def non_negative_pair(value, name: str) -> tuple[int, int]:
-    """Like :func:`pair`, and both values must be >= 0 (paddings)."""
+    """Like :func:`pair`, and both values must be >= 0 (paddings).
+
+    Used first in chapter 02.
+    """
     result = pair(value, name)
     if min(result) < 0:
         raise ValueError(f"{name} must be >= 0 (negative padding is not supported), got {value!r}")
@@ -63,6 +74,8 @@ def float_array(array, name: str) -> np.ndarray:
 
     Integer images must be converted by the caller (``x.astype(np.float32)``): silently casting
     would hide which dtype the result has, and torch refuses integer convolutions too.
+
+    Used first in chapter 02.
     """
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{name} must be a NumPy array, got {type(array).__name__}")
@@ -73,7 +86,10 @@ def float_array(array, name: str) -> np.ndarray:
 
 
 def same_dtype(first: np.ndarray, second: np.ndarray, first_name: str, second_name: str) -> None:
-    """Refuse mixed float32/float64 operands, as torch does (no silent promotion)."""
+    """Refuse mixed float32/float64 operands, as torch does (no silent promotion).
+
+    Used first in chapter 02.
+    """
     if first.dtype != second.dtype:
         raise ValueError(f"{first_name} ({first.dtype}) and {second_name} ({second.dtype}) "
                          "must have the same dtype")
@@ -84,6 +100,8 @@ def batched(input: np.ndarray, name: str = "input") -> tuple[np.ndarray, bool]:
 
     Returns ``(input4d, was_unbatched)``; ``input4d`` has shape ``(N, C, H, W)`` (a view, N=1 for
     an unbatched input) so callers can drop the batch axis again with :func:`unbatch`.
+
+    Used first in chapter 02.
     """
     float_array(input, name)
     if input.ndim == 3:
@@ -95,12 +113,18 @@ def batched(input: np.ndarray, name: str = "input") -> tuple[np.ndarray, bool]:
 
 
 def unbatch(output: np.ndarray, was_unbatched: bool) -> np.ndarray:
-    """Undo :func:`batched`: ``(1, C, H, W)`` -> ``(C, H, W)`` when the input had no batch axis."""
+    """Undo :func:`batched`: ``(1, C, H, W)`` -> ``(C, H, W)`` when the input had no batch axis.
+
+    Used first in chapter 02.
+    """
     return output[0] if was_unbatched else output
 
 
 def same_shape(array: np.ndarray, expected: tuple[int, ...], name: str) -> None:
-    """Raise ValueError when ``array.shape`` differs from ``expected`` (e.g. a gradient's shape)."""
+    """Raise ValueError when ``array.shape`` differs from ``expected`` (e.g. a gradient's shape).
+
+    Used first in chapter 02.
+    """
     if tuple(array.shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(array.shape)}")
 
@@ -112,6 +136,8 @@ def batched_grad(grad_output, x: np.ndarray, output_chw: tuple[int, ...],
     ``x`` is the batched (N, C, H, W) forward input, ``output_chw`` the forward output's
     ``(C_out, H_out, W_out)``.  grad_output must have the forward output's shape, (C_out, H_out,
     W_out) when the input was unbatched, and the input's dtype.  Returns it as (N, C_out, H_out, W_out).
+
+    Used first in chapter 03.
     """
     float_array(grad_output, "grad_output")
     same_dtype(x, grad_output, "input", "grad_output")

@@ -29,6 +29,8 @@ def padded_rows(x: np.ndarray, geo: WindowGeometry) -> tuple[np.ndarray, int]:
     """x (N, C, H, W) -> (zero-padded planes flattened to rows (N, C, Hp * Wp + tail), Wp).
 
     The tail of ``(kW - 1) * dW`` zeros lets the last tap's run of the last row stay in the array.
+
+    Used first in chapter 02.
     """
     n, c, h, w = x.shape
     hp, wp = h + sum(geo.pad_h), w + sum(geo.pad_w)
@@ -39,7 +41,10 @@ def padded_rows(x: np.ndarray, geo: WindowGeometry) -> tuple[np.ndarray, int]:
 
 
 def crop_rows(rows: np.ndarray, x_shape: tuple, geo: WindowGeometry) -> np.ndarray:
-    """Inverse of :func:`padded_rows`: rows (N, C, Hp * Wp + tail) -> a view (N, C, H, W)."""
+    """Inverse of :func:`padded_rows`: rows (N, C, Hp * Wp + tail) -> a view (N, C, H, W).
+
+    Used first in chapter 03.
+    """
     n, c, h, w = x_shape
     hp, wp = h + sum(geo.pad_h), w + sum(geo.pad_w)
     planes = rows[:, :, :hp * wp].reshape(n, c, hp, wp)
@@ -56,7 +61,10 @@ def _shift(geo: WindowGeometry, wp: int, i: int, j: int) -> int:
 
 def tap_runs(rows: np.ndarray, start: int, count: int, geo: WindowGeometry, wp: int,
              i: int, j: int) -> np.ndarray:
-    """View (C, count, H_out * Wp) of images ``start:start+count``: tap (i, j)'s run per plane."""
+    """View (C, count, H_out * Wp) of images ``start:start+count``: tap (i, j)'s run per plane.
+
+    Used first in chapter 03.
+    """
     length = geo.out_hw[0] * wp
     base = rows[start:start + count, :, _shift(geo, wp, i, j):]
     return as_strided(base, (rows.shape[1], count, length), (rows.strides[1], rows.strides[0],
@@ -65,7 +73,10 @@ def tap_runs(rows: np.ndarray, start: int, count: int, geo: WindowGeometry, wp: 
 
 def all_tap_runs(rows: np.ndarray, start: int, count: int, geo: WindowGeometry,
                  wp: int) -> np.ndarray:
-    """Read-only view (C, kH, kW, count, H_out * Wp) of every tap's run: the wide im2col matrix."""
+    """Read-only view (C, kH, kW, count, H_out * Wp) of every tap's run: the wide im2col matrix.
+
+    Used first in chapter 02.
+    """
     (kh, kw), (dh, dw) = geo.kernel, geo.dilation
     s_n, s_c, s_x = rows.strides
     return as_strided(rows[start:], (rows.shape[1], kh, kw, count, geo.out_hw[0] * wp),
@@ -74,7 +85,10 @@ def all_tap_runs(rows: np.ndarray, start: int, count: int, geo: WindowGeometry,
 
 def images_per_block(rows_k: int, geo: WindowGeometry, wp: int, n: int, itemsize: int,
                      block_bytes: int) -> int:
-    """How many images' wide columns (rows_k x H_out * Wp each) fit in ``block_bytes`` (>= 1)."""
+    """How many images' wide columns (rows_k x H_out * Wp each) fit in ``block_bytes`` (>= 1).
+
+    Used first in chapter 02.
+    """
     per_image = rows_k * geo.out_hw[0] * wp * itemsize
     return max(1, min(n, block_bytes // per_image))
 
@@ -85,6 +99,8 @@ def forward(x: np.ndarray, weight_matrix: np.ndarray, geo: WindowGeometry,
 
     Per block: one contiguous-run copy of the wide columns, one matrix product (all of the
     block's images side by side), one crop of the wide rows into the NCHW output.
+
+    Used first in chapter 02.
     """
     n = x.shape[0]
     groups, out_per_group, k_per_group = weight_matrix.shape
@@ -115,6 +131,8 @@ def backward(grad: np.ndarray, x: np.ndarray, weight_matrix: np.ndarray, geo: Wi
     The gradient is placed on wide rows with zeros in the ``Wp - W_out`` garbage columns, so the
     garbage contributes nothing: to grad_weight (0 x input value) and to grad_input
     (weight x 0).  That needs a finite input and weight (0 x inf is NaN), which the caller checks.
+
+    Used first in chapter 03.
     """
     n = x.shape[0]
     groups, out_per_group, k_per_group = weight_matrix.shape

@@ -17,6 +17,8 @@ class WindowGeometry(NamedTuple):
 
     ``pad_h = (top, bottom)`` and ``pad_w = (left, right)`` may differ (``padding='same'`` with an
     even kernel, pooling with ``ceil_mode``); ``out_hw`` is the output's ``(H_out, W_out)``.
+
+    Used first in chapter 02.
     """
     kernel: tuple[int, int]
     stride: tuple[int, int]
@@ -28,7 +30,10 @@ class WindowGeometry(NamedTuple):
 
 def output_length(size: int, kernel: int, stride: int, pad_total: int, dilation: int,
                   axis: str = "size") -> int:
-    """Output length of one spatial axis; ValueError when the window does not fit even once."""
+    """Output length of one spatial axis; ValueError when the window does not fit even once.
+
+    Used first in chapter 02.
+    """
     span = dilation * (kernel - 1) + 1      # extent of a dilated kernel
     if span > size + pad_total:
         raise ValueError(f"kernel {axis} {kernel} (dilation {dilation}, so it spans {span}) is larger "
@@ -42,6 +47,8 @@ def pad_nchw(x: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int],
     """Pad the two spatial axes of ``x`` (N, C, H, W) -> (N, C, H + top + bottom, W + left + right).
 
     Returns ``x`` itself (no copy) when there is nothing to pad.
+
+    Used first in chapter 02.
     """
     if pad_h == (0, 0) and pad_w == (0, 0):
         return x
@@ -52,7 +59,10 @@ def pad_nchw(x: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int],
 
 
 def crop_nchw(padded: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`pad_nchw`: (N, C, Hp, Wp) -> (N, C, Hp - top - bottom, Wp - left - right)."""
+    """Inverse of :func:`pad_nchw`: (N, C, Hp, Wp) -> (N, C, Hp - top - bottom, Wp - left - right).
+
+    Used first in chapter 03.
+    """
     height, width = padded.shape[2:]
     return padded[:, :, pad_h[0]:height - pad_h[1], pad_w[0]:width - pad_w[1]]
 
@@ -63,6 +73,8 @@ def window_view(padded: np.ndarray, geometry: WindowGeometry) -> np.ndarray:
     ``view[n, c, i, j, oh, ow] == padded[n, c, oh*sh + i*dh, ow*sw + j*dw]``.  Kernel axes come
     before output axes so that one ``ascontiguousarray`` copy yields the im2col matrix in the
     order a single matmul wants: rows ``(c, i, j)``, columns ``(oh, ow)``.
+
+    Used first in chapter 02.
     """
     (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     n_stride, c_stride, h_stride, w_stride = padded.strides
@@ -79,6 +91,8 @@ def add_windows(window_grads: np.ndarray, padded_hw: tuple[int, int],
     input pixel receives the sum over all windows (and taps) that read it.  One vectorised add per
     kernel tap (kH*kW Python iterations), because overlapping windows make a single scatter ambiguous.
     ``out``: an (N, C, Hp, Wp) array to add into instead of a new zero array.
+
+    Used first in chapter 03.
     """
     (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
     out_h, out_w = geometry.out_hw

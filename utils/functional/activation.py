@@ -18,12 +18,18 @@ def _real_array(input, name: str = "input") -> np.ndarray:
 
 
 def relu(input):
-    """max(x, 0) element-wise.  input: any shape, int or float; returns the same shape and dtype."""
+    """max(x, 0) element-wise.  input: any shape, int or float; returns the same shape and dtype.
+
+    Taught in chapter 05.
+    """
     return np.maximum(_real_array(input), 0)
 
 
 def leaky_relu(input, negative_slope=0.01):
-    """x for x > 0, ``negative_slope * x`` otherwise.  input: any shape, float32/float64; same out."""
+    """x for x > 0, ``negative_slope * x`` otherwise.  input: any shape, float32/float64; same out.
+
+    Taught in chapter 05.
+    """
     float_array(input, "input")
     return np.where(input > 0, input, input * input.dtype.type(negative_slope))
 
@@ -40,6 +46,8 @@ def relu_backward(grad_output, input):
     """Gradient of :func:`relu`: ``grad_output`` where ``input > 0``, else 0 (also at exactly 0).
 
     grad_output and input: the same shape (any), float32/float64.  Returns that shape and dtype.
+
+    Taught in chapter 05.
     """
     _checked_grad(grad_output, input)
     return np.where(input > 0, grad_output, 0).astype(input.dtype)
@@ -49,6 +57,9 @@ def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     """Gradient of :func:`leaky_relu`: ``grad_output`` where ``input > 0``, else scaled by the slope.
 
     grad_output and input: the same shape (any), float32/float64.  Returns that shape and dtype.
+
+    No notebook calls it: it completes the ReLU family beside relu_backward, and tests check it
+    against autograd.  Course infrastructure.
     """
     _checked_grad(grad_output, input)
     return np.where(input > 0, grad_output, grad_output * input.dtype.type(negative_slope))

@@ -45,6 +45,8 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     28
     >>> conv_output_size(32, 3, stride=2, padding=1)
     16
+
+    Used first in chapter 02.
     """
     size, kernel_size = positive_int(size, "size"), positive_int(kernel_size, "kernel_size")
     stride, dilation = positive_int(stride, "stride"), positive_int(dilation, "dilation")
@@ -62,6 +64,8 @@ def resolve_conv_padding(padding, kernel: tuple[int, int], stride: tuple[int, in
     'same' pads ``dilation * (k - 1)`` in total per axis; when that is odd the extra row/column
     goes at the bottom/right, as in PyTorch.  Like PyTorch, 'same' refuses strides > 1 (the output
     could not have the input's size).
+
+    Used first in chapter 02.
     """
     if isinstance(padding, str):
         if padding == "valid":
@@ -79,7 +83,10 @@ def resolve_conv_padding(padding, kernel: tuple[int, int], stride: tuple[int, in
 
 def conv_geometry(input_hw: tuple[int, int], kernel: tuple[int, int], stride, padding,
                   dilation) -> WindowGeometry:
-    """Validate stride/padding/dilation and compute where the windows sit (see WindowGeometry)."""
+    """Validate stride/padding/dilation and compute where the windows sit (see WindowGeometry).
+
+    Used first in chapter 02.
+    """
     stride, dilation = positive_pair(stride, "stride"), positive_pair(dilation, "dilation")
     pad_h, pad_w = resolve_conv_padding(padding, kernel, stride, dilation)
     out_hw = tuple(output_length(size, k, s, sum(pad), d, axis)
@@ -132,6 +139,8 @@ def conv2d_naive(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     - padding: int, (h, w) pair, 'valid' or 'same' (zeros added around H and W)
     - groups: input and output channels are split into ``groups`` independent convolutions
     Returns: (N, C_out, H_out, W_out), or (C_out, H_out, W_out) for an unbatched input.
+
+    Taught in chapter 02.
     """
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
     padded = pad_nchw(x, geo.pad_h, geo.pad_w)
@@ -243,8 +252,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dtype.  H_out, W_out: see :func:`conv_output_size`.
 
     How (chapter 02 section 7 times each step): im2col a block of images at a time, one batched
-    matmul per block straight into the NCHW output; depthwise layers (``groups == C_in``) instead
-    add one strided view per kernel tap, because their im2col matrix would be mostly copying.
+    matmul per block straight into the NCHW output (a first layer with few input channels uses the
+    wide-row im2col of ``_wide``, whose copies are long contiguous runs); depthwise layers
+    (``groups == C_in``) instead do one multiply-add per kernel tap (stride 1: over flattened
+    padded planes, ``_depthwise``), because their im2col matrix would be mostly copying.
+
+    Taught in chapter 02.
     """
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
     n, out_channels = x.shape[0], weight.shape[0]
@@ -339,8 +352,13 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     - grad_bias: (C_out,), the gradient a bias would receive (sum of grad_output over N, H, W)
 
     Chapter 03 derives the three formulas; this is the same im2col blocks as :func:`conv2d`:
-    grad_weight = grad (C_out, L) @ columns.T, grad_columns = weight.T @ grad, added back onto the
-    windows they came from (col2im).
+    grad_weight = grad (C_out, L) @ columns.T (computed as its transpose, the faster orientation),
+    grad_columns = weight.T @ grad, added back onto the windows they came from (col2im).  Stride-1
+    layers do this on wide rows (``_wide``: col2im is kH*kW long contiguous adds), stride-1
+    depthwise layers tap by tap on flattened planes (``_depthwise``); an input or weight with an
+    inf or NaN takes the exact im2col path.
+
+    Taught in chapter 03.
     """
     x, was_unbatched, geo = _prepare(input, weight, None, stride, padding, dilation, groups)
     grad = batched_grad(grad_output, x, (weight.shape[0],) + geo.out_hw, was_unbatched)

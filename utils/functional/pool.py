@@ -26,7 +26,10 @@ __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backwa
 
 def pool_output_length(size: int, kernel: int, stride: int, padding: int, dilation: int,
                        ceil_mode: bool, axis: str = "size") -> int:
-    """Output length of one spatial axis of a pooling layer (PyTorch's rule, incl. ceil_mode)."""
+    """Output length of one spatial axis of a pooling layer (PyTorch's rule, incl. ceil_mode).
+
+    Used first in chapter 06.
+    """
     if not ceil_mode:
         return output_length(size, kernel, stride, 2 * padding, dilation, axis)
     span = dilation * (kernel - 1) + 1
@@ -45,6 +48,8 @@ def pool_geometry(input_hw: tuple[int, int], kernel_size, stride, padding, dilat
 
     The returned bottom/right padding includes the extra rows/columns that ``ceil_mode`` windows
     hang over the padded input, so every window can be read from one padded array.
+
+    Used first in chapter 06.
     """
     kernel = positive_pair(kernel_size, "kernel_size")
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
@@ -82,6 +87,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     Returns: output (N, C, H_out, W_out) (unbatched for an unbatched input), and with
     ``return_indices`` also int64 indices of the same shape: ``h * W + w`` of the maximum in its
     (unpadded) H x W input plane, as PyTorch's.  Ties go to the first maximum in row-major order.
+
+    Taught in chapter 06.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
@@ -375,6 +382,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     - ceil_mode: see the module docstring
     - count_include_pad: whether padded zeros count in the mean's denominator
     Returns: (N, C, H_out, W_out), or unbatched for an unbatched input; the input's dtype.
+
+    Taught in chapter 06.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
@@ -390,6 +399,9 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     Inputs: ``grad_output`` (N, C, H_out, W_out) (unbatched if input is), then the arguments given
     to :func:`avg_pool2d`.  Returns grad_input with the input's shape: each output's gradient is
     shared equally (divided by the window's divisor) among the pixels of its window.
+
+    No notebook calls it: it completes the pooling API beside max_pool2d_backward, and tests check it
+    against autograd.  Course infrastructure.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
@@ -413,6 +425,8 @@ def adaptive_avg_pool2d(input, output_size):
     Returns: (N, C, H_out, W_out) (unbatched for an unbatched input).  Output row ``i`` averages
     input rows ``floor(i * H / H_out)`` to ``ceil((i + 1) * H / H_out)`` (exclusive), PyTorch's
     rule, so windows may overlap when H is not a multiple of H_out.
+
+    Taught in chapter 06.
     """
     x, was_unbatched = batched(input)
     out_h, out_w = _adaptive_output_size(output_size, x.shape[2:])
