@@ -98,13 +98,13 @@ def test_play_in_the_explorer_sweeps_the_whole_convolution():
 def test_play_controls_are_labelled_and_drive_the_timer():
     st_ex = conv_step_through(speed=4)
     assert st_ex.play.layout.display == "none"                  # the icon-only widget stays hidden
-    assert st_ex.play_button.description == "▶ Play" and st_ex.restart.description == "⏮ Start over"
+    assert st_ex.play_button.description == "▶ Play" and st_ex.restart.description == "↺ Start over"
     assert st_ex.back.description == "◀ step back" and st_ex.forward.description == "step ▶"
     assert st_ex.play.interval == 250
     st_ex.speed.value = 10
     assert st_ex.play.interval == 100
     st_ex.play_button.value = True
-    assert st_ex.play.playing and st_ex.play_button.description == "⏸ Pause"
+    assert st_ex.play.playing and st_ex.play_button.description == "‖ Pause"
     st_ex.play.playing = False                                  # the timer stops at the end by itself
     assert st_ex.play_button.description == "▶ Play"
     st_ex.play.value = 20

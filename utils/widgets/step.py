@@ -192,7 +192,7 @@ class ConvStepThrough(Explorer):
             self.play_button = widgets.ToggleButton(value=False, description="▶ Play", tooltip="play / pause",
                                                     layout=widgets.Layout(width="7.5em"))
             widgets.link((self.play_button, "value"), (self.play, "playing"))
-            self.restart = widgets.Button(description="⏮ Start over", tooltip="back to output value 0, step 0",
+            self.restart = widgets.Button(description="↺ Start over", tooltip="back to output value 0, step 0",
                                           layout=widgets.Layout(width="8.5em"))
             self.back = widgets.Button(description="◀ step back", layout=widgets.Layout(width="8em"))
             self.forward = widgets.Button(description="step ▶", layout=widgets.Layout(width="6.5em"))
@@ -218,7 +218,7 @@ class ConvStepThrough(Explorer):
     # ---------------------------------------------------------------- controls
 
     def _label_play(self, change) -> None:
-        self.play_button.description = "⏸ Pause" if change["new"] else "▶ Play"
+        self.play_button.description = "‖ Pause" if change["new"] else "▶ Play"
 
     def _play_moved(self, change) -> None:
         """Play's timer moved: show the (index, step) of its new frame."""
@@ -288,7 +288,7 @@ class ConvStepThrough(Explorer):
             products[result.taps[s]], shown[result.taps[s]] = p, False
         out_colours = {result.position: CURRENT_COLOUR}
         self.explanation.value = f"<b>{html.escape(result.text)}</b>"
-        title = "input (row and column numbers of the input itself" + ("; blue: zero padding)" if pad else ")")
+        title = "input, in its own coordinates" + (" (blue: zero padding)" if pad else "")
         self.grids.value = (framed_grid_html(result.padded, window, pad, title)
                             + html_grid(self.kernel, kernel_colours, "kernel")
                             + html_grid(products, {}, f"products (sum {format_number(result.running_sum)})",
