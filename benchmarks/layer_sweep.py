@@ -3,6 +3,10 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/layer_sweep.py [--repeats 5] [--threads 1 2] [--only NAME ...]
+        [--before DIR]
+
+``--before DIR`` also times another copy of ``utils/functional`` (e.g. an older commit's, from
+``git archive``) in the same rounds, so that before and after see the same machine load.
 
 For every layer (float32) and every thread count, four passes are timed round-robin after a
 warm-up: utils forward, torch forward, utils backward, torch backward (all gradients: input,
@@ -15,7 +19,8 @@ torch get the same number of threads (threadpoolctl / ``torch.set_num_threads``)
 * ``GMAC/s``: multiply-adds per second (backward counts 2x the forward's multiply-adds: one GEMM
   for grad_input and one for grad_weight);
 * ``%peak``: that rate as a fraction of the machine's measured matmul peak (float32
-  ``np.matmul`` of two 1024 x 1024 matrices with the same threads) - 2 FLOP per multiply-add;
+  ``np.matmul`` of square 512 and 1024 matrices, the best, with the same threads) - 2 FLOP per
+  multiply-add;
 * ``temp MB``: peak NumPy memory allocated during the utils pass beyond its result
   (tracemalloc), beside ``budget MB`` = the im2col matrix plus the output.
 
@@ -24,6 +29,7 @@ The load average is printed with the table: on a shared machine, compare ratios 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import time
@@ -99,8 +105,32 @@ def problem(layer: Layer, seed: int = 0):
     return x, w, b, grad
 
 
+def load_functional(directory: str):
+    """Import a copy of the utils/functional package from ``directory`` under another name."""
+    spec = importlib.util.spec_from_file_location(
+        "functional_before", os.path.join(directory, "__init__.py"),
+        submodule_search_locations=[directory])
+    module = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules["functional_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BEFORE = None       # the --before copy of utils.functional, if any
+
+
 def passes(layer: Layer):
     """{(library, pass): zero-argument function running that pass once}."""
+    runs = _passes(layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backward)
+    if BEFORE is not None:
+        old = _passes(layer, BEFORE.conv2d, BEFORE.conv2d_backward, BEFORE.max_pool2d,
+                      BEFORE.max_pool2d_backward)
+        runs.update({("before", p): old["utils", p] for p in ("forward", "backward")})
+    return runs
+
+
+def _passes(layer: Layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backward):
     x, w, b, grad = problem(layer)
     xt, gt = torch.from_numpy(x), torch.from_numpy(grad)
     if layer.pool:
@@ -151,16 +181,29 @@ def temporary_mb(run) -> float:
     return (peak - sum(r.nbytes for r in results)) / 1e6
 
 
-def matmul_peak_gflops(repeats: int = 20, size: int = 512) -> float:
-    """Best GFLOP/s of a float32 (size x size) @ (size x size) np.matmul.
+def matmul_peak_gflops(repeats: int = 10, sizes=(512, 1024)) -> float:
+    """Best GFLOP/s of a float32 (size x size) @ (size x size) np.matmul over a few sizes.
 
-    512 (a few ms per product) rather than larger: on a shared machine a short run is more often
-    undisturbed, and it is already large enough for OpenBLAS to reach its peak."""
+    Short products: on a shared machine a short run is more often undisturbed, and 512 is already
+    large enough for OpenBLAS to reach its peak; 1024 in case a busy moment spoilt every 512 run."""
     rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    a @ b
-    best = min(seconds(None, lambda: a @ b)[0] for _ in range(repeats))
-    return 2 * size ** 3 / best / 1e9
+    best = 0.0
+    for size in sizes:
+        a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+        a @ b
+        seconds_best = min(seconds(None, lambda: a @ b)[0] for _ in range(repeats))
+        best = max(best, 2 * size ** 3 / seconds_best / 1e9)
+    return best
+
+
+def copy_bandwidth_gbs(repeats: int = 10, megabytes: int = 64) -> float:
+    """Best GB/s (bytes read + written) of ``np.copyto`` between two float32 arrays of 64 MB:
+    the main-memory bound that a NumPy pass over data not in cache cannot beat."""
+    source = np.ones(megabytes << 18, dtype=np.float32)
+    target = np.empty_like(source)
+    np.copyto(target, source)
+    best = min(seconds(None, lambda: np.copyto(target, source))[0] for _ in range(repeats))
+    return 2 * source.nbytes / best / 1e9
 
 
 def measure(layer: Layer, repeats: int) -> dict:
@@ -182,11 +225,13 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
         torch.set_num_threads(threads)
         peak = matmul_peak_gflops()
         print(f"\n### {threads} thread(s): matmul peak {peak:.0f} GFLOP/s; "
+              f"copy bandwidth {copy_bandwidth_gbs():.1f} GB/s; "
               f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {repeats} rounds, min")
-        print("| layer | pass | utils ms | torch ms | ratio | CPU ratio | utils GMAC/s | torch GMAC/s "
-              "| utils %peak | torch %peak | temp MB | budget MB |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        ratios = []
+        before = " before ratio | before CPU ratio |" if BEFORE is not None else ""
+        print(f"| layer | pass |{before} utils ms | torch ms | ratio | CPU ratio | utils GMAC/s "
+              "| torch GMAC/s | utils %peak | torch %peak | temp MB | budget MB |")
+        print("|---|---|" + ("---:|---:|" if before else "") + "---:|" * 10)
+        ratios, before_ratios = [], []
         for layer in layers:
             row = measure(layer, repeats)
             out_mb = 4 * layer.n * layer.c_out * layer.out_size() ** 2 / 1e6
@@ -199,7 +244,13 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
                 if kind(layer) == "regular":
                     ratios.append(ratio)
                 flag = "" if ratio <= TARGETS[kind(layer)] else " ✗"
-                print(f"| {layer.name} | {p} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
+                old = ""
+                if BEFORE is not None:
+                    old_cpu = row["cpu"]["before", p] / max(row["cpu"]["torch", p], 1e-6)
+                    old = f" {row['before', p] / theirs:.2f}× | {old_cpu:.2f}× |"
+                    if kind(layer) == "regular":
+                        before_ratios.append(row["before", p] / theirs)
+                print(f"| {layer.name} | {p} |{old} {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
                       f"{ratio:.2f}×{flag} | {cpu_ratio:.2f}× | {rates[0]:.1f} | {rates[1]:.1f} | "
                       f"{100 * 2 * rates[0] / peak:.0f}% | {100 * 2 * rates[1] / peak:.0f}% | "
                       f"{row['temp'][p]:.1f} | {budget:.1f} |", flush=True)
@@ -207,6 +258,8 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
             geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
             print(f"\ngeometric mean of the regular layers' ratios (forward and backward): "
                   f"{geomean:.2f}× (target {TARGETS['geomean']}×); "
+                  + (f"before: {math.exp(sum(map(math.log, before_ratios)) / len(before_ratios)):.2f}×; "
+                     if before_ratios else "") +
                   f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         return ratios
 
@@ -217,7 +270,11 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--only", nargs="+", default=None,
                         help="substrings of layer names to run (default: all)")
+    parser.add_argument("--before", default=None,
+                        help="directory of another utils/functional to time in the same rounds")
     options = parser.parse_args()
+    if options.before:
+        BEFORE = load_functional(options.before)
     chosen = [layer for layer in LAYERS
               if options.only is None or any(s in layer.name for s in options.only)]
     for threads in options.threads:
