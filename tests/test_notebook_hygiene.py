@@ -44,7 +44,8 @@ def quizzes_shown(nb):
     """The ids of ``show_quiz("id")`` calls in the code cells, in order."""
     shown = []
     for cell in code_cells(nb):
-        for node in ast.walk(ast.parse(cell.source)):
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "show_quiz":
                 shown.append(node.args[0].value)
     return shown
