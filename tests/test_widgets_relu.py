@@ -37,3 +37,29 @@ def test_relu_explorer_switches_activation():
     assert ex.slope.layout.visibility == "visible" and ex.result.zeroed_fraction < zeroed
     ex.preset.value = "Gaussian"                        # a blur of an image in [0, 1] is never negative
     assert ex.result.negative_fraction == 0
+
+
+def picture_rgb(view) -> np.ndarray:
+    from io import BytesIO
+
+    from PIL import Image
+    return np.asarray(Image.open(BytesIO(bytes(view.value))).convert("RGB")).astype(int)
+
+
+def test_before_and_after_share_one_diverging_scale_with_zero_white():
+    from utils.widgets import colour_limit
+
+    ex = relu_explorer("camera")
+    before, after = picture_rgb(ex.before_view), picture_rgb(ex.after_view)
+    scale = before.shape[0] // ex.result.before.shape[0]                 # pixels per value
+    assert scale >= 1 and before.shape == after.shape
+    values = ex.result.before
+    lim = colour_limit(values)
+    assert f"{-lim:.3g}" in ex.scale_view.value and f"{lim:.3g}" in ex.scale_view.value
+    rows, cols = np.nonzero(values < -0.5 * lim)                         # clearly negative: blue, then white
+    r, c = rows[0] * scale, cols[0] * scale
+    assert before[r, c, 2] > before[r, c, 0] and (after[r, c] > 240).all()
+    rows, cols = np.nonzero(values > 0.5 * lim)                          # positive: the same red in both
+    r, c = rows[0] * scale, cols[0] * scale
+    assert before[r, c, 0] > before[r, c, 2]
+    np.testing.assert_array_equal(before[r, c], after[r, c])

@@ -1,4 +1,4 @@
-"""The ReLU explorer (chapter 05): a feature map before and after ReLU or leaky ReLU."""
+"""The ReLU explorer (chapter 05): a feature map before and after ReLU or leaky ReLU, on one colour scale."""
 from __future__ import annotations
 
 import html
@@ -16,7 +16,10 @@ from utils.widgets.render import (TOGGLE_STYLE, colour_limit, colour_scale_html,
 
 @dataclass
 class ReluView:
-    """``before``: (H, W) feature map (conv output); ``after``: activation applied; counts in words."""
+    """``before``: (H, W) feature map (conv output); ``after``: activation applied; counts in words.
+
+    Used first in chapter 05.
+    """
     before: np.ndarray
     after: np.ndarray
     zeroed_fraction: float
@@ -26,12 +29,15 @@ class ReluView:
 
 def feature_map(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """(H, W) image under a (k, k) kernel -> (H - k + 1, W - k + 1) feature map, no padding (zero
-    padding would add a frame of strong edges around a bright photo)."""
+    padding would add a frame of strong edges around a bright photo).  Used first in chapter 05."""
     return default_conv()(to_nchw(image), kernel[None, None].astype(image.dtype))[0, 0]
 
 
 def relu_view(before: np.ndarray, activation: str = "relu", negative_slope: float = 0.01) -> ReluView:
-    """A feature map ``before`` (H, W) and after ReLU / leaky ReLU, with what changed in words."""
+    """A feature map ``before`` (H, W) and after ReLU / leaky ReLU, with what changed in words.
+
+    Taught in chapter 05.
+    """
     from utils.functional import leaky_relu, relu
     if activation not in ("relu", "leaky_relu"):
         raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {activation!r}")
@@ -46,7 +52,12 @@ def relu_view(before: np.ndarray, activation: str = "relu", negative_slope: floa
 
 
 class ReluExplorer(Explorer):
-    """A feature map before and after ReLU / leaky ReLU, with the fraction of values set to zero."""
+    """A feature map before and after ReLU / leaky ReLU, with the fraction of values set to zero.
+
+    Both pictures share one diverging colour scale (white 0, red positive, blue negative, limits
+    ±:func:`~utils.widgets.render.colour_limit` of the map before), as chapter 05's static figure does.
+    Used first in chapter 05.
+    """
 
     def __init__(self, image: np.ndarray | str | None = None, preset: str = "Sobel x"):
         super().__init__()
@@ -95,5 +106,6 @@ def relu_explorer(image: np.ndarray | str | None = None, preset: str = "Sobel x"
 
     ``image`` is a bundled image name, an (H, W) array in [0, 1] or None (camera man, 256x256);
     ``preset`` one of :data:`PRESETS`.  Returns the explorer, an ``ipywidgets.VBox``.
+    Used first in chapter 05.
     """
     return ReluExplorer(image, preset)
