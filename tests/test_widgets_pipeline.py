@@ -143,3 +143,15 @@ def test_explorer_shows_the_learners_errors_and_own_kernels():
     ex = pipeline_explorer(np.random.default_rng(4).random((40, 40), dtype=np.float32), kernels=weight)
     assert len(ex.rows) == 2 and "filter 1" in ex.rows[1].label.value and ex.pool_size.max == 8
     assert ex.image_choice.value == "your image" and ex.result.conv.shape == (2, 36, 36)
+
+
+def test_reused_pictures_are_the_ones_of_the_current_settings():
+    ex = pipeline_explorer("camera")
+    first = [bytes(p.value) for p in ex.rows[2].pictures]
+    ex.mode.value = "avg"
+    assert bytes(ex.rows[2].pictures[2].value) != first[2]
+    assert [bytes(p.value) for p in ex.rows[2].pictures[:2]] == first[:2]        # conv and ReLU unchanged
+    ex.image_choice.value = "coins"
+    assert bytes(ex.rows[2].pictures[0].value) != first[0]
+    ex.image_choice.value, ex.mode.value = "camera", "max"
+    assert [bytes(p.value) for p in ex.rows[2].pictures] == first                 # back: the same pictures

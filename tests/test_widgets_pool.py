@@ -2,12 +2,15 @@
 reach settings torch accepts, no formula result for refused settings, output drawn at the input's scale."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from utils.widgets import pool_explorer, pool_view, preset_kernel
 from utils.widgets.pool import blocks_at_input_scale, pool_ranges, relu_feature_map
@@ -105,3 +108,11 @@ def test_output_blocks_sit_over_their_windows(kernel, stride):
         rows = np.flatnonzero(canvas[:, 0] == indices[i, 0])
         if rows.size:                                     # the block is centred on its window (within 1/2 px)
             assert abs((rows[0] + rows[-1]) / 2 - centre) <= 0.5 and rows.size <= stride
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1), (5, 3, 2)])
+def test_input_and_output_pictures_have_the_same_size(kernel, stride, padding):
+    ex = pool_explorer("camera", kernel_size=kernel, stride=stride, padding=padding)
+    sizes = [Image.open(io.BytesIO(bytes(v.value))).size for v in (ex.input_view, ex.output_view)]
+    assert sizes[0] == sizes[1] == (254 + 2 * padding,) * 2
+    assert ex.input_view.layout.width == ex.output_view.layout.width
