@@ -344,3 +344,25 @@ def test_non_finite_input_gives_torch_gradients(groups, bad):
         conv_module.WIDE_MAX_WASTE = saved
     for a, b in zip(ours, torch_conv(x, weight, None, kwargs, grad_output)[:2]):
         np.testing.assert_allclose(a, b, **TOLERANCE[np.float64])
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_configs(max_batch=3), st.integers(0, 2**32 - 1))
+def test_backward_by_transposed_convolution_matches_autograd(config, seed):
+    """Stride-1 layers with enough input channels get grad_input as the forward convolution of
+    the gradient with the flipped, transposed kernel; forced here for every channel count
+    (strided layers and paddings beyond the kernel's span keep the im2col/col2im path)."""
+    import utils.functional.conv as conv_module
+    x, weight, bias, kwargs = config
+    grad_output = np.random.default_rng(seed).standard_normal(
+        torch_conv(x, weight, bias, kwargs).shape).astype(x.dtype)
+    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
+    saved = conv_module.TRANSPOSED_MIN_CHANNELS
+    conv_module.TRANSPOSED_MIN_CHANNELS = 1
+    try:
+        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    finally:
+        conv_module.TRANSPOSED_MIN_CHANNELS = saved
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape and a.dtype == x.dtype
+        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
