@@ -28,6 +28,14 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="/usr/bin/chromium is missing (bash tools/ensure_chromium.sh installs it)")
 
 
+def assert_pictures_inside(explorer) -> None:
+    """Both pictures lie inside the explorer's output area (nothing cut off at the right)."""
+    box = explorer.bounding_box()
+    for i in (0, 1):
+        picture = explorer.locator("img").nth(i).bounding_box()
+        assert picture["x"] + picture["width"] <= box["x"] + box["width"] + 1, f"picture {i} is cut off"
+
+
 @pytest.fixture(scope="module")
 def lab():
     with start_lab() as running:
@@ -58,6 +66,7 @@ def test_conv_explorer_reacts_and_quiz_answers_survive_a_reload(lab, page):
     explorer.screenshot(path=str(shots / "conv_explorer_start.png"))
     print(f"conv explorer: {box['width']:.0f} x {box['height']:.0f} px in a {page.viewport_size} viewport")
     assert box["height"] < 780, "the explorer no longer fits one 1400x900 screen below JupyterLab's bars"
+    assert_pictures_inside(explorer)
 
     # click-to-place: a click on the input picture at pixel (row 50, col 100) of the image (5-px margin,
     # one screen pixel per image pixel at 256x256) centres the 3x3 window there: output[49, 99]
@@ -85,6 +94,18 @@ def test_conv_explorer_reacts_and_quiz_answers_survive_a_reload(lab, page):
     page.wait_for_function("([img, src]) => img.getAttribute('src') !== src",
                            arg=[output_image.element_handle(), before_src], timeout=15_000)
     explorer.screenshot(path=str(shots / "conv_explorer_stride2.png"))
+
+    # the tallest setting (a 5x5 kernel, the Gaussian's long numbers) still fits; the 12x12 disc explorer too
+    explorer.get_by_role("button", name="5×5").click()
+    explorer.locator("select").nth(1).select_option("Gaussian")
+    playwright_sync.expect(explorer.locator("input[type=number]").first).to_have_value("0.00390625", timeout=15_000)
+    page.wait_for_timeout(500)
+    assert explorer.bounding_box()["height"] < 780
+    explorer.screenshot(path=str(shots / "conv_explorer_5x5_gaussian.png"))
+    small = page.locator(".jp-OutputArea-output", has=page.locator(".jupyter-widgets pre", has_text="H_out = ")).nth(1)
+    small.scroll_into_view_if_needed()
+    assert_pictures_inside(small)
+    small.screenshot(path=str(shots / "conv_explorer_disc_12x12.png"))
 
     quiz = page.locator(".jp-OutputArea-output", has=page.locator("h3", has_text="Quiz 04")).first
     quiz.scroll_into_view_if_needed()

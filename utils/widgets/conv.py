@@ -31,7 +31,15 @@ __all__ = ["ConvExplorer", "ConvView", "PLAY_SPEEDS", "conv_explorer", "conv_vie
 
 # Play's speeds: label -> milliseconds between two output positions
 PLAY_SPEEDS = (("1 per s", 1000), ("2 per s", 500), ("5 per s", 200), ("10 per s", 100), ("20 per s", 50))
-BOX_WIDTH = "6.2em"        # a kernel box: room for "-0.111111" and "0.00390625" without clipping
+BOX_WIDTH = "6em"          # a kernel box: room for "-0.111111" and "0.0234375" without clipping
+# a smaller monospace font in the kernel boxes, so that 0.0234375 or -0.111111 shows whole in a narrow box
+# and no spin arrows (typing is how a learner edits a kernel; the arrows hid the last digits)
+KERNEL_BOX_CSS = ("<style>.convcourse-kernel-box input {font-family: monospace; font-size: 10px !important; "
+                  "padding-left: 2px !important; padding-right: 1px !important; -moz-appearance: textfield; "
+                  "appearance: textfield}"
+                  ".convcourse-kernel-box input::-webkit-inner-spin-button, .convcourse-kernel-box "
+                  "input::-webkit-outer-spin-button {-webkit-appearance: none; margin: 0}</style>")
+PICTURE_PIXELS = 250       # small inputs are enlarged to about this size (input and output side by side)
 
 
 @dataclass
@@ -205,6 +213,9 @@ class ConvExplorer(Explorer):
                                                      style={"description_width": LABEL_WIDTH, "button_width": "4.5em"})
             self.kernel_boxes = [[widgets.FloatText(value=0.0, step=0.1, layout=widgets.Layout(width=BOX_WIDTH))
                                   for _ in range(5)] for _ in range(5)]
+            for row in self.kernel_boxes:
+                for box in row:
+                    box.add_class("convcourse-kernel-box")
             self.kernel_grid = widgets.GridBox(layout=widgets.Layout(grid_gap="2px", margin="2px 0 6px 0"))
             self.stride, self.padding = slider("stride", 1, 1, 4, LABEL_WIDTH), slider("padding", 0, 0, 3, LABEL_WIDTH)
             self.dilation = slider("dilation", 1, 1, 3, LABEL_WIDTH)
@@ -248,15 +259,16 @@ class ConvExplorer(Explorer):
         self.update()
 
     def _layout_children(self) -> None:
-        column = widgets.Layout(width="440px", min_width="440px", margin="0 16px 0 0")
+        column = widgets.Layout(width="405px", min_width="405px", margin="0 8px 0 0")
         controls = widgets.VBox([
             self.image_choice, self.preset, self.kernel_size,
-            widgets.HTML("<span style='font-size:12px'>kernel values (type any numbers)</span>"), self.kernel_grid,
+            widgets.HTML(KERNEL_BOX_CSS + "<span style='font-size:12px'>kernel values (type any numbers)</span>"),
+            self.kernel_grid,
             self.stride, self.padding, self.dilation, self.out_row, self.out_col,
             widgets.HBox([self.play_button, self.speed, self.play]), self.first_button, self.formula_view],
             layout=column)
         pictures = widgets.HBox([widgets.VBox([self.input_caption, self.input_view],
-                                              layout=widgets.Layout(margin="0 12px 0 0")),
+                                              layout=widgets.Layout(margin="0 8px 0 0")),
                                  widgets.VBox([self.output_caption, self.output_view])])
         window = widgets.HBox([self.zoom_view, self.position_view])
         self.zoom_view.layout.margin = "0 12px 0 0"
@@ -358,7 +370,7 @@ class ConvExplorer(Explorer):
         result = self.view()
         self.result = result
         self._sync_play(result)
-        self.formula_view.value = formula_html(result.formula, "11px")
+        self.formula_view.value = formula_html(result.formula.replace(" + 1 = ⌊", " + 1\n      = ⌊"), "10.5px")
         self.error_view.value = error_html(result.error)
         self._draw_input(result)
         self._draw_output(result)
@@ -405,7 +417,7 @@ class ConvExplorer(Explorer):
             picture[padding_mask(result.padded.shape, result.padding)] = PADDING_INDEX
             return picture, scale
 
-        self._scale = display_scale(*result.padded.shape)
+        self._scale = display_scale(*result.padded.shape, PICTURE_PIXELS)
         key = (self.image_choice.value, id(self.image()), result.padding, self._scale)
         picture, scale = self._picture("input", key, draw)
         frames = (result.window,) if result.expected_shape is not None else ()

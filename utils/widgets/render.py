@@ -317,9 +317,9 @@ def slider_style(width: str = LABEL_WIDTH) -> dict:
     return {"description_width": width}
 
 
-def display_scale(height: int, width: int) -> int:
-    """Integer enlargement that brings the larger side near DISPLAY_PIXELS (at least 1).  Used first in chapter 04."""
-    return max(1, DISPLAY_PIXELS // max(height, width))
+def display_scale(height: int, width: int, pixels: int = DISPLAY_PIXELS) -> int:
+    """Integer enlargement that brings the larger side near ``pixels`` (at least 1).  Used first in chapter 04."""
+    return max(1, pixels // max(height, width))
 
 
 def colour_scale_html(limit: float, signed: bool) -> str:
