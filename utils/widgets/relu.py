@@ -36,7 +36,7 @@ def feature_map(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def relu_view(before: np.ndarray, activation: str = "relu", negative_slope: float = 0.01) -> ReluView:
     """A feature map ``before`` (H, W) and after ReLU / leaky ReLU, with what changed in words.
 
-    Taught in chapter 05.
+    Used first in chapter 05.
     """
     from utils.functional import leaky_relu, relu
     if activation not in ("relu", "leaky_relu"):
