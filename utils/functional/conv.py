@@ -205,27 +205,31 @@ def _is_pointwise(geo: WindowGeometry) -> bool:
     return geo.kernel == (1, 1) and geo.stride == (1, 1) and geo.pad_h == geo.pad_w == (0, 0)
 
 
-def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int):
+def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int, ones_row: bool = False):
     """Yield ``(images, columns)``: columns (n_block, G, C_in/G * kH * kW, H_out * W_out).
 
     Rows are ordered (channel, i, j) like a flattened weight and columns (oh, ow), so one batched
     matmul with the (G, C_out/G, K) weight gives the output block already in NCHW order.  The
     buffer is reused from block to block: the temporary memory is one block, not the whole batch.
+    ``ones_row``: one more row of ones per group (K + 1 rows), so that a bias column appended to
+    the weight adds the bias inside the product, saving a pass over the output.
     """
     n, channels = x.shape[:2]
     rows = channels // groups * geo.kernel[0] * geo.kernel[1]
     length = geo.out_hw[0] * geo.out_hw[1]
-    if _is_pointwise(geo):
+    if _is_pointwise(geo) and not ones_row:
         yield slice(0, n), x.reshape(n, groups, rows, length)
         return
     windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)       # (N, C, kH, kW, Ho, Wo)
+    windows = windows.reshape((n, groups, channels // groups) + windows.shape[2:])
     step = _images_per_block(x, geo)
-    buffer = np.empty((min(step, n),) + windows.shape[1:], dtype=x.dtype)
+    buffer = np.empty((min(step, n), groups, rows + ones_row, length), dtype=x.dtype)
+    buffer[:, :, rows:] = 1
     for start in range(0, n, step):
         images = slice(start, min(start + step, n))
         block = buffer[:images.stop - start]
-        np.copyto(block, windows[images])
-        yield images, block.reshape(block.shape[0], groups, rows, length)
+        np.copyto(block[:, :, :rows].reshape((block.shape[0],) + windows.shape[1:]), windows[images])
+        yield images, block
 
 
 def _weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -268,21 +272,27 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     elif _use_wide(x, weight, geo, forward=True):
         out = _wide.forward(x, _weight_matrix(weight, groups), geo, BLOCK_BYTES)
     else:
-        out = _gemm_forward(x, weight, geo, groups)
+        return unbatch(_gemm_forward(x, weight, geo, groups, bias), was_unbatched)
     if bias is not None:
         out += bias[:, None, None]
     return unbatch(out, was_unbatched)
 
 
-def _gemm_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
-                  groups: int) -> np.ndarray:
-    """im2col blocks times the weight, straight into the NCHW output (N, C_out, H_out, W_out)."""
+def _gemm_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, groups: int,
+                  bias: np.ndarray | None = None) -> np.ndarray:
+    """im2col blocks times the weight, straight into the NCHW output (N, C_out, H_out, W_out);
+    a bias is a last weight column against a row of ones (no extra pass over the output)."""
     n, out_channels = x.shape[0], weight.shape[0]
     out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
     flat = out.reshape(n, groups, out_channels // groups, geo.out_hw[0] * geo.out_hw[1])  # view
     matrix = _weight_matrix(weight, groups)
-    for images, columns in _column_blocks(x, geo, groups):
+    in_product = bias is not None and not _is_pointwise(geo)   # 1x1: the input is the columns
+    if in_product:
+        matrix = np.concatenate([matrix, bias.reshape(groups, -1, 1)], axis=2)
+    for images, columns in _column_blocks(x, geo, groups, ones_row=in_product):
         np.matmul(matrix, columns, out=flat[images])
+    if bias is not None and not in_product:
+        out += bias[:, None, None]
     return out
 
 
