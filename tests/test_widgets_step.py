@@ -87,7 +87,7 @@ def test_play_in_the_explorer_sweeps_the_whole_convolution():
         assert st_ex.result.step == st_ex.step.value
     assert seen == [(0, 0)] + [(i, s) for i in range(expected.size) for s in range(1, 10)]
     np.testing.assert_allclose(st_ex.result.output, expected)   # the last frame: every value finished
-    st_ex.play_mode.value = "value"
+    st_ex.play_mode.value = "output value"
     assert st_ex.play.max == expected.size - 1
     st_ex.play.value = 3
     assert (st_ex.index.value, st_ex.step.value) == (3, 9)

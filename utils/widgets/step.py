@@ -21,7 +21,7 @@ DEFAULT_STEP_INPUT = np.array([[3, 0, 1, 2, 7], [1, 5, 8, 9, 3], [2, 7, 2, 5, 1]
 # the course's vertical-edge kernel: right column minus left column, positive where it gets brighter to the right
 DEFAULT_STEP_KERNEL = np.array([[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]], dtype=np.float32)
 
-PLAY_MODES = (("multiply-add", "step"), ("output value", "value"))
+PLAY_MODES = {"multiply-add": "step", "output value": "value"}   # the toggle's label -> play_position's mode
 WINDOW_COLOUR, CURRENT_COLOUR, PADDING_COLOUR = "#fff3b0", "#ffb000", "#dde8f5"
 
 
@@ -197,7 +197,8 @@ class ConvStepThrough(Explorer):
             self.back = widgets.Button(description="◀ step back", layout=widgets.Layout(width="8em"))
             self.forward = widgets.Button(description="step ▶", layout=widgets.Layout(width="6.5em"))
             self.speed = slider("speed (per second)", speed, 1, 20)
-            self.play_mode = widgets.ToggleButtons(options=PLAY_MODES, value="step", description="Play moves by",
+            self.play_mode = widgets.ToggleButtons(options=list(PLAY_MODES), value="multiply-add",
+                                                   description="Play moves by",
                                                    style={"description_width": "initial", "button_width": "8em"})
             self.back.on_click(lambda _b: self.move(-1))
             self.forward.on_click(lambda _b: self.move(+1))
@@ -217,6 +218,9 @@ class ConvStepThrough(Explorer):
 
     # ---------------------------------------------------------------- controls
 
+    def _mode(self) -> str:
+        return PLAY_MODES[self.play_mode.value]
+
     def _label_play(self, change) -> None:
         self.play_button.description = "‖ Pause" if change["new"] else "▶ Play"
 
@@ -224,14 +228,14 @@ class ConvStepThrough(Explorer):
         """Play's timer moved: show the (index, step) of its new frame."""
         if self._frozen:
             return
-        index, step = play_position(change["new"], self.index.max + 1, self.kernel.size, self.play_mode.value)
+        index, step = play_position(change["new"], self.index.max + 1, self.kernel.size, self._mode())
         with self.frozen():
             self.index.value, self.step.value = index, step
         self.update()
 
     def _sync_play(self) -> None:
         """Play's range and frame follow the sliders (after a slider moved or the output size changed)."""
-        n_outputs, taps, mode = self.index.max + 1, self.kernel.size, self.play_mode.value
+        n_outputs, taps, mode = self.index.max + 1, self.kernel.size, self._mode()
         with self.frozen():
             self.play.max = play_last_frame(n_outputs, taps, mode)
             self.play.value = min(play_frame(self.index.value, self.step.value, taps, mode), self.play.max)
