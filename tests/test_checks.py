@@ -776,6 +776,34 @@ def test_hidden_inputs_are_described_by_kind_not_dumped():
     assert "values of a hidden test are not shown" in message and "[[" not in message
 
 
+@pytest.mark.parametrize("name", sorted(n for n in C.__all__ if n.startswith("check_")))
+def test_every_check_hides_the_values_of_its_hidden_cases(name):
+    """Each check is wrapped by engine.learner_check, which makes hidden=True describe inputs by kind."""
+    check = getattr(C, name)
+    assert check.__code__ is engine.learner_check(lambda fn, hidden=False: None).__code__, name
+
+
+def test_a_hidden_receptive_field_case_is_not_shown():
+    from utils.models import receptive_field
+
+    def right_on_visible_only(layers):
+        if (5, 2) in layers:
+            return 99
+        rows = receptive_field([(k, s, 1) for k, s in layers])
+        return rows[-1].size if rows else 1
+    right_on_visible_only([(3, 1)])
+    C.check_receptive_field(right_on_visible_only)
+    with pytest.raises(C.CheckFailed) as hidden:
+        C.check_receptive_field(right_on_visible_only, hidden=True)
+    message = str(hidden.value)
+    assert "stride-2 convs" in message and "values of a hidden test are not shown" in message
+    assert "(5, 2)" not in message and "layers = list of 3 items" in message, message
+    with pytest.raises(C.CheckFailed) as numbers:          # scalars of a hidden case are values too
+        C.check_conv_params(lambda ci, co, k, bias=True: ci * co * k * k + co * bias if ci < 64 else 7, hidden=True)
+    assert "in_channels = int (values of a hidden test are not shown)" in str(numbers.value)
+    assert "64" not in str(numbers.value).split("Problem")[0]
+
+
 def test_rule_from_scratch_sees_a_library_behind_another_name():
     """``from utils.functional import conv2d as helper`` in another cell: the def block looks innocent,
     the function's globals do not (in the notebook from ``__globals__``; a grader proxy gives

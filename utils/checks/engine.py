@@ -115,6 +115,12 @@ def _describe_value(value: Any) -> str:
             body = np.array2string(value, precision=3, separator=", ", suppress_small=True)
             return head + "\n      " + body.replace("\n", "\n      ")
         return head + " (random values)"
+    if _KIND_ONLY.get() and not (value is None or isinstance(value, bool)):
+        # a hidden case's numbers, tuples, lists and strings are its values too: say only their kind
+        kind = type(value).__name__
+        if isinstance(value, (list, tuple, dict)):
+            kind = f"{kind} of {len(value)} item{'s' * (len(value) != 1)}"
+        return f"{kind} (values of a hidden test are not shown)"
     return repr(value)
 
 

@@ -6,11 +6,13 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, CheckFailed, Suspect, _call, _functional, _integer_output, _rng, passed, verify
+from .engine import (Case, CheckFailed, Suspect, _call, _functional, _integer_output, _rng, learner_check, passed,
+                     verify)
 from .models import _description_of
 
 
 
+@learner_check
 def check_receptive_field(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(layers) -> int``: receptive field (pixels per side) of one unit after ``layers``.
 
@@ -87,6 +89,7 @@ def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False, conv_bias=T
     return F.relu(logits) if relu_logits else logits
 
 
+@learner_check
 def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, params) -> logits (N, 10)`` for x (N, 1, 16, 16) and ``params`` the exercise CNN's
     state_dict as NumPy arrays: conv1.weight (8, 1, 3, 3), conv1.bias (8,), conv2.weight (16, 8, 3, 3),
@@ -120,6 +123,7 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
     passed(f"cnn_forward matches the PyTorch model on {len(cases)} batches")
 
 
+@learner_check
 def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: the exercise CNN (conv 1->8, conv 8->16, Linear 256->num_classes) as a torch.nn.Module,
     or its :func:`describe_model` dict. Used first in exercise set ex07."""
@@ -187,6 +191,7 @@ def _cam_case(rng, label, channels, classes, h, w, k):
             return Case(label, (features, weights, bias, k))
 
 
+@learner_check
 def check_top_class_maps(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(features, weights, bias, k) -> (k, h, w)``: the class activation maps of the k most
     probable classes, most probable first, for a global-average-pooling + linear head.

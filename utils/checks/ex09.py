@@ -14,6 +14,7 @@ def _cost(**kw):
     return conv2d_cost(**kw)
 
 
+@learner_check
 def check_conv_params(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(in_channels, out_channels, kernel_size, bias=True) -> int`` (learnable numbers of a Conv2d).
     Used first in exercise set ex09."""
@@ -40,6 +41,7 @@ def check_conv_params(fn: Callable, hidden: bool = False) -> None:
     passed(f"conv_params counts weights and biases right for {len(cases)} layers")
 
 
+@learner_check
 def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(in_channels, out_channels, kernel_size, input_size, stride=1, padding=0) -> int`` MACs.
     Used first in exercise set ex09."""
@@ -70,6 +72,7 @@ def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
     passed(f"conv_macs counts multiply-adds right for {len(cases)} layers")
 
 
+@learner_check
 def check_dense_params(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(input_shape, output_shape) -> int``: parameters of a dense layer mapping (C, H, W) to (C', H', W').
     Used first in exercise set ex09."""
