@@ -52,7 +52,7 @@ def output_size_formula(axis: str, size: int, kernel: int, stride: int, padding:
     result (None when the window does not fit).
 
     ``dilation=None`` writes the pooling form ``⌊(H + 2·padding − k) / stride⌋ + 1`` (dilation 1).
-    Taught in chapter 02.
+    Used first in chapter 02.
     """
     from utils.functional import conv_output_size  # the one place the formula is computed
     numerator = size + 2 * padding - (dilation or 1) * (kernel - 1) - 1   # shown, not recomputed

@@ -194,7 +194,7 @@ def coordinates_text(view: ConvView) -> str:
 
 class ConvExplorer(Explorer):
     """Pick an image and a kernel, move stride/padding/dilation, click the pictures or press Play, and
-    watch the output, its size and where each output value comes from.  Taught in chapter 04."""
+    watch the output, its size and where each output value comes from.  Used first in chapter 04."""
 
     def __init__(self, image: np.ndarray | str | None = None, conv_fn: ConvFn | None = None):
         super().__init__()

@@ -33,7 +33,7 @@ def preset_kernel(name: str, size: int = 3) -> np.ndarray:
     Names: identity, box blur, Gaussian, sharpen, Sobel x (responds to left-right changes,
     i.e. vertical edges; positive where it gets brighter to the right), Sobel y (top-bottom
     changes), Laplacian (second derivative: spots and thin lines; 5x5 = 3x3 centred in zeros).
-    Taught in chapter 04 (its explorer's presets; chapter 02 builds the first ones by hand).
+    (Chapter 02 builds the first ones by hand; the explorers offer these.)  Used first in chapter 04.
     """
     if size not in (3, 5):
         raise ValueError(f"preset kernels come in sizes 3 and 5, got size {size}")

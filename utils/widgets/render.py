@@ -139,7 +139,7 @@ def colour_indices(array: np.ndarray, scale: ColourScale) -> np.ndarray:
 def to_indices(array: np.ndarray, signed: bool, limit: float | None = None) -> np.ndarray:
     """(H, W) values -> (H, W) uint8 palette indices in [0, LEVELS): [0, 1] images map linearly,
     signed maps are centred on 0 with ``limit`` (default :func:`colour_limit`) at the ends.
-    (The older two-kind form of :func:`colour_indices`.)  Used first in chapter 04."""
+    (The older two-kind form of :func:`colour_indices`.)  Used first in chapter 05."""
     unit = array / (2 * (limit or colour_limit(array))) + 0.5 if signed else array
     return np.rint(np.clip(unit, 0.0, 1.0) * (LEVELS - 1)).astype(np.uint8)
 
@@ -163,7 +163,7 @@ def palette(signed: bool | str) -> list[int]:
 
 def imshow_style(array: np.ndarray, image: bool = False, limit: float | None = None) -> dict:
     """``cmap``, ``vmin``, ``vmax`` for ``plt.imshow`` following the same colour rule, so that a static
-    figure matches the explorers: ``ax.imshow(m, **imshow_style(m))``.  Used first in chapter 05."""
+    figure matches the explorers: ``ax.imshow(m, **imshow_style(m))``.  Taught in chapter 04."""
     scale = colour_scale(array, image, limit)
     if scale.kind == "gray":
         return {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
@@ -180,21 +180,6 @@ def colour_hex(value: float, scale: ColourScale) -> str:
 
 
 # ------------------------------------------------------------------------------------ pictures
-
-def outline(indices: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """Draw a 1-pixel rectangle (clipped to the picture) in the outline colour on a copy.  Used first in chapter 04."""
-    out = indices.copy()
-    H, W = out.shape
-    bottom, right = top + height - 1, left + width - 1
-    rows, cols = slice(max(top, 0), min(bottom, H - 1) + 1), slice(max(left, 0), min(right, W - 1) + 1)
-    for r in (top, bottom):
-        if 0 <= r < H:
-            out[r, cols] = WINDOW_INDEX
-    for c in (left, right):
-        if 0 <= c < W:
-            out[rows, c] = WINDOW_INDEX
-    return out
-
 
 def enlarge(indices: np.ndarray, scale: int, margin: int = MARGIN) -> np.ndarray:
     """(H, W) palette indices -> (H·scale + 2·margin, W·scale + 2·margin): each value a ``scale`` x
@@ -303,7 +288,7 @@ def error_html(message: str | None) -> str:
 
 
 def picture_panel(caption: widgets.HTML, view: widgets.Image) -> widgets.VBox:
-    """A caption above a picture.  Used first in chapter 04."""
+    """A caption above a picture.  Used first in chapter 05."""
     return widgets.VBox([caption, view], layout=widgets.Layout(margin="0 1.5em 0 0"))
 
 
@@ -324,7 +309,7 @@ def display_scale(height: int, width: int, pixels: int = DISPLAY_PIXELS) -> int:
 
 def colour_scale_html(limit: float, signed: bool) -> str:
     """A small colour bar with its end values, drawn in HTML (gray 0..1 or diverging ±limit; the older
-    form of :meth:`ColourScale.html`).  Used first in chapter 04."""
+    form of :meth:`ColourScale.html`).  Used first in chapter 05."""
     if not signed:
         return ("<span style='font-size:11px'>0 <span style='display:inline-block;width:120px;height:10px;"
                 "background:linear-gradient(to right,black,white)'></span> 1</span>")
