@@ -181,6 +181,25 @@ def test_widget_trains_in_a_thread_pauses_and_resumes_to_the_same_result(small):
         widget.close()
 
 
+def test_a_pause_during_a_redraw_still_shows_paused(small):
+    """A click that lands while the thread draws must not leave the old status on screen."""
+    widget = live_training(*small, epochs=3)
+    draw = widget.update
+
+    def draw_then_click():
+        draw()
+        if widget.trainer.state.step == 1 and not widget.trainer.state.paused:
+            widget.pause()                          # just after the thread drew step 1 (its first draw)
+
+    widget.update = draw_then_click
+    try:
+        widget.start()
+        wait_for(lambda: "paused" in widget.status_view.value, "the paused status")
+        assert widget.trainer.state.step == 1 and "step 1 " in widget.status_view.value
+    finally:
+        widget.close()
+
+
 def test_live_training_is_an_explorer_built_with_defaults():
     widget = EXPLORERS["LiveTraining"]()
     try:

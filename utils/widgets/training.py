@@ -69,7 +69,7 @@ class TrainerState:
 
     @property
     def done(self) -> bool:
-        """All epochs trained."""
+        """All epochs trained.  Used first in chapter 07."""
         return self.epoch >= self.epochs
 
 
@@ -256,9 +256,10 @@ class TrainingPlot:
         ax.legend(handles, [h.get_label() for h in handles], loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   ncol=3, fontsize=8, frameon=False)
         self.figure.subplots_adjust(left=0.1, right=0.88, bottom=0.17, top=0.89)
+        self.pixels = (round(width * dpi), round(height * dpi))    # (width, height) of the PNG
 
     def png(self, state: TrainerState) -> bytes:
-        """The figure for ``state`` as PNG bytes."""
+        """The figure for ``state`` as PNG bytes (about 480x216 pixels).  Used first in chapter 07."""
         losses = np.asarray(state.batch_losses)
         x = np.arange(1, losses.size + 1) / state.batches_per_epoch
         self.raw.set_data(x, losses)
@@ -275,7 +276,11 @@ class TrainingPlot:
 # ------------------------------------------------------------------------------------ the widget
 
 class LiveTraining(Explorer):
-    """Train the small CNN live: loss and validation accuracy, first-layer filters, train/pause/reset."""
+    """Train the small CNN live: loss and validation accuracy, first-layer filters, train/pause/reset.
+
+    Build it with :func:`live_training`.  The buttons call :meth:`start`, :meth:`pause` and :meth:`reset`;
+    changing the seed or the epochs resets.  Taught in chapter 07.
+    """
 
     def __init__(self, train_data: Data, val_data: Data | None = None, epochs: int = 15, seed: int = 0,
                  lr: float = 3e-3, batch_size: int = 64):
@@ -290,11 +295,15 @@ class LiveTraining(Explorer):
             self.pause_button = widgets.Button(description="pause", icon="pause", disabled=True)
             self.reset_button = widgets.Button(description="reset", icon="undo",
                                                tooltip="back to the untrained network of this seed")
-            small = widgets.Layout(width="9em")
-            self.seed = widgets.BoundedIntText(value=seed, min=0, max=10_000, description="seed", layout=small)
-            self.epochs = widgets.BoundedIntText(value=epochs, min=1, max=200, description="epochs", layout=small)
+            box, label = widgets.Layout(width="10em"), {"description_width": "initial"}
+            self.seed = widgets.BoundedIntText(value=seed, min=0, max=10_000, description="seed", layout=box,
+                                               style=label)
+            self.epochs = widgets.BoundedIntText(value=epochs, min=1, max=200, description="epochs", layout=box,
+                                                 style=label)
             self.status_view = widgets.HTML()
-            self.plot_view = widgets.Image(format="png")
+            width, height = self._plot.pixels
+            self.plot_view = widgets.Image(format="png", layout=widgets.Layout(
+                width=f"{width}px", height=f"{height}px", min_width=f"{width}px"))
             self.filter_views, self.change_views = [], []
             self.scale_view, self.change_scale_view = widgets.HTML(), widgets.HTML()
             controls = widgets.HBox([self.train_button, self.pause_button, self.reset_button,
@@ -310,7 +319,8 @@ class LiveTraining(Explorer):
                 widgets.HTML("<b>change since the start</b> (now − untrained weights)"),
                 filter_grid(self.change_views), self.change_scale_view],
                 layout=widgets.Layout(margin="0 0 0 1em"))
-            self.children = [controls, self.status_view, widgets.HBox([self.plot_view, filters])]
+            self.children = [controls, self.status_view,
+                             widgets.HBox([self.plot_view, filters], layout=widgets.Layout(align_items="flex-start"))]
         self.add_class("convcourse-live-training")
         self.status_view.add_class("convcourse-training-status")
         self.train_button.on_click(lambda _: self.start())
@@ -323,7 +333,7 @@ class LiveTraining(Explorer):
     # -- actions (the buttons call these; safe to call from code too)
 
     def start(self) -> None:
-        """Start training, or resume it after a pause (no-op when done)."""
+        """Start training, or resume it after a pause (no-op when done).  Taught in chapter 07."""
         if self.trainer.state.done:
             return
         self.trainer.resume()
@@ -335,14 +345,14 @@ class LiveTraining(Explorer):
             self._thread.start()
 
     def pause(self) -> None:
-        """Stop after the current batch; ``start()`` continues from there."""
+        """Stop after the current batch; ``start()`` continues from there.  Taught in chapter 07."""
         self.trainer.pause()
         self._go.clear()
         self.pause_button.disabled, self.train_button.disabled = True, False
         self.train_button.description = "resume"
 
     def reset(self) -> None:
-        """Stop the thread and go back to the untrained network of the chosen seed."""
+        """Stop the thread and go back to the untrained network of the chosen seed.  Taught in chapter 07."""
         self._halt()
         self._reset_trainer()
         self.train_button.description, self.train_button.disabled = "train", False
@@ -350,12 +360,13 @@ class LiveTraining(Explorer):
         self.update()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the training thread has ended (done or reset); True if it has."""
+        """Block until the training thread has ended (done or reset); True if it has.  Used first in chapter 07."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self._thread is None or not self._thread.is_alive()
 
     def close(self) -> None:
+        """Stop the training thread, then close the widgets.  Used first in chapter 07."""
         self._halt()
         super().close()
 
@@ -377,23 +388,25 @@ class LiveTraining(Explorer):
         torch.set_num_threads(threads)   # a new thread does not inherit the notebook's torch.set_num_threads
         state, last_draw = self.trainer.state, 0.0
         while True:
-            self._go.wait()
+            if not self._go.is_set():   # paused: draw the settled state (a click may have landed mid-draw)
+                self.update()
+                self._go.wait()
             if self._stop:
                 return
             loss = self.trainer.step()
             now = time.perf_counter()
-            if (loss is None or state.done or state.batch == 0 or not self._go.is_set()
-                    or now - last_draw >= 1 / REDRAWS_PER_SECOND):
+            if state.done or state.batch == 0 or now - last_draw >= 1 / REDRAWS_PER_SECOND:
                 self.update()
                 last_draw = now
             if state.done:
                 self.train_button.disabled = self.pause_button.disabled = True
                 return
-            if loss is None:           # pause() set the flag before clearing the event: let it finish
+            if loss is None:            # pause() set the flag before clearing the event: let it finish
                 time.sleep(0.01)
 
     def update(self) -> None:
-        """Redraw status, plot and filters from the trainer's state (called by the training thread)."""
+        """Redraw status, plot and filters from the trainer's state (called by the training thread).
+        Used first in chapter 07."""
         state = self.trainer.state
         self.status_view.value = f"<span style='font-family:monospace'>{html.escape(status_text(state))}</span>"
         self.plot_view.value = self._plot.png(state)
