@@ -191,7 +191,7 @@ def test_play_drives_the_explorer_and_follows_the_output_size():
     assert ex.play_button.description == "❚❚ Pause"
     ex.first_button.click()
     assert not ex.play.playing and ex.result.position == (0, 0) and ex.play_button.description == "▶ Play"
-    ex.speed.value = 50
+    ex.speed.value = "20 per s"
     assert ex.play.interval == 50
 
 

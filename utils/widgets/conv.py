@@ -29,8 +29,9 @@ from utils.widgets.render import (BLANK_PNG_INDICES, LABEL_WIDTH, MARGIN, PADDIN
 __all__ = ["ConvExplorer", "ConvView", "PLAY_SPEEDS", "conv_explorer", "conv_view", "coordinates_text",
            "output_click_position", "play_index", "play_position", "screen_to_input", "window_at"]
 
-# Play's speeds: label -> milliseconds between two output positions
-PLAY_SPEEDS = (("1 per s", 1000), ("2 per s", 500), ("5 per s", 200), ("10 per s", 100), ("20 per s", 50))
+# Play's speeds: label -> milliseconds between two output positions (the label is the control's value,
+# so that the web edition's static picture reads "speed 5 per s")
+PLAY_SPEEDS = {"1 per s": 1000, "2 per s": 500, "5 per s": 200, "10 per s": 100, "20 per s": 50}
 BOX_WIDTH = "6em"          # a kernel box: room for "-0.111111" and "0.0234375" without clipping
 # a smaller monospace font in the kernel boxes, so that 0.0234375 or -0.111111 shows whole in a narrow box
 # and no spin arrows (typing is how a learner edits a kernel; the arrows hid the last digits)
@@ -226,7 +227,8 @@ class ConvExplorer(Explorer):
             self.play_button = widgets.Button(description="▶ Play", tooltip="sweep every output position, row by row",
                                               layout=widgets.Layout(width="7em"))
             self.first_button = widgets.Button(description="Back to output[0, 0]", layout=widgets.Layout(width="13em"))
-            self.speed = widgets.Dropdown(options=PLAY_SPEEDS, value=200, description="speed", style=slider_style(),
+            self.speed = widgets.Dropdown(options=list(PLAY_SPEEDS), value="5 per s", description="speed",
+                                          style=slider_style(),
                                           layout=widgets.Layout(width="14em"))
             self.input_view, self.output_view = widgets.Image(format="png"), widgets.Image(format="png")
             self.input_caption, self.output_caption = widgets.HTML(), widgets.HTML()
@@ -246,7 +248,8 @@ class ConvExplorer(Explorer):
                     box.observe(lambda _c: self._mark_custom(), names="value")
             self.play.observe(lambda change: self._play_moved(change["new"]), names="value")
             self.play.observe(lambda change: self._show_playing(change["new"]), names="playing")
-            self.speed.observe(lambda change: setattr(self.play, "interval", change["new"]), names="value")
+            self.speed.observe(lambda change: setattr(self.play, "interval", PLAY_SPEEDS[change["new"]]),
+                               names="value")
             self.play_button.on_click(lambda _b: setattr(self.play, "playing", not self.play.playing))
             self.first_button.on_click(lambda _b: self._back_to_start())
             # mouse events on the pictures (ipywidgets.Image has none of its own)
