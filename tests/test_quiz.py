@@ -291,7 +291,8 @@ def test_self_study_explains_only_after_a_right_answer_or_three_tries(compiled):
 
 @pytest.mark.parametrize("typed, value", [("16,781,312", 16781312), ("4,640", 4640), ("4 640", 4640),
                                           ("4\u202f640", 4640), ("1 000 000", 1000000), ("0.42", 0.42),
-                                          ("0,42", 0.42), ("-3", -3), ("1e6", 1000000), (" 30 ", 30)])
+                                          ("0,42", 0.42), ("-3", -3), ("\u22121", -1), ("\u2212 4,640", -4640),
+                                          ("1e6", 1000000), (" 30 ", 30)])
 def test_numbers_are_read_as_the_course_writes_them(typed, value):
     assert quiz_mod.parse_number(typed) == value
 

@@ -85,15 +85,19 @@ _SPACES = re.compile(r"[\s\u00a0\u2009\u202f']")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2012": "-"})
+
+
 def parse_number(text: str) -> float:
-    """A number as a learner types it: ``"16,781,312"``, ``"4 640"``, ``"0.42"``, ``"0,42"``, ``"1e6"``.
+    """A number as a learner types it: ``"16,781,312"``, ``"4 640"``, ``"0.42"``, ``"0,42"``, ``"1e6"``, ``"−1"``.
 
     Spaces (also thin and non-breaking ones) and apostrophes between digits are thousands separators;
     commas are thousands separators when they group digits by three (``"4,640"`` is 4640), else a
     decimal comma (``"0,42"``).  ValueError if it is not a number.
     Course infrastructure.
     """
-    compact = _SPACES.sub("", text.strip())
+    # a pasted minus sign (U+2212, as the course's own pages print it) or a dash means minus
+    compact = _SPACES.sub("", text.strip()).translate(_MINUS_SIGNS)
     if _THOUSANDS.fullmatch(compact):
         compact = compact.replace(",", "")
     elif compact.count(",") == 1 and "." not in compact:
