@@ -76,7 +76,7 @@ def widget_html(widget) -> str:
         return f"<img alt='explorer view' src='data:image/{widget.format};base64,{data}'>" if data else ""
     if isinstance(widget, (w.HTML, w.HTMLMath)):
         return f"<div>{widget.value}</div>"
-    if isinstance(widget, w.Button):
+    if isinstance(widget, (w.Button, w.ToggleButton, w.Play)):   # actions, not state: nothing to show
         return ""
     if hasattr(widget, "value") and getattr(widget, "description", None) is not None:
         label = html.escape(str(widget.description or ""))
