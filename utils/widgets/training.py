@@ -8,17 +8,19 @@ Two layers, as for the other explorers:
   counters and every loss.  For the same seed, data and starting weights it takes exactly the steps of
   ``train`` (same batch order, same Adam updates), so its epoch losses equal ``train``'s History.
 * :class:`LiveTraining`, the widget: it runs ``Trainer.step()`` in a **background thread** and redraws at
-  most :data:`REDRAWS_PER_SECOND` times per second (a small matplotlib figure as PNG, the filters as
-  palette PNGs of :mod:`utils.widgets.render`).
+  most :data:`REDRAWS_PER_SECOND` times per second, plus at the end of every epoch and when paused (a
+  small matplotlib figure as PNG, the filters as palette PNGs of :mod:`utils.widgets.render`).
 
 Why a thread: a cell that loops keeps the kernel from handling button clicks, so training must run
-outside the cell.  An asyncio task on the kernel's loop also works with this course's ipykernel, but it
-depends on how the kernel schedules background tasks, which changed in ipykernel 7 (ipykernel issue
-#1510: tasks not resumed after the cell ends), and it stops for the whole batch while torch computes.
-A thread is independent of that: the kernel's main thread stays idle and handles the clicks at once
-(torch releases the GIL while it computes), the buttons only set flags, and only the training thread
-touches the model and draws, so nothing is shared mid-update.  Widget updates sent from a thread reach
-the page with ipykernel 6 and 7 (checked in ``tests/test_browser_training.py``).
+outside the cell.  An asyncio task on the kernel's event loop, yielding between batches, also worked
+with ipykernel 7.4 when tried (a probe kernel, a click sent as a comm message), but whether such tasks
+keep running after their cell ends has changed between ipykernel releases (ipykernel issue #1510 reports
+7.x releases where they only resume when the next cell runs), and every batch blocks the loop while
+torch computes.  A thread does not depend on how the kernel schedules tasks: the kernel's main thread
+stays idle and handles clicks at once (torch releases the GIL while it computes), the buttons only set
+flags, and only the training thread touches the model and draws.  That widget updates sent from the
+thread reach the page is checked in a browser by ``tests/test_browser_training.py`` (ipykernel 7.4,
+ipywidgets 8.1).
 """
 from __future__ import annotations
 
@@ -385,7 +387,7 @@ class LiveTraining(Explorer):
         self._go.clear()
 
     def _work(self, threads: int) -> None:
-        torch.set_num_threads(threads)   # a new thread does not inherit the notebook's torch.set_num_threads
+        torch.set_num_threads(threads)   # the notebook's setting, in case this torch build keeps it per thread
         state, last_draw = self.trainer.state, 0.0
         while True:
             if not self._go.is_set():   # paused: draw the settled state (a click may have landed mid-draw)
