@@ -1,8 +1,8 @@
 """The course in a real browser: JupyterLab + Debian's Chromium driven by Playwright.
 
 What a learner does in chapter 04: run all cells (in a 1400x900 window: the convolution explorer fits
-below JupyterLab's bars), click the input picture and see the window move there, press Play and see it
-sweep, move the stride slider and see the output-size formula and the feature map change; answer a quiz question, save, reopen the
+below JupyterLab's bars), click the input picture and see the window move there, hover for a preview,
+press Play and see it sweep, move the stride slider and see the output-size formula and the feature map change; answer a quiz question, save, reopen the
 notebook without its kernel and still see the recorded answer (and the grader reads it from disk).
 
 The server (``tests/browser_lab.py``) runs on 127.0.0.1 with a random token and free port, on a
@@ -75,6 +75,14 @@ def test_conv_explorer_reacts_and_quiz_answers_survive_a_reload(lab, page):
     playwright_sync.expect(position).to_contain_text("output[49, 99] = ", timeout=15_000)
     playwright_sync.expect(position).to_contain_text("rows 49…51, cols 99…101")
     explorer.screenshot(path=str(shots / "conv_explorer_clicked.png"))
+
+    # hovering previews another place (pixel (200, 30): output[199, 29]); leaving goes back to the click
+    picture = input_image.bounding_box()
+    page.mouse.move(picture["x"] + 5 + 30 + 0.5, picture["y"] + 5 + 200 + 0.5, steps=4)
+    playwright_sync.expect(position).to_contain_text("output[199, 29] = ", timeout=15_000)
+    explorer.screenshot(path=str(shots / "conv_explorer_hover.png"))
+    page.mouse.move(picture["x"] - 40, picture["y"] + 5 + 200, steps=4)
+    playwright_sync.expect(position).to_contain_text("output[49, 99] = ", timeout=15_000)
 
     # Play advances the position row by row (left to right) until paused
     explorer.get_by_role("button", name="▶ Play").click()

@@ -195,7 +195,7 @@ def test_play_drives_the_explorer_and_follows_the_output_size():
     assert ex.play.interval == 50
 
 
-def test_clicking_the_input_centres_the_window_on_the_clicked_pixel():
+def test_clicking_the_input_centres_the_window_on_the_clicked_pixel_and_hovering_previews():
     ex = conv_explorer("camera")
     ex.click_input(MARGIN + 100, MARGIN + 50)             # input pixel (50, 100), scale 1
     assert ex.result.position == (49, 99)                  # its 3x3 window covers rows 49..51
@@ -204,11 +204,21 @@ def test_clicking_the_input_centres_the_window_on_the_clicked_pixel():
     ex.click_input(MARGIN, MARGIN)                          # the top-left padding cell (-1, -1)
     assert ex.result.position == (0, 0)
     assert "rows -1…1, cols -1…1 (row -1; col -1: zero padding)" in ex.position_view.value
-    ex._mouse({"type": "mousemove", "buttons": 0, "dataX": MARGIN + 200, "dataY": MARGIN + 200}, "input")
-    assert ex.result.position == (0, 0)                    # hovering without a button does not move it
+    ex._mouse({"type": "mousemove", "buttons": 0, "dataX": MARGIN + 201, "dataY": MARGIN + 201}, "input")
+    assert ex.result.position == (200, 200)                # hovering previews the window there ...
+    ex._mouse({"type": "mouseleave"}, "input")
+    assert ex.result.position == (0, 0)                    # ... and leaving the picture goes back to the click
     ex._mouse({"type": "mousemove", "buttons": 1, "dataX": MARGIN + 201, "dataY": MARGIN + 101}, "input")
-    assert ex.result.position == (100, 200)                # dragging does (pixel (100, 200) + padding 1 - 1)
+    ex._mouse({"type": "mouseleave"}, "input")
+    assert ex.result.position == (100, 200)                # a drag pins (pixel (100, 200) + padding 1 - 1)
     ex._mouse({"type": "click", "dataX": MARGIN + 7, "dataY": MARGIN + 3}, "output")
+    assert ex.result.position == (3, 7)
+    ex._mouse({"type": "mousemove", "buttons": 0, "dataX": MARGIN + 50, "dataY": MARGIN + 60}, "output")
+    assert ex.result.position == (60, 50) and ex.out_row.value == 60
+    ex.play.playing = True                                 # while Play runs, hovering does not move the window
+    ex._mouse({"type": "mousemove", "buttons": 0, "dataX": MARGIN + 9, "dataY": MARGIN + 9}, "output")
+    assert ex.result.position == (60, 50)
+    ex._mouse({"type": "mouseleave"}, "output")
     assert ex.result.position == (3, 7)
 
 

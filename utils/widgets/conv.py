@@ -4,7 +4,8 @@ Two columns that fit a 1400x900 screen: the controls on the left (image, kernel,
 labels, Play with its speed, the output-size formula), the pictures on the right (input with a framed
 window, output with a framed value, the window zoomed with its numbers); the kernel and products tables
 are in a closed accordion below.  A click (or a drag) on the input places the window around the clicked
-pixel, one on the output picks that output value; Play sweeps every output position row by row.
+pixel, one on the output picks that output value; hovering previews a place (leaving the picture goes
+back to the clicked one); Play sweeps every output position row by row.
 
 The pure parts (no widgets) are tested headlessly: :func:`conv_view` (everything shown for one setting),
 :func:`screen_to_input` and :func:`window_at` (a click to a window), :func:`play_position` (Play's index
@@ -203,6 +204,8 @@ class ConvExplorer(Explorer):
         self._shown_size = 3
         self._scale = 1
         self._computed = None      # (settings, (output, error)) of the last convolution
+        self._hovering = False     # the window shows a hover preview; leaving the picture goes back ...
+        self._pinned = (0, 0)      # ... to this position (the last one clicked, dragged, slid or played)
         self._generation = 0       # counts the convolutions run (keys the output picture)
         self._pictures = {}        # "input"/"output" -> (key, enlarged palette indices, ColourScale)
         with self.frozen():
@@ -252,13 +255,15 @@ class ConvExplorer(Explorer):
                                names="value")
             self.play_button.on_click(lambda _b: setattr(self.play, "playing", not self.play.playing))
             self.first_button.on_click(lambda _b: self._back_to_start())
-            # mouse events on the pictures (ipywidgets.Image has none of its own)
-            self.input_events = ipyevents.Event(source=self.input_view, watched_events=["click", "mousemove"],
-                                                prevent_default_action=True, wait=40, throttle_or_debounce="throttle")
-            self.output_events = ipyevents.Event(source=self.output_view, watched_events=["click", "mousemove"],
-                                                 prevent_default_action=True, wait=40, throttle_or_debounce="throttle")
-            self.input_events.on_dom_event(lambda event: self._mouse(event, "input"))
-            self.output_events.on_dom_event(lambda event: self._mouse(event, "output"))
+            # mouse events on the pictures (ipywidgets.Image has none of its own): clicks and leaving
+            # unthrottled, moves at most every 40 ms (a hover preview or a drag costs ~3 ms of CPU)
+            self._events = []
+            for name, view in (("input", self.input_view), ("output", self.output_view)):
+                for events, wait in ((["click", "mouseleave"], 0), (["mousemove"], 40)):
+                    watcher = ipyevents.Event(source=view, watched_events=events, prevent_default_action=True,
+                                              **({"wait": wait, "throttle_or_debounce": "throttle"} if wait else {}))
+                    watcher.on_dom_event(lambda event, name=name: self._mouse(event, name))
+                    self._events.append(watcher)
         self.update()
 
     def _layout_children(self) -> None:
@@ -318,26 +323,51 @@ class ConvExplorer(Explorer):
             self.out_col.value = min(max(int(position[1]), self.out_col.min), self.out_col.max)
         self.update()
 
-    def click_input(self, x: float, y: float) -> None:
-        """A click at (x, y) pixels of the input picture: the window moves to be centred there."""
+    def input_position(self, x: float, y: float) -> tuple[int, int] | None:
+        """The output position whose window is centred nearest to (x, y) pixels of the input picture."""
         shape = self.result.expected_shape
         if shape is None:
-            return
+            return None
         row, col = screen_to_input(x, y, self._scale, self.padding.value)
-        self.place(window_at(row, col, self._shown_size, self.stride.value, self.padding.value,
-                             self.dilation.value, shape))
+        return window_at(row, col, self._shown_size, self.stride.value, self.padding.value,
+                         self.dilation.value, shape)
+
+    def output_position(self, x: float, y: float) -> tuple[int, int] | None:
+        """The output position under (x, y) pixels of the output picture."""
+        shape = self.result.expected_shape
+        return None if shape is None else output_click_position(x, y, self._scale, shape)
+
+    def click_input(self, x: float, y: float) -> None:
+        """A click at (x, y) pixels of the input picture: the window moves to be centred there."""
+        self._hovering = False
+        position = self.input_position(x, y)
+        if position is not None:
+            self.place(position)
 
     def click_output(self, x: float, y: float) -> None:
         """A click at (x, y) pixels of the output picture: that output value is explained."""
-        if self.result.expected_shape is not None:
-            self.place(output_click_position(x, y, self._scale, self.result.expected_shape))
+        self._hovering = False
+        position = self.output_position(x, y)
+        if position is not None:
+            self.place(position)
 
     def _mouse(self, event: dict, picture: str) -> None:
-        if event.get("type") == "mousemove" and not int(event.get("buttons", 0)) & 1:
-            return                                   # only a drag (button held) moves the window
+        kind = event.get("type")
+        if kind == "mouseleave":                     # end of a hover preview: back to the pinned place
+            if self._hovering:
+                self._hovering = False
+                self.place(self._pinned)
+            return
         if "dataX" not in event:
             return
-        (self.click_input if picture == "input" else self.click_output)(event["dataX"], event["dataY"])
+        x, y = event["dataX"], event["dataY"]
+        if kind == "click" or (kind == "mousemove" and int(event.get("buttons", 0)) & 1):   # click or drag
+            (self.click_input if picture == "input" else self.click_output)(x, y)
+        elif kind == "mousemove" and not self.play.playing:                                # hover: preview
+            position = (self.input_position if picture == "input" else self.output_position)(x, y)
+            if position is not None and position != self.result.position:
+                self._hovering = True
+                self.place(position)
 
     def _play_moved(self, index: int) -> None:
         shape = self.result.expected_shape if hasattr(self, "result") else None
@@ -372,6 +402,8 @@ class ConvExplorer(Explorer):
         self._rescale_position_sliders()
         result = self.view()
         self.result = result
+        if not self._hovering:
+            self._pinned = result.position
         self._sync_play(result)
         self.formula_view.value = formula_html(result.formula.replace(" + 1 = ⌊", " + 1\n      = ⌊"), "10.5px")
         self.error_view.value = error_html(result.error)
@@ -428,7 +460,7 @@ class ConvExplorer(Explorer):
         h, w = result.input_shape
         self.input_caption.value = text_block(f"<b>input</b> {h}×{w}" + (f" + padding {result.padding} (blue)"
                                               if result.padding else "") + " · yellow: the window<br>"
-                                              "<i>click or drag to move the window</i>")
+                                              "<i>click or drag to move it, hover to preview</i>")
         self._input_note = scale.note()
 
     def _draw_output(self, result: ConvView) -> None:
@@ -447,7 +479,7 @@ class ConvExplorer(Explorer):
         frames = ((*result.position, 1, 1),) if out.shape == result.expected_shape else ()
         show_framed(self.output_view, picture, scale.kind, self._scale, frames, enlarged=True)
         self.output_caption.value = text_block(f"<b>output feature map</b> {out.shape[0]}×{out.shape[1]}<br>"
-                                               "<i>click a value to see where it comes from</i>")
+                                               "<i>click or hover: where a value comes from</i>")
         notes = [scale.html("output colours:")]
         if self._input_note:
             notes.append(f"<span style='font-size:11px;color:#b54708'>input: {self._input_note}</span>")
