@@ -97,7 +97,7 @@ class Trainer:
 
     Unlike ``train``, it does not reseed torch's global generator (a notebook's other cells keep theirs):
     the same for models that draw no random numbers while training, such as ``SmallCNN``.
-    Taught in chapter 07.
+    Used first in chapter 07.
     """
 
     def __init__(self, train_data: Data, val_data: Data | None = None, model: nn.Module | None = None,
@@ -281,7 +281,7 @@ class LiveTraining(Explorer):
     """Train the small CNN live: loss and validation accuracy, first-layer filters, train/pause/reset.
 
     Build it with :func:`live_training`.  The buttons call :meth:`start`, :meth:`pause` and :meth:`reset`;
-    changing the seed or the epochs resets.  Taught in chapter 07.
+    changing the seed or the epochs resets.  Used first in chapter 07.
     """
 
     def __init__(self, train_data: Data, val_data: Data | None = None, epochs: int = 15, seed: int = 0,
