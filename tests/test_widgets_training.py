@@ -200,6 +200,21 @@ def test_a_pause_during_a_redraw_still_shows_paused(small):
         widget.close()
 
 
+def test_starting_a_second_live_training_pauses_the_first(small):
+    """Re-running the cell makes a new widget while the old one's thread still trains."""
+    old, new = live_training(*small, epochs=20), live_training(*small, epochs=3)
+    try:
+        old.start()
+        wait_for(lambda: old.trainer.state.step > 0, "the first widget training")
+        new.start()
+        wait_for(lambda: "paused" in old.status_view.value, "the first widget paused")
+        assert old.trainer.state.paused and not old.trainer.state.done
+        assert new.wait(DEADLINE_S) and new.trainer.state.done
+    finally:
+        old.close()
+        new.close()
+
+
 def test_live_training_is_an_explorer_built_with_defaults():
     widget = EXPLORERS["LiveTraining"]()
     try:

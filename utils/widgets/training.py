@@ -28,6 +28,7 @@ import html
 import io
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -277,6 +278,9 @@ class TrainingPlot:
 
 # ------------------------------------------------------------------------------------ the widget
 
+_LIVE: "weakref.WeakSet[LiveTraining]" = weakref.WeakSet()   # widgets that have trained in this kernel
+
+
 class LiveTraining(Explorer):
     """Train the small CNN live: loss and validation accuracy, first-layer filters, train/pause/reset.
 
@@ -335,9 +339,17 @@ class LiveTraining(Explorer):
     # -- actions (the buttons call these; safe to call from code too)
 
     def start(self) -> None:
-        """Start training, or resume it after a pause (no-op when done).  Taught in chapter 07."""
+        """Start training, or resume it after a pause (no-op when done).  Taught in chapter 07.
+
+        Pauses every other live training of this kernel first: re-running the cell leaves the old
+        widget's thread alive (clearing an output does not close its widget), and two trainings
+        would share the cores."""
         if self.trainer.state.done:
             return
+        for other in list(_LIVE):
+            if other is not self and other._go.is_set():
+                other.pause()
+        _LIVE.add(self)
         self.trainer.resume()
         self.train_button.disabled, self.pause_button.disabled = True, False
         self._go.set()
