@@ -1,16 +1,19 @@
-"""Interactive explorers (ipywidgets 8) for convolution, pooling and ReLU.
+"""Interactive explorers (ipywidgets 8): convolution, its step-through, ReLU, pooling, a layer
+pipeline, and a small CNN training live.
 
 Each explorer is an ``ipywidgets.VBox`` subclass (:class:`~utils.widgets.base.Explorer`): its controls
 are attributes (``explorer.stride``, ``explorer.kernel_boxes``, ...), and every change of a control
 calls ``update()``, which
 
-1. calls a *pure* function (``conv_view``, ``step_view``, ``pool_view``, ``relu_view``) from the
+1. calls a *pure* function (``conv_view``, ``step_view``, ``relu_view``, ``pool_view``,
+   ``pipeline_view``; the live training's ``Trainer``) from the
    control values to a small result object holding arrays and the texts to show, then
 2. draws that result with :mod:`utils.widgets.render` (PNG pictures, HTML tables, colour scales).
 
 Keeping step 1 free of widgets lets the tests check the numbers and the displayed formula without a
-browser.  One module per explorer: ``conv`` (chapter 04), ``step`` (chapter 02), ``relu`` (chapter 05),
-``pool`` (chapter 06); ``base``, ``kernels`` and ``render`` are shared.  :data:`EXPLORERS` maps each
+browser.  One module per explorer: ``step`` (chapter 02), ``conv`` (chapter 04), ``relu`` (chapter 05),
+``pool`` and ``pipeline`` (chapter 06), ``training`` (chapter 07); ``base``, ``kernels`` and ``render``
+are shared (``render``'s docstring has the colour rule every map follows).  :data:`EXPLORERS` maps each
 explorer class name to the function that builds it (the web edition draws them from it).
 """
 from __future__ import annotations
