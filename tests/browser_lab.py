@@ -44,6 +44,13 @@ class Lab(NamedTuple):
     root: Path
     work: Path
 
+    def screenshots(self) -> Path:
+        """The folder for this server's screenshots (created; its path printed for ``pytest -s``)."""
+        folder = self.work / "screenshots"
+        folder.mkdir(exist_ok=True)
+        print(f"\nbrowser screenshots: {folder}")
+        return folder
+
     def url(self, path: str) -> str:
         """The Lab URL that opens ``path`` (relative to the served root, e.g. ``chapters/04_x.ipynb``)."""
         return f"{self.base}/lab/tree/{path}?token={self.token}"

@@ -49,9 +49,7 @@ def page(lab):
 
 
 def test_conv_explorer_reacts_and_quiz_answers_survive_a_reload(lab, page):
-    shots = lab.work / "screenshots"
-    shots.mkdir()
-    print(f"\nbrowser screenshots: {shots}")
+    shots = lab.screenshots()
     open_notebook(page, lab, CHAPTER)
     run_all_cells(page)
 

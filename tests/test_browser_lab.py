@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -111,10 +110,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def shots(lab):
-    folder = lab.work / "screenshots"
-    folder.mkdir(exist_ok=True)
-    print(f"\nbrowser screenshots: {folder}")
-    return folder
+    return lab.screenshots()
 
 
 @pytest.fixture(scope="module")

@@ -42,10 +42,7 @@ def page(lab):
 
 @pytest.fixture(scope="module")
 def shots(lab):
-    folder = lab.work / "screenshots"
-    folder.mkdir(exist_ok=True)
-    print(f"\nbrowser screenshots: {folder}")
-    return folder
+    return lab.screenshots()
 
 
 def wait_for_aria(page, handle, attribute: str, value: float) -> None:

@@ -30,9 +30,7 @@ def output_index(text: str) -> tuple[int, int]:
 def test_play_advances_past_the_first_output_value():
     expect = playwright_sync.expect
     with start_lab(("chapters",)) as lab, launch_page(playwright_sync) as page:
-        shots = lab.work / "screenshots"
-        shots.mkdir()
-        print(f"\nbrowser screenshots: {shots}")
+        shots = lab.screenshots()
         open_notebook(page, lab, CHAPTER)
         run_all_cells(page)
 

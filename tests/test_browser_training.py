@@ -51,9 +51,7 @@ def wait_for_step_above(page, status, step: int) -> None:
 
 def test_live_training_advances_pauses_and_resumes(lab, monkeypatch):
     monkeypatch.setattr(browser_lab, "RUN_TIMEOUT_MS", 600_000)   # the whole chapter runs first
-    shots = lab.work / "screenshots"
-    shots.mkdir()
-    print(f"\nbrowser screenshots: {shots}")
+    shots = lab.screenshots()
     with launch_page(playwright_sync, width=1400, height=900) as page:
         open_notebook(page, lab, CHAPTER)
         run_all_cells(page)

@@ -201,29 +201,25 @@ def _body(source: str) -> list[ast.stmt]:
     return ast.parse(source).body[0].body
 
 
+# the solution renamed (image -> img, size -> k, out -> result, i/j -> r/c), inside other chapter code
+RENAMED = """\
+def smooth(img, k):
+    result = np.zeros((img.shape[0] - k + 1, img.shape[1] - k + 1))
+    for r in range(result.shape[0]):
+        for c in range(result.shape[1]):
+            result[r, c] = img[r:r + k, c:c + k].mean()
+    return result
+"""
+
+
 def test_detects_a_renamed_copy_inside_other_code():
-    chapter = ast.parse(textwrap.dedent("""\
-        rng = np.random.default_rng(0)
-        def smooth(img, k):
-            result = np.zeros((img.shape[0] - k + 1, img.shape[1] - k + 1))
-            for r in range(result.shape[0]):
-                for c in range(result.shape[1]):
-                    result[r, c] = img[r:r + k, c:c + k].mean()
-            return result
-        print(smooth(rng.random((5, 5)), 3))
-        """))
+    chapter = ast.parse("rng = np.random.default_rng(0)\n" + RENAMED + "print(smooth(rng.random((5, 5)), 3))\n")
     assert occurs_in(_body(SOLUTION), chapter)
 
 
 def test_a_different_method_or_a_missing_statement_is_not_a_copy():
-    different = ast.parse(textwrap.dedent("""\
-        def smooth(img, k):
-            result = np.zeros((img.shape[0] - k + 1, img.shape[1] - k + 1))
-            for r in range(result.shape[0]):
-                for c in range(result.shape[1]):
-                    result[r, c] = img[r:r + k, c:c + k].max()
-            return result
-        """))
+    different = ast.parse(RENAMED.replace(".mean()", ".max()"))
+    assert ".max()" in ast.unparse(different)
     assert not occurs_in(_body(SOLUTION), different)
     partial = ast.parse("out = np.zeros((image.shape[0] - size + 1, image.shape[1] - size + 1))")
     assert not occurs_in(_body(SOLUTION), partial)
