@@ -218,7 +218,7 @@ def _max_pool2d_backward_scatter(grad: np.ndarray, x: np.ndarray, windows: np.nd
 
 # The separable backward works on blocks of images of about this many bytes of input, so that its
 # intermediate arrays stay small and in the CPU's cache.
-POOL_BLOCK_BYTES = 1 << 20
+POOL_BLOCK_BYTES = 1 << 18
 
 
 def _max_pool2d_backward_separable(grad: np.ndarray, padded: np.ndarray,
