@@ -1,4 +1,4 @@
-"""Stride-1 convolution on flattened padded planes ("wide" rows): the fast path of conv2d.
+"""Stride-1 convolution backward on flattened padded planes ("wide" rows), for few input channels.
 
 Flatten each zero-padded plane (Hp, Wp) into one row of ``Hp * Wp`` values.  For a stride-1
 convolution, output pixel ``(oh, ow)`` reads tap ``(i, j)`` at flat position
@@ -30,7 +30,7 @@ def padded_rows(x: np.ndarray, geo: WindowGeometry) -> tuple[np.ndarray, int]:
 
     The tail of ``(kW - 1) * dW`` zeros lets the last tap's run of the last row stay in the array.
 
-    Used first in chapter 02.
+    Used first in chapter 03.
     """
     n, c, h, w = x.shape
     hp, wp = h + sum(geo.pad_h), w + sum(geo.pad_w)
@@ -75,7 +75,7 @@ def all_tap_runs(rows: np.ndarray, start: int, count: int, geo: WindowGeometry,
                  wp: int) -> np.ndarray:
     """Read-only view (C, kH, kW, count, H_out * Wp) of every tap's run: the wide im2col matrix.
 
-    Used first in chapter 02.
+    Used first in chapter 03.
     """
     (kh, kw), (dh, dw) = geo.kernel, geo.dilation
     s_n, s_c, s_x = rows.strides
@@ -87,41 +87,10 @@ def images_per_block(rows_k: int, geo: WindowGeometry, wp: int, n: int, itemsize
                      block_bytes: int) -> int:
     """How many images' wide columns (rows_k x H_out * Wp each) fit in ``block_bytes`` (>= 1).
 
-    Used first in chapter 02.
+    Used first in chapter 03.
     """
     per_image = rows_k * geo.out_hw[0] * wp * itemsize
     return max(1, min(n, block_bytes // per_image))
-
-
-def forward(x: np.ndarray, weight_matrix: np.ndarray, geo: WindowGeometry,
-            block_bytes: int) -> np.ndarray:
-    """Convolution output (N, C_out, H_out, W_out) for stride 1; weight_matrix (G, C_out/G, K/G).
-
-    Per block: one contiguous-run copy of the wide columns, one matrix product (all of the
-    block's images side by side), one crop of the wide rows into the NCHW output.
-
-    Used first in chapter 02.
-    """
-    n = x.shape[0]
-    groups, out_per_group, k_per_group = weight_matrix.shape
-    out_channels = groups * out_per_group
-    out_h, out_w = geo.out_hw
-    out = np.empty((n, out_channels, out_h, out_w), dtype=x.dtype)
-    if n == 0:
-        return out
-    rows, wp = padded_rows(x, geo)
-    step = images_per_block(groups * k_per_group, geo, wp, n, x.itemsize, block_bytes)
-    columns = np.empty((x.shape[1],) + geo.kernel + (step, out_h * wp), dtype=x.dtype)
-    wide = np.empty((groups, out_per_group, step * out_h * wp), dtype=x.dtype)
-    for start in range(0, n, step):
-        count = min(step, n - start)
-        block = columns[:, :, :, :count] if count < step else columns
-        np.copyto(block, all_tap_runs(rows, start, count, geo, wp))
-        product = wide[:, :, :count * out_h * wp]
-        np.matmul(weight_matrix, block.reshape(groups, k_per_group, -1), out=product)
-        np.copyto(out[start:start + count],
-                  product.reshape(out_channels, count, out_h, wp)[..., :out_w].transpose(1, 0, 2, 3))
-    return out
 
 
 def backward(grad: np.ndarray, x: np.ndarray, weight_matrix: np.ndarray, geo: WindowGeometry,

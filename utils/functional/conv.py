@@ -181,20 +181,15 @@ def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
     return max(1, BLOCK_BYTES // (per_image * x.itemsize), -(-MIN_BLOCK_COLUMNS // pixels))
 
 
-# Stride-1 layers use the wide-row path (see _wide) when its extra matrix-product work, the
-# fraction (Wp - W_out) / W_out of garbage columns, is at most this ...
+# Stride-1 backward passes with few input channels use the wide-row path (see _wide) when its
+# extra matrix-product work, the fraction (Wp - W_out) / W_out of garbage columns, is at most this.
+# (Its forward counterpart was slower than im2col on a quiet machine for every layer measured.)
 WIDE_MAX_WASTE = 0.15
-# ... in the forward pass only for at most this many rows of im2col per group (C_in/G * kH * kW,
-# e.g. a network's first layer): with more, the crop of the wide output costs more than the
-# shorter im2col copy saves (measured: 3->16 channels faster, 16->32 and up slower).
-WIDE_FORWARD_MAX_ROWS = 32
 
 
-def _use_wide(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, forward: bool) -> bool:
-    """Stride 1, not pointwise, few garbage columns (and, forward, few im2col rows)."""
+def _use_wide(x: np.ndarray, geo: WindowGeometry) -> bool:
+    """Stride 1, not pointwise, few garbage columns."""
     if geo.stride != (1, 1) or _is_pointwise(geo):
-        return False
-    if forward and weight[0].size > WIDE_FORWARD_MAX_ROWS:
         return False
     padded_width = x.shape[3] + sum(geo.pad_w)
     return (padded_width - geo.out_hw[1]) <= WIDE_MAX_WASTE * geo.out_hw[1]
@@ -256,8 +251,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dtype.  H_out, W_out: see :func:`conv_output_size`.
 
     How (chapter 02 section 7 times each step): im2col a block of images at a time, one batched
-    matmul per block straight into the NCHW output (a first layer with few input channels uses the
-    wide-row im2col of ``_wide``, whose copies are long contiguous runs); depthwise layers
+    matmul per block straight into the NCHW output, the bias inside the product; depthwise layers
     (``groups == C_in``) instead do one multiply-add per kernel tap (stride 1: over flattened
     padded planes, ``_depthwise``), because their im2col matrix would be mostly copying.
 
@@ -269,8 +263,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         out = _depthwise.forward(x, weight, geo, BLOCK_BYTES // 3)
     elif _is_depthwise(x, groups):
         out = _depthwise_forward(x, weight, geo)
-    elif _use_wide(x, weight, geo, forward=True):
-        out = _wide.forward(x, _weight_matrix(weight, groups), geo, BLOCK_BYTES)
     else:
         return unbatch(_gemm_forward(x, weight, geo, groups, bias), was_unbatched)
     if bias is not None:
@@ -393,7 +385,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grad_input = _gemm_forward(np.ascontiguousarray(grad), _transposed_weight(weight, groups),
                                    _transposed_geometry(x, geo), groups)
         grad_weight = _gemm_weight_gradient(grad, x, weight, geo, groups)
-    elif _use_wide(x, weight, geo, forward=False) and finite():
+    elif _use_wide(x, geo) and finite():
         grad_input, grad_weight = _wide.backward(grad, x, _weight_matrix(weight, groups), geo,
                                                  BLOCK_BYTES)
     else:
