@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from utils.functional import (adaptive_avg_pool2d, avg_pool2d, avg_pool2d_backward, max_pool2d,
                               max_pool2d_backward)
+from utils.functional import _max_search as max_search
 from utils.functional import pool as pool_module
 
 torch.set_num_threads(1)   # the test machine is shared; tiny shapes gain nothing from threads
@@ -321,3 +322,110 @@ def test_2x2_pooling_backward_fast_path_on_ties_matches_autograd(n, c, half_h, h
     ours = max_pool2d_backward(grad, x, 2, padding=padding)
     np.testing.assert_array_equal(ours, x_t.grad.numpy())
     assert not np.signbit(ours[ours == 0]).any()     # +0.0 where nothing arrives, as torch
+
+
+# ----------------------------------------------------------------------------- backward with indices
+
+def torch_indices_and_grad(x, kwargs, seed):
+    """torch's (indices, grad_output, grad_input) for F.max_pool2d(x, **kwargs), or None if it refuses."""
+    x_t = torch.tensor(x, requires_grad=True)
+    try:
+        out, indices = F.max_pool2d(x_t, **kwargs, return_indices=True)
+    except RuntimeError:
+        return None
+    grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+    out.backward(torch.tensor(grad))
+    return indices.numpy(), grad, x_t.grad.numpy()
+
+
+@st.composite
+def overlapping_pool_kwargs(draw):
+    """Pooling arguments whose windows overlap along at least one axis (stride < dilated kernel)."""
+    kernel = draw(st.tuples(st.integers(2, 4), st.integers(1, 4)))
+    dilation = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    stride = (draw(st.integers(1, dilation[0] * (kernel[0] - 1))), draw(st.integers(1, 4)))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    return dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                ceil_mode=draw(st.booleans()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(distinct_inputs() | tied_inputs(), pool_kwargs() | overlapping_pool_kwargs(),
+       st.integers(0, 2**32 - 1))
+def test_max_pool2d_backward_with_indices_matches_autograd(x, kwargs, seed):
+    """Our indices equal torch's, and the backward that scatters to them (ours or torch's) gives
+    torch's gradient and the search path's: distinct values, ties, -0.0, NaNs, overlapping windows."""
+    if has_a_window_of_padding_only(x, kwargs):
+        return
+    expected = torch_indices_and_grad(x, kwargs, seed)
+    if expected is None:
+        return   # refusals are covered by test_max_pool2d_matches_torch
+    torch_indices, grad_output, expected_grad = expected
+    _, indices = max_pool2d(x, **kwargs, return_indices=True)
+    np.testing.assert_array_equal(indices, torch_indices)
+    for given_indices in (indices, torch_indices):
+        grad_input = max_pool2d_backward(grad_output, x, **kwargs, indices=given_indices)
+        assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
+        np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+        assert not np.signbit(grad_input[expected_grad == 0]).any()   # +0.0 where nothing arrives
+    np.testing.assert_allclose(grad_input, max_pool2d_backward(grad_output, x, **kwargs),
+                               **TOLERANCE[x.dtype.type])
+
+
+@settings(max_examples=60, deadline=None)
+@given(distinct_inputs(), pool_kwargs(), st.integers(0, 2**32 - 1))
+def test_max_pool2d_backward_with_indices_equals_the_search_path_on_windows_of_padding_only(
+        x, kwargs, seed):
+    """Where torch's backward writes out of bounds (a window sees no input pixel), both our paths
+    credit the same pixels: such a window's index past the plane credits nothing."""
+    try:
+        out, indices = max_pool2d(x, **kwargs, return_indices=True)
+    except ValueError:
+        return
+    grad = np.random.default_rng(seed).standard_normal(out.shape).astype(x.dtype)
+    np.testing.assert_allclose(max_pool2d_backward(grad, x, **kwargs, indices=indices),
+                               max_pool2d_backward(grad, x, **kwargs), **TOLERANCE[x.dtype.type])
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2),
+                                    dict(kernel_size=3, stride=1, padding=1),
+                                    dict(kernel_size=(3, 2), stride=(2, 1), dilation=2, ceil_mode=True)])
+def test_max_pool2d_with_indices_in_many_small_blocks_matches_torch(monkeypatch, kwargs):
+    """The forward search and the scatter work on blocks of images: many blocks, one torch call."""
+    monkeypatch.setattr(max_search, "POOL_BLOCK_BYTES", 300)
+    monkeypatch.setattr(max_search, "SCATTER_BLOCK", 40)
+    x = np.random.default_rng(1).integers(-2, 3, (7, 3, 11, 10)).astype(np.float32)   # many ties
+    expected = torch_indices_and_grad(x, kwargs, seed=2)
+    torch_indices, grad_output, expected_grad = expected
+    out, indices = max_pool2d(x, **kwargs, return_indices=True)
+    np.testing.assert_array_equal(out, F.max_pool2d(torch.tensor(x), **kwargs).numpy())
+    np.testing.assert_array_equal(indices, torch_indices)
+    np.testing.assert_allclose(max_pool2d_backward(grad_output, x, **kwargs, indices=indices),
+                               expected_grad, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool2d_backward_with_indices_of_an_unbatched_input_and_a_non_finite_gradient():
+    x = np.random.default_rng(0).integers(0, 2, (2, 6, 6)).astype(np.float32)
+    grad = np.ones((2, 3, 3), np.float32)
+    grad[1, 1, 2], grad[0, 0, 0] = np.nan, -np.inf
+    x_t = torch.tensor(x, requires_grad=True)
+    F.max_pool2d(x_t, 2).backward(torch.tensor(grad))
+    _, indices = max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(max_pool2d_backward(grad, x, 2, indices=indices), x_t.grad.numpy())
+
+
+BAD_INDICES = [
+    ("floats", np.zeros((1, 2, 2, 2)), "integer"),
+    ("a torch tensor", torch.zeros((1, 2, 2, 2), dtype=torch.int64), "integer"),
+    ("a list", [[0]], "integer"),
+    ("the wrong shape", np.zeros((1, 2, 3, 3), np.int64), r"shape \(1, 2, 2, 2\)"),
+    ("unbatched for a batched input", np.zeros((2, 2, 2), np.int64), "shape"),
+    ("a negative index", np.full((1, 2, 2, 2), -1, np.int64), "flat positions"),
+]
+
+
+@pytest.mark.parametrize("why, indices, word", BAD_INDICES, ids=[case[0] for case in BAD_INDICES])
+def test_max_pool2d_backward_refuses_bad_indices(why, indices, word):
+    x = _input((1, 2, 4, 4))
+    with pytest.raises(ValueError, match=word):
+        max_pool2d_backward(np.ones((1, 2, 2, 2), np.float32), x, 2, indices=indices)

@@ -10,10 +10,10 @@ left/top padding).  Padding counts as ``-inf`` for max pooling and as 0 for aver
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from ._max_search import (max_and_indices_separable, max_pool2d_backward_pairs,
+                          max_pool2d_backward_separable, scatter_to_indices, tiles_in_pairs)
 from ._validate import batched, batched_grad, non_negative_pair, positive_pair, unbatch
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
                        window_view)
@@ -92,11 +92,15 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    windows = _pool_windows(x, geo, -np.inf)
+    padded = pad_nchw(x, geo.pad_h, geo.pad_w, -np.inf)
     if not return_indices:
-        return unbatch(_window_max(windows), was_unbatched)
-    output, indices = _max_and_indices(windows, geo, x.shape[3])
-    return unbatch(output, was_unbatched), unbatch(indices, was_unbatched)
+        return unbatch(_window_max(window_view(padded, geo)), was_unbatched)
+    top, left = _window_origins(geo)
+    found = max_and_indices_separable(padded, geo, top[:, None] * x.shape[3] + left[None, :],
+                                      x.shape[3])
+    if found is None:                  # a NaN or a window of -inf only: PyTorch's literal scan
+        found = _max_and_indices(window_view(padded, geo), geo, x.shape[3])
+    return unbatch(found[0], was_unbatched), unbatch(found[1], was_unbatched)
 
 
 def _max_and_indices(windows: np.ndarray, geo: WindowGeometry, width: int):
@@ -169,32 +173,54 @@ def _first_tap_inside(start: np.ndarray, dilation: int) -> np.ndarray:
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False):
+                        ceil_mode=False, indices=None):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Inputs: ``grad_output`` (N, C, H_out, W_out) (unbatched if input is), then the arguments given
-    to :func:`max_pool2d`.  Returns grad_input with the input's shape: each output's gradient goes
-    to the one input pixel that was the maximum of its window (summed where windows overlap); on a
-    tie, to the first maximum in row-major order, as PyTorch.  Taught in chapter 06.
+    to :func:`max_pool2d`; optionally ``indices``, the integer array (grad_output's shape) that
+    ``max_pool2d(..., return_indices=True)`` returned with the same arguments.  Returns grad_input
+    with the input's shape: each output's gradient goes to the one input pixel that was the maximum
+    of its window (summed where windows overlap); on a tie, to the first maximum in row-major
+    order, as PyTorch.  Taught in chapter 06.
 
-    The fast path finds each window's maximum in two passes, along rows then along columns
-    (see :func:`_max_pool2d_backward_separable`); windows with a NaN or nothing above -inf, and
-    non-finite gradients, take the reference path (:func:`_max_pool2d_backward_scatter`), which
-    follows PyTorch's scan literally.
+    With ``indices`` (as PyTorch's backward, which reuses the positions its forward saved) the
+    gradient is scattered to those positions without looking at the input's values
+    (:func:`~utils.functional._max_search.scatter_to_indices`).  Without, the fast path finds each
+    window's maximum again in two passes, along rows then along columns
+    (:func:`~utils.functional._max_search.max_pool2d_backward_separable`); windows with a NaN or
+    nothing above -inf, and non-finite gradients, take the reference path
+    (:func:`_max_pool2d_backward_scatter`), which follows PyTorch's scan literally.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
     grad = batched_grad(grad_output, x, x.shape[1:2] + geo.out_hw, was_unbatched)
+    if indices is not None:
+        positions = _checked_indices(indices, grad_output.shape)
+        positions = positions[np.newaxis] if was_unbatched else positions
+        return unbatch(scatter_to_indices(grad, positions, x.shape), was_unbatched)
     padded = pad_nchw(x, geo.pad_h, geo.pad_w, -np.inf)
     grad_input = None
     if np.isfinite(np.sum(grad)):     # any inf or NaN makes the sum non-finite
-        if _tiles_in_pairs(x, padded, geo):
-            grad_input = _max_pool2d_backward_pairs(np.ascontiguousarray(grad), padded, geo)
+        if tiles_in_pairs(x, padded, geo):
+            grad_input = max_pool2d_backward_pairs(np.ascontiguousarray(grad), padded, geo)
         else:
-            grad_input = _max_pool2d_backward_separable(grad, padded, geo)
+            grad_input = max_pool2d_backward_separable(grad, padded, geo)
     if grad_input is None:            # a NaN or an empty window, or a non-finite gradient
         grad_input = _max_pool2d_backward_scatter(grad, x, window_view(padded, geo), geo)
     return unbatch(grad_input, was_unbatched)
+
+
+def _checked_indices(indices, expected_shape: tuple) -> np.ndarray:
+    """``indices`` of max_pool2d_backward: an integer array of grad_output's shape (the values are
+    checked while they are scattered)."""
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
+        kind = indices.dtype if isinstance(indices, np.ndarray) else type(indices).__name__
+        raise ValueError(f"indices must be the integer array max_pool2d(..., return_indices=True) "
+                         f"returned, got {kind}")
+    if indices.shape != tuple(expected_shape):
+        raise ValueError(f"indices must have grad_output's shape {tuple(expected_shape)}, "
+                         f"got {indices.shape}: pass the indices of the same max_pool2d call")
+    return indices
 
 
 def _max_pool2d_backward_scatter(grad: np.ndarray, x: np.ndarray, windows: np.ndarray,
@@ -214,130 +240,6 @@ def _max_pool2d_backward_scatter(grad: np.ndarray, x: np.ndarray, windows: np.nd
         targets, weights = targets[inside], grad[inside]
     flat = np.bincount(targets.ravel(), weights=weights.ravel(), minlength=n * c * height * width)
     return flat.reshape(x.shape).astype(x.dtype)
-
-
-# The separable backward works on blocks of images of about this many bytes of input, so that its
-# intermediate arrays stay small and in the CPU's cache.
-POOL_BLOCK_BYTES = 1 << 18
-
-
-def _max_pool2d_backward_separable(grad: np.ndarray, padded: np.ndarray,
-                                   geo: WindowGeometry) -> np.ndarray | None:
-    """Fast backward on the -inf-padded input (N, C, Hp, Wp) -> grad_input (N, C, H, W), or None
-    when a window holds a NaN or nothing above -inf (the caller then takes the reference path).
-
-    PyTorch's choice, the first maximum of the window in row-major order, is found in two steps:
-    for every padded row and output column, the first maximum among the row's ``kW`` taps
-    (its value and its column tap); then, for every window, the first maximum among its ``kH``
-    row maxima.  The row that wins holds the window's first maximum, and within that row the
-    column tap found first.  Each step is ``kW`` (or ``kH``) strided NumPy passes over arrays of
-    one axis's output size, instead of the ``kH * kW`` passes of a tap-by-tap search.  The
-    gradient goes back the same two steps, each tap adding into a zeroed array (so taps of
-    overlapping windows sum, and a negative gradient times "not chosen" gives +0.0, as torch).
-    """
-    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
-    out_h, out_w = geo.out_hw
-    n, c, hp, wp = padded.shape
-    grad_padded = np.zeros(padded.shape, dtype=grad.dtype)
-    step = max(1, POOL_BLOCK_BYTES // max(1, c * hp * wp * padded.itemsize))
-    for start in range(0, n, step):
-        images = slice(start, min(start + step, n))
-        block = padded[images]
-        # step 1, along each row: (nb, C, Hp, W_out) first maximum of the kW column taps
-        row_max, col_tap = _first_max([_lattice(block, (0, j * dw), (1, sw), (hp, out_w))
-                                       for j in range(kw)])
-        # step 2, down each window's kH row maxima: (nb, C, H_out, W_out)
-        window_max, row_tap = _first_max([_lattice(row_max, (i * dh, 0), (sh, 1), (out_h, out_w))
-                                          for i in range(kh)])
-        if not (window_max > -np.inf).all():      # NaN > -inf and -inf > -inf are both False
-            return None
-        grad_rows = np.zeros(row_max.shape, dtype=grad.dtype)      # (nb, C, Hp, W_out)
-        _route(grad[images], row_tap, [_lattice(grad_rows, (i * dh, 0), (sh, 1), (out_h, out_w))
-                                       for i in range(kh)])
-        _route(grad_rows, col_tap, [_lattice(grad_padded[images], (0, j * dw), (1, sw), (hp, out_w))
-                                    for j in range(kw)])
-    return crop_nchw(grad_padded, geo.pad_h, geo.pad_w)
-
-
-def _tiles_in_pairs(x: np.ndarray, padded: np.ndarray, geo: WindowGeometry) -> bool:
-    """2x2 windows, stride 2, that tile the padded float32 plane exactly (CNNs' usual pooling)."""
-    return (geo.kernel == geo.stride == (2, 2) and geo.dilation == (1, 1)
-            and x.dtype == np.float32 and sys.byteorder == "little"
-            and padded.shape[2:] == (2 * geo.out_hw[0], 2 * geo.out_hw[1]))
-
-
-def _max_pool2d_backward_pairs(grad: np.ndarray, padded: np.ndarray,
-                               geo: WindowGeometry) -> np.ndarray | None:
-    """2x2/stride-2 backward -> grad_input, or None if a pair of neighbours holds a NaN, or
-    only infinities (the caller then takes the reference path).
-
-    The same two steps as :func:`_max_pool2d_backward_separable`, with two tricks that save
-    NumPy passes: a choice between two values is one comparison (no running index), and the
-    gradient is placed without arithmetic (so it stays exact and +0.0 where nothing arrives):
-    down the rows with a bit mask (``grad & 0xFFFFFFFF`` or ``& 0``), and along the row by viewing
-    each pair of horizontal neighbours as one 64-bit integer and shifting the gradient's 32 bits
-    into its low half (left pixel) or high half (right pixel, on a little-endian CPU).
-    """
-    n, c, hp, wp = padded.shape
-    grad_padded = np.empty(padded.shape, dtype=np.float32)
-    step = max(1, POOL_BLOCK_BYTES // max(1, c * hp * wp * 4))
-    for start in range(0, n, step):
-        images = slice(start, min(start + step, n))
-        block = padded[images]
-        left, right = block[..., 0::2], block[..., 1::2]                   # (nb, C, Hp, W_out)
-        right_wins = np.greater(right, left)                               # ties: the left pixel
-        row_max = np.maximum(left, right)
-        # min and max propagate NaN: both finite means no NaN and no +-inf pair maximum
-        if not (np.isfinite(row_max.min()) and np.isfinite(row_max.max())):
-            return None
-        lower_wins = np.greater(row_max[:, :, 1::2], row_max[:, :, 0::2])  # (nb, C, H_out, W_out)
-        mask = np.multiply(lower_wins, np.uint32(0xFFFFFFFF), dtype=np.uint32)
-        grad_bits = grad[images].view(np.uint32)
-        rows = np.empty(row_max.shape, dtype=np.uint32)                    # gradient per row max
-        np.bitwise_and(grad_bits, mask, out=rows[:, :, 1::2])
-        np.bitwise_and(grad_bits, np.invert(mask, out=mask), out=rows[:, :, 0::2])
-        shift = np.left_shift(right_wins.view(np.uint8), 5)                # 0 or 32 bits
-        np.left_shift(rows, shift, out=grad_padded[images].view(np.uint64), dtype=np.uint64)
-    return crop_nchw(grad_padded, geo.pad_h, geo.pad_w)
-
-
-def _first_max(taps: list) -> tuple[np.ndarray, np.ndarray | None]:
-    """Running maximum over same-shaped views in order -> (max, index of the first maximum).
-
-    A later tap takes over only when strictly larger, so ties keep the first (PyTorch's rule);
-    the index is uint8 (None for a single tap)."""
-    if len(taps) == 1:
-        return taps[0].copy(), None
-    index = np.empty(taps[0].shape, dtype=np.uint8)
-    np.greater(taps[1], taps[0], out=index.view(np.bool_))
-    best = np.maximum(taps[0], taps[1])
-    takes_over = np.empty(best.shape, dtype=bool) if len(taps) > 2 else None
-    for t, values in enumerate(taps[2:], start=2):
-        np.greater(values, best, out=takes_over)
-        np.maximum(best, values, out=best)
-        # taps come in increasing order: "t where it takes over" is a running maximum
-        np.maximum(index, np.multiply(takes_over, t, dtype=np.uint8), out=index)
-    return best, index
-
-
-def _route(grad: np.ndarray, index: np.ndarray | None, targets: list) -> None:
-    """Add ``grad`` into ``targets[t]`` where ``index == t`` (into ``targets[0]`` if index is None)."""
-    if index is None:
-        np.add(targets[0], grad, out=targets[0])
-        return
-    chosen = np.empty(grad.shape, dtype=bool)
-    share = np.empty_like(grad)
-    for t, target in enumerate(targets):
-        np.equal(index, t, out=chosen)
-        np.multiply(grad, chosen, out=share)       # exact: the gradient is finite here
-        np.add(target, share, out=target)
-
-
-def _lattice(padded: np.ndarray, start: tuple[int, int], stride: tuple[int, int],
-             size: tuple[int, int]) -> np.ndarray:
-    """Writable view of ``padded[:, :, start_h + stride_h * r, start_w + stride_w * c]``, r, c < size."""
-    (a, b), (sh, sw), (rows, cols) = start, stride, size
-    return padded[:, :, a:a + sh * (rows - 1) + 1:sh, b:b + sw * (cols - 1) + 1:sw]
 
 
 # ----------------------------------------------------------------------------- average pooling
