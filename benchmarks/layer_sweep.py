@@ -10,7 +10,14 @@ Run from the repository root:
 
 For every layer (float32) and every thread count, four passes are timed round-robin after a
 warm-up: utils forward, torch forward, utils backward, torch backward (all gradients: input,
-weight, bias; for torch a fresh graph each round and only ``backward()`` timed).  NumPy's BLAS and
+weight, bias; for torch a fresh graph each round and only ``backward()`` timed).  Max pooling has
+three more pass pairs in the same rounds, because torch's backward reuses the argmax positions
+its forward saved (``max_pool2d_with_indices_backward``) while ``max_pool2d_backward`` without
+``indices`` searches the maxima again: *forward with indices* (``return_indices=True`` on both
+sides), *backward with indices* (utils: ``indices=`` from its own forward; torch: autograd, as
+always), and the *pair* forward-with-indices + backward-with-indices, timed as one call (torch: a
+fresh graph through ``F.max_pool2d(..., return_indices=True)``, then ``backward()``).  The rows
+without indices stay, labelled.  NumPy's BLAS and
 torch get the same number of threads (threadpoolctl / ``torch.set_num_threads``).  Printed per row:
 
 * ``ms``: the best round (minimum, the least disturbed by other processes) of utils and torch;
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import math
 import os
 import time
@@ -120,13 +128,26 @@ def load_functional(directory: str):
 BEFORE = None       # the --before copy of utils.functional, if any
 
 
+POOL_PASSES = ("forward", "backward", "forward+indices", "backward+indices", "pair")
+LABELS = {"forward": "forward (no indices)", "backward": "backward (search, no indices)",
+          "forward+indices": "forward with indices", "backward+indices": "backward with indices",
+          "pair": "forward + backward, with indices"}
+FACTORS = {"forward": 1, "backward": 2, "forward+indices": 1, "backward+indices": 2, "pair": 3}
+# torch passes that build their autograd graph untimed before each timed call
+TWO_STAGE = {("torch", "backward"), ("torch", "backward+indices")}
+
+
+def pass_names(layer: Layer) -> tuple[str, ...]:
+    return POOL_PASSES if layer.pool else ("forward", "backward")
+
+
 def passes(layer: Layer):
     """{(library, pass): zero-argument function running that pass once}."""
     runs = _passes(layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backward)
     if BEFORE is not None:
         old = _passes(layer, BEFORE.conv2d, BEFORE.conv2d_backward, BEFORE.max_pool2d,
                       BEFORE.max_pool2d_backward)
-        runs.update({("before", p): old["utils", p] for p in ("forward", "backward")})
+        runs.update({("before", p): run for (library, p), run in old.items() if library == "utils"})
     return runs
 
 
@@ -140,10 +161,33 @@ def _passes(layer: Layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backwa
             leaf = xt.detach().requires_grad_()
             out = F.max_pool2d(leaf, **args)
             return lambda: out.backward(gt)
-        return {("utils", "forward"): lambda: max_pool2d(x, **args),
+
+        def torch_pair():
+            leaf = xt.detach().requires_grad_()
+            out, _ = F.max_pool2d(leaf, **args, return_indices=True)
+            out.backward(gt)
+            return leaf.grad
+
+        def utils_pair():
+            _, indices = max_pool2d(x, **args, return_indices=True)
+            return max_pool2d_backward(grad, x, **args, indices=indices)
+        runs = {("utils", "forward"): lambda: max_pool2d(x, **args),
                 ("torch", "forward"): lambda: F.max_pool2d(xt, **args),
                 ("utils", "backward"): lambda: max_pool2d_backward(grad, x, **args),
-                ("torch", "backward"): torch_backward}
+                ("torch", "backward"): torch_backward,
+                ("utils", "forward+indices"): lambda: max_pool2d(x, **args, return_indices=True),
+                ("torch", "forward+indices"): lambda: F.max_pool2d(xt, **args, return_indices=True)}
+        if "indices" not in inspect.signature(max_pool2d_backward).parameters:
+            return runs                               # a --before copy without indices=
+        _, indices = max_pool2d(x, **args, return_indices=True)
+        np.testing.assert_array_equal(indices, F.max_pool2d(xt, **args, return_indices=True)[1])
+        np.testing.assert_allclose(utils_pair(), torch_pair().numpy(), rtol=1e-6, atol=1e-6)
+        runs.update({
+            ("utils", "backward+indices"): lambda: max_pool2d_backward(grad, x, **args,
+                                                                       indices=indices),
+            ("torch", "backward+indices"): torch_backward,
+            ("utils", "pair"): utils_pair, ("torch", "pair"): torch_pair})
+        return runs
     args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                 groups=layer.groups)
     wt, bt = torch.from_numpy(w), torch.from_numpy(b)
@@ -164,7 +208,7 @@ def seconds(key, run) -> tuple[float, float]:
     CPU seconds (the whole process, all its threads) do not count the time the process waited for
     a core, so on a busy machine they are the steadier measure of how much work each library does.
     """
-    if key == ("torch", "backward"):
+    if key in TWO_STAGE:
         run = run()
     start, start_cpu = time.perf_counter(), time.process_time()
     run()
@@ -216,7 +260,7 @@ def measure(layer: Layer, repeats: int) -> dict:
             times[key].append(seconds(key, run))
     row = {key: min(wall for wall, _ in values) for key, values in times.items()}
     row["cpu"] = {key: min(cpu for _, cpu in values) for key, values in times.items()}
-    row["temp"] = {p: temporary_mb(runs["utils", p]) for p in ("forward", "backward")}
+    row["temp"] = {p: temporary_mb(runs["utils", p]) for p in pass_names(layer)}
     return row
 
 
@@ -235,22 +279,27 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
         for layer in layers:
             row = measure(layer, repeats)
             out_mb = 4 * layer.n * layer.c_out * layer.out_size() ** 2 / 1e6
-            for p, factor in (("forward", 1), ("backward", 2)):
+            for p in pass_names(layer):
                 ours, theirs = row["utils", p], row["torch", p]
-                rates = [factor * layer.macs() / t / 1e9 for t in (ours, theirs)]
-                budget = layer.im2col_bytes() / 1e6 + out_mb * (1 if p == "forward" else 2)
+                rates = [FACTORS[p] * layer.macs() / t / 1e9 for t in (ours, theirs)]
+                # output (+ int64 indices, twice its bytes) forward; twice the output backward
+                outputs = {"forward": 1, "backward": 2, "forward+indices": 3,
+                           "backward+indices": 2, "pair": 5}[p]
+                budget = layer.im2col_bytes() / 1e6 + out_mb * outputs
                 ratio = ours / theirs
                 cpu_ratio = row["cpu"]["utils", p] / max(row["cpu"]["torch", p], 1e-6)
                 if kind(layer) == "regular":
                     ratios.append(ratio)
                 flag = "" if ratio <= TARGETS[kind(layer)] else " ✗"
                 old = ""
-                if BEFORE is not None:
+                if BEFORE is not None and ("before", p) not in row:
+                    old = " – | – |"
+                elif BEFORE is not None:
                     old_cpu = row["cpu"]["before", p] / max(row["cpu"]["torch", p], 1e-6)
                     old = f" {row['before', p] / theirs:.2f}× | {old_cpu:.2f}× |"
                     if kind(layer) == "regular":
                         before_ratios.append(row["before", p] / theirs)
-                print(f"| {layer.name} | {p} |{old} {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
+                print(f"| {layer.name} | {LABELS[p] if layer.pool else p} |{old} {ours * 1e3:.2f} | {theirs * 1e3:.2f} | "
                       f"{ratio:.2f}×{flag} | {cpu_ratio:.2f}× | {rates[0]:.1f} | {rates[1]:.1f} | "
                       f"{100 * 2 * rates[0] / peak:.0f}% | {100 * 2 * rates[1] / peak:.0f}% | "
                       f"{row['temp'][p]:.1f} | {budget:.1f} |", flush=True)
