@@ -429,3 +429,14 @@ def test_max_pool2d_backward_refuses_bad_indices(why, indices, word):
     x = _input((1, 2, 4, 4))
     with pytest.raises(ValueError, match=word):
         max_pool2d_backward(np.ones((1, 2, 2, 2), np.float32), x, 2, indices=indices)
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 5, 5), (1, 0, 5, 5)])
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2)])
+def test_max_pool2d_with_indices_on_no_images_or_no_channels(shape, kwargs):
+    x = np.zeros(shape, np.float32)
+    out, indices = max_pool2d(x, **kwargs, return_indices=True)
+    assert indices.shape == out.shape == shape[:2] + out.shape[2:] and indices.dtype == np.int64
+    grad = np.zeros(out.shape, np.float32)
+    for given_indices in (indices, None):
+        assert max_pool2d_backward(grad, x, **kwargs, indices=given_indices).shape == shape

@@ -95,7 +95,7 @@ def max_pool2d_backward_pairs(grad: np.ndarray, padded: np.ndarray,
         right_wins = np.greater(right, left)                               # ties: the left pixel
         row_max = np.maximum(left, right)
         # min and max propagate NaN: both finite means no NaN and no +-inf pair maximum
-        if not (np.isfinite(row_max.min()) and np.isfinite(row_max.max())):
+        if row_max.size and not (np.isfinite(row_max.min()) and np.isfinite(row_max.max())):
             return None
         lower_wins = np.greater(row_max[:, :, 1::2], row_max[:, :, 0::2])  # (nb, C, H_out, W_out)
         mask = np.multiply(lower_wins, np.uint32(0xFFFFFFFF), dtype=np.uint32)
@@ -196,7 +196,7 @@ def max_and_indices_separable(padded: np.ndarray, geo: WindowGeometry, origins: 
                 np.add(cols[i], i * kw, out=row_code, casting="unsafe")
             np.multiply(row_code, takes_over, out=row_code)
             np.maximum(code, row_code, out=code)
-        if not best.min() > -np.inf:       # NaN (min propagates it) or a window of -inf only
+        if best.size and not best.min() > -np.inf:    # a NaN (min propagates it), or -inf only
             return None
     taps = np.arange(kh * kw)
     offsets = (taps // kw) * dh * width + (taps % kw) * dw                 # code -> flat offset
@@ -222,7 +222,7 @@ def scatter_to_indices(grad: np.ndarray, indices: np.ndarray, input_shape: tuple
     plane = height * width
     plane_start = (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, 1, 1)
     grad_input = np.zeros(n * c * plane, dtype=grad.dtype)
-    step = max(1, SCATTER_BLOCK // max(1, indices[0].size))
+    step = max(1, SCATTER_BLOCK // max(1, c * indices.shape[2] * indices.shape[3]))
     targets = np.empty((min(step, n),) + indices.shape[1:], dtype=np.int64)
     for start in range(0, n, step):
         images = slice(start, min(start + step, n))
