@@ -12,7 +12,7 @@ from utils.widgets import PRESETS, conv_explorer, conv_step_through, conv_view, 
 from utils.widgets.conv import (coordinates_text, output_click_position, play_index, play_position, screen_to_input,
                                 window_at)
 from utils.widgets.render import (BACKGROUND_INDEX, EDGE_INDEX, LEVELS, MARGIN, WINDOW_INDEX, colour_hex,
-                                  colour_indices, colour_scale, enlarge, frame, imshow_style)
+                                  colour_indices, colour_scale, enlarge, frame, imshow_style, picture_xy)
 
 
 def torch_conv(image, kernel, stride=1, padding=0, dilation=1):
@@ -220,6 +220,23 @@ def test_clicking_the_input_centres_the_window_on_the_clicked_pixel_and_hovering
     assert ex.result.position == (60, 50)
     ex._mouse({"type": "mouseleave"}, "output")
     assert ex.result.position == (3, 7)
+
+
+def test_a_mouse_event_during_a_redraw_reads_its_place_in_the_box_not_dataX():
+    """While the browser decodes a new PNG the image's natural width is 0 and ipyevents' dataX reads 0:
+    the position comes from relativeX/Y in the element's box and the picture's CSS size instead."""
+    ex = conv_explorer("camera")
+    width = float(ex.input_view.layout.width[:-2])
+    height = float(ex.input_view.layout.height[:-2])
+    redraw = {"type": "mousemove", "buttons": 0, "dataX": 0, "dataY": 0, "relativeX": MARGIN + 30.5,
+              "relativeY": MARGIN + 200.5, "boundingRectWidth": width, "boundingRectHeight": height}
+    ex._mouse(redraw, "input")
+    assert ex.result.position == (199, 29)
+    zoomed = dict(redraw, relativeX=2 * (MARGIN + 30.5), relativeY=2 * (MARGIN + 100.5),
+                  boundingRectWidth=2 * width, boundingRectHeight=2 * height)     # browser zoom 200 %
+    ex._mouse(zoomed, "input")
+    assert ex.result.position == (99, 29)
+    assert picture_xy({"type": "mouseleave"}, ex.input_view) is None
 
 
 def test_coordinates_are_in_the_inputs_own_frame_even_with_dilation():

@@ -24,8 +24,8 @@ from utils.widgets.base import ConvFn, Explorer, default_conv, output_size_formu
 from utils.widgets.kernels import PRESETS, preset_kernel
 from utils.widgets.render import (BLANK_PNG_INDICES, LABEL_WIDTH, MARGIN, PADDING_INDEX, colour_indices, enlarge,
                                   colour_scale, display_scale, error_html, format_number, formula_html,
-                                  html_grid, screen_to_cell, show_framed, show_picture, slider_style, text_block,
-                                  zoom_html)
+                                  html_grid, picture_xy, screen_to_cell, show_framed, show_picture, slider_style,
+                                  text_block, zoom_html)
 
 __all__ = ["ConvExplorer", "ConvView", "PLAY_SPEEDS", "conv_explorer", "conv_view", "coordinates_text",
            "output_click_position", "play_index", "play_position", "screen_to_input", "window_at"]
@@ -358,9 +358,10 @@ class ConvExplorer(Explorer):
                 self._hovering = False
                 self.place(self._pinned)
             return
-        if "dataX" not in event:
+        xy = picture_xy(event, self.input_view if picture == "input" else self.output_view)
+        if xy is None:
             return
-        x, y = event["dataX"], event["dataY"]
+        x, y = xy
         if kind == "click" or (kind == "mousemove" and int(event.get("buttons", 0)) & 1):   # click or drag
             (self.click_input if picture == "input" else self.click_output)(x, y)
         elif kind == "mousemove" and not self.play.playing:                                # hover: preview
