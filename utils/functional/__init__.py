@@ -6,7 +6,10 @@ Every function takes and returns NumPy arrays with the same name, arguments and 
 shapes or values involved.
 
 Modules: ``conv`` (convolution), ``pool`` (pooling), ``activation`` (ReLU family); ``_validate``
-and ``_windows`` hold the argument checks and sliding-window plumbing they share.
+and ``_windows`` hold the argument checks and sliding-window plumbing they share; ``_depthwise``
+(depthwise layers as shifted multiply-adds), ``_wide`` (the backward of layers with few input
+channels on flattened planes) and ``_max_search`` (max pooling's first-maximum search, PyTorch's
+tie rule) are fast paths, each tested against the readable version and against torch.
 """
 from .activation import leaky_relu, leaky_relu_backward, relu, relu_backward
 from .conv import conv2d, conv2d_backward, conv2d_naive, conv_output_size
