@@ -100,18 +100,24 @@ def has_a_window_of_padding_only(x, kwargs) -> bool:
     return bool((out == -np.inf).any())
 
 
+def assert_backward_matches_autograd(torch_pool, our_backward, x, kwargs, seed):
+    """``our_backward(grad_output, x, **kwargs)`` equals autograd through ``torch_pool`` (shape, dtype,
+    values); settings torch refuses are skipped here (the forward tests cover refusals)."""
+    expected = torch_or_error(torch_pool, x, kwargs, seed)
+    if expected is None:
+        return
+    grad_output, expected_grad = expected
+    grad_input = our_backward(grad_output, x, **kwargs)
+    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
+    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+
+
 @settings(max_examples=80, deadline=None)
 @given(distinct_inputs(), pool_kwargs(), st.integers(0, 2**32 - 1))
 def test_max_pool2d_backward_matches_autograd(x, kwargs, seed):
     if has_a_window_of_padding_only(x, kwargs):
         return
-    expected = torch_or_error(F.max_pool2d, x, kwargs, seed)
-    if expected is None:
-        return   # refusals are covered by test_max_pool2d_matches_torch
-    grad_output, expected_grad = expected
-    grad_input = max_pool2d_backward(grad_output, x, **kwargs)
-    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
-    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+    assert_backward_matches_autograd(F.max_pool2d, max_pool2d_backward, x, kwargs, seed)
 
 
 @settings(max_examples=150, deadline=None)
@@ -177,13 +183,7 @@ def test_avg_pool2d_matches_torch(x, kwargs, count_include_pad):
 @given(distinct_inputs(), pool_kwargs(dilation=False), st.booleans(), st.integers(0, 2**32 - 1))
 def test_avg_pool2d_backward_matches_autograd(x, kwargs, count_include_pad, seed):
     kwargs["count_include_pad"] = count_include_pad
-    expected = torch_or_error(F.avg_pool2d, x, kwargs, seed)
-    if expected is None:
-        return   # refusals are covered by test_avg_pool2d_matches_torch
-    grad_output, expected_grad = expected
-    grad_input = avg_pool2d_backward(grad_output, x, **kwargs)
-    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
-    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+    assert_backward_matches_autograd(F.avg_pool2d, avg_pool2d_backward, x, kwargs, seed)
 
 
 output_sizes = st.one_of(st.integers(1, 6),

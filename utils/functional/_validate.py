@@ -47,15 +47,23 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def pair_at_least(value, name: str, minimum: int, why: str = "") -> tuple[int, int]:
+    """Like :func:`pair`, and both values must be >= ``minimum``; ``why`` is added to the message.
+
+    Used first in chapter 02.
+    """
+    result = pair(value, name)
+    if min(result) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{why}, got {value!r}")
+    return result
+
+
 def positive_pair(value, name: str) -> tuple[int, int]:
     """Like :func:`pair`, and both values must be >= 1 (strides, dilations, kernel sizes).
 
     Used first in chapter 02.
     """
-    result = pair(value, name)
-    if min(result) < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return result
+    return pair_at_least(value, name, 1)
 
 
 def non_negative_pair(value, name: str) -> tuple[int, int]:
@@ -63,10 +71,7 @@ def non_negative_pair(value, name: str) -> tuple[int, int]:
 
     Used first in chapter 02.
     """
-    result = pair(value, name)
-    if min(result) < 0:
-        raise ValueError(f"{name} must be >= 0 (negative padding is not supported), got {value!r}")
-    return result
+    return pair_at_least(value, name, 0, " (negative padding is not supported)")
 
 
 def float_array(array, name: str) -> np.ndarray:
