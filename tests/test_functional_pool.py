@@ -102,14 +102,15 @@ def has_a_window_of_padding_only(x, kwargs) -> bool:
 
 def assert_backward_matches_autograd(torch_pool, our_backward, x, kwargs, seed):
     """``our_backward(grad_output, x, **kwargs)`` equals autograd through ``torch_pool`` (shape, dtype,
-    values); settings torch refuses are skipped here (the forward tests cover refusals)."""
+    values) and returns (grad_output, ours, torch's); None for settings torch refuses (the forward tests cover those)."""
     expected = torch_or_error(torch_pool, x, kwargs, seed)
     if expected is None:
-        return
+        return None
     grad_output, expected_grad = expected
     grad_input = our_backward(grad_output, x, **kwargs)
     assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
     np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+    return grad_output, grad_input, expected_grad
 
 
 @settings(max_examples=80, deadline=None)
@@ -138,13 +139,10 @@ def test_max_pool2d_backward_on_ties_and_nans_matches_autograd(x, kwargs, seed):
     NaN in a window with NaNs (the fast path and the reference scatter path both)."""
     if has_a_window_of_padding_only(x, kwargs):
         return
-    expected = torch_or_error(F.max_pool2d, x, kwargs, seed)
-    if expected is None:
+    compared = assert_backward_matches_autograd(F.max_pool2d, max_pool2d_backward, x, kwargs, seed)
+    if compared is None:
         return
-    grad_output, expected_grad = expected
-    grad_input = max_pool2d_backward(grad_output, x, **kwargs)
-    assert grad_input.shape == x.shape and grad_input.dtype == x.dtype
-    np.testing.assert_allclose(grad_input, expected_grad, **TOLERANCE[x.dtype.type])
+    grad_output, grad_input, expected_grad = compared
     assert not np.signbit(grad_input[expected_grad == 0]).any()   # +0.0 where nothing arrives, as torch
     x4 = x if x.ndim == 4 else x[None]
     geo = pool_module.pool_geometry(x4.shape[2:], kwargs["kernel_size"], kwargs["stride"],
