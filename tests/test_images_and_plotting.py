@@ -7,7 +7,7 @@ import pytest
 
 from utils.data import (IMAGE_NAMES, TEXTURE_NAMES, from_nchw, load_image, load_texture, to_gray,
                         to_nchw)
-from utils.plotting import DIVERGING, show_feature_maps, show_images, show_kernel, show_kernels
+from utils.plotting import DIVERGING, POSITIVE, colour_limit, show_feature_maps, show_images, show_kernel, show_kernels
 
 COLOUR = {"astronaut", "coffee", "chelsea", "grace_hopper"}
 
@@ -51,13 +51,18 @@ def test_nchw_round_trip_and_gray_weights():
         to_nchw(np.zeros((1, 2, 3, 4)))
 
 
-def test_signed_feature_maps_use_a_diverging_map_centred_on_zero():
+def test_feature_maps_follow_the_explorers_colour_rule_zero_white_on_both_kinds():
     signed = np.array([[-1.0, 0.5], [2.0, 0.0]])
     fig = show_feature_maps([signed, np.abs(signed)], titles=["signed", "positive"], label="response")
     ax_signed, ax_positive = fig.axes[:2]                 # the colour bars' axes come after the panels
     low, high = ax_signed.images[0].get_clim()
-    assert ax_signed.images[0].get_cmap().name == DIVERGING and low == -high == -2.0
-    assert ax_positive.images[0].get_cmap().name != DIVERGING
+    assert ax_signed.images[0].get_cmap().name == DIVERGING and low == -high == -colour_limit(signed)
+    assert 1.9 < high < 2.0                              # the 99.5th percentile: the 2.0 saturates a little
+    assert ax_positive.images[0].get_cmap().name == POSITIVE.name
+    assert ax_positive.images[0].get_clim() == (0.0, colour_limit(np.abs(signed)))
+    for ax in (ax_signed, ax_positive):                  # zero is white on both maps
+        image = ax.images[0]
+        np.testing.assert_allclose(image.get_cmap()(image.norm(0.0))[:3], [0.97, 0.97, 0.97], atol=0.03)
     assert [a.get_ylabel() for a in fig.axes[2:]] == ["response", "response"]
     plt.close(fig)
 

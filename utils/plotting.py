@@ -1,18 +1,26 @@
 """Figures used across the chapters: image grids, kernels with their values, feature maps.
 
-Conventions: images in [0, 1] are shown in gray (or RGB for (H, W, 3)); *signed* arrays
-(kernels, feature maps before ReLU, gradients) use a diverging colour map centred on zero so
-that white means 0, red positive and blue negative; every feature map gets a labelled colour
-bar.  Each function returns the matplotlib ``Figure`` so that a notebook can save or tweak it.
+Conventions (the colour rule of the explorers too, see :mod:`utils.widgets.render`): images in
+[0, 1] are shown in gray (or RGB for (H, W, 3)); *signed* arrays (kernels, feature maps before ReLU,
+gradients) use a diverging colour map centred on zero so that white means 0, red positive and blue
+negative; *non-negative* feature maps (after ReLU, pooled) use the upper half of the same map, so zero
+is white and a positive value has the same red on every map.  A feature map's scale is
+:func:`colour_limit` (values beyond it saturate and the colour bar shows an arrow); every feature map
+gets a labelled colour bar.  Each function returns the matplotlib ``Figure`` so that a notebook can
+save or tweak it.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
 
 DIVERGING = "RdBu_r"  # red = positive, blue = negative, white = zero
+# non-negative maps: white (zero) to red, the upper half of DIVERGING
+POSITIVE = ListedColormap(matplotlib.colormaps[DIVERGING](np.linspace(0.5, 1.0, 256)), name="RdBu_r_upper")
 
 
 def _grid(n: int, ncols: int | None, panel: float):
@@ -40,9 +48,19 @@ def _is_signed(a: np.ndarray) -> bool:
     return bool(np.nanmin(a) < 0)
 
 
-def _symmetric_limit(a: np.ndarray) -> float:
+def symmetric_limit(a: np.ndarray) -> float:
+    """The largest |value| of ``a`` (NaNs ignored), 1.0 for an all-zero array: the colour limit of
+    a kernel, whose every weight is shown.  Used first in chapter 02."""
     lim = float(np.nanmax(np.abs(a)))
     return lim if lim > 0 else 1.0
+
+
+def colour_limit(array: np.ndarray) -> float:
+    """Colour limit L of a feature map: the 99.5th percentile of |values|, so that a few
+    extreme pixels do not wash out the rest (they saturate instead); the largest |value| when that
+    percentile is 0; 1.0 for an all-zero map.  Used first in chapter 02."""
+    lim = float(np.nanpercentile(np.abs(array), 99.5))
+    return lim if lim > 0 else symmetric_limit(array)
 
 
 def show_images(images: Sequence[np.ndarray], titles: Sequence[str] | None = None,
@@ -77,7 +95,7 @@ def show_kernel(kernel: np.ndarray, title: str | None = None, ax=None, fmt: str 
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(0.6 * kernel.shape[1] + 1, 0.6 * kernel.shape[0] + 0.8))
-    lim = _symmetric_limit(kernel) if limit is None else float(limit)
+    lim = symmetric_limit(kernel) if limit is None else float(limit)
     ax.imshow(kernel, cmap=DIVERGING, vmin=-lim, vmax=lim)
     for (r, c), v in np.ndenumerate(kernel):
         ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=9,
@@ -127,11 +145,14 @@ def show_feature_maps(maps: Sequence[np.ndarray] | np.ndarray, titles: Sequence[
     maps = [np.asarray(m, dtype=float) for m in maps]
     fig, axes = _grid(len(maps), ncols, panel)
     for ax, m in zip(axes, maps):
+        lim = colour_limit(m)
+        beyond = bool(np.nanmax(np.abs(m)) > lim)
         if signed if signed is not None else _is_signed(m):
-            lim = _symmetric_limit(m)
             im = ax.imshow(m, cmap=DIVERGING, vmin=-lim, vmax=lim)
+            extend = "both" if beyond else "neither"
         else:
-            im = ax.imshow(m, cmap="viridis")
-        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+            im = ax.imshow(m, cmap=POSITIVE, vmin=0.0, vmax=lim)
+            extend = "max" if beyond else "neither"
+        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, extend=extend)
         cbar.set_label(label)
     return _finish(fig, axes, titles, suptitle)

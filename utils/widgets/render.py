@@ -32,10 +32,9 @@ from functools import lru_cache
 import ipywidgets as widgets
 import matplotlib
 import numpy as np
-from matplotlib.colors import ListedColormap
 from PIL import Image as PILImage
 
-from utils.plotting import DIVERGING, _symmetric_limit
+from utils.plotting import DIVERGING, POSITIVE, colour_limit  # noqa: F401 (colour_limit: re-exported)
 
 DISPLAY_PIXELS = 300      # the input is enlarged by an integer factor to about this many pixels
 WINDOW_RGB = (255, 200, 0)   # the frame of the current window (yellow between two dark lines)
@@ -50,14 +49,6 @@ KINDS = ("gray", "diverging", "positive")
 
 
 # ------------------------------------------------------------------------------------ colour scales
-
-def colour_limit(array: np.ndarray) -> float:
-    """Colour limit L of a feature map: the 99.5th percentile of |values|, so that a few
-    extreme pixels do not wash out the rest (they saturate instead); the largest |value| when that
-    percentile is 0; 1.0 for an all-zero map.  Used first in chapter 04."""
-    lim = float(np.percentile(np.abs(array), 99.5))
-    return lim if lim > 0 else _symmetric_limit(array)
-
 
 def _kind(signed: bool | str) -> str:
     if signed is True or signed is False:
@@ -150,7 +141,7 @@ def _colours(kind: str) -> np.ndarray:
         return matplotlib.colormaps["gray"](np.linspace(0, 1, LEVELS))[:, :3]
     if kind == "diverging":
         return matplotlib.colormaps[DIVERGING](np.linspace(0, 1, LEVELS))[:, :3]
-    return matplotlib.colormaps[DIVERGING](np.linspace(0.5, 1, LEVELS))[:, :3]
+    return POSITIVE(np.linspace(0, 1, LEVELS))[:, :3]
 
 
 @lru_cache(maxsize=4)
@@ -169,7 +160,7 @@ def imshow_style(array: np.ndarray, image: bool = False, limit: float | None = N
         return {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
     if scale.kind == "diverging":
         return {"cmap": DIVERGING, "vmin": -scale.limit, "vmax": scale.limit}
-    return {"cmap": ListedColormap(_colours("positive"), name="RdBu_r_upper"), "vmin": 0.0, "vmax": scale.limit}
+    return {"cmap": POSITIVE, "vmin": 0.0, "vmax": scale.limit}
 
 
 def colour_hex(value: float, scale: ColourScale) -> str:
