@@ -47,13 +47,15 @@ for _c in course.CHAPTERS:
 # Public names that no notebook uses, kept for the reason given (candidates for removal, issue 13).
 # The test checks that they are still unused: once a notebook uses one, its docstring must say so.
 NOT_USED_BY_THE_COURSE = {
+    "utils.functional.pool.avg_pool2d_backward": "completes the pooling API; tests/test_functional_pool.py",
+    "utils.functional.activation.leaky_relu_backward": "completes the ReLU family; tests/test_functional_activation.py",
     "utils.baselines.mlp_on_pixels": "a third pixel baseline; tests/test_baselines.py",
     "utils.baselines.run_baselines": "all pixel baselines at once; tests/test_baselines.py",
     "utils.data.photos.from_nchw": "the inverse of to_nchw; tests/test_images_and_plotting.py",
     "utils.models.load_pretrained": "the letters checkpoint utils/assets/source_cnn.pt; tests/test_models.py",
     "utils.transfer.last_linear_name": "helper of replace_head; tests/test_transfer.py",
     "utils.transfer.replace_head": "chapter 08 replaces the head by hand; tests/test_transfer.py",
-    "utils.visualize.maximise_channel": "chapter 10 calls maximise (its prose names maximise_channel)",
+    "utils.visualize.maximise_channel": "one channel's gradient ascent; chapter 10 calls maximise; tests/test_visualize.py",
     "utils.visualize.sparseness": "a selectivity measure no chapter reports; tests/test_visualize.py",
 }
 

@@ -59,7 +59,7 @@ def leaky_relu_backward(grad_output, input, negative_slope=0.01):
     grad_output and input: the same shape (any), float32/float64.  Returns that shape and dtype.
 
     No notebook calls it: it completes the ReLU family beside relu_backward, and tests check it
-    against autograd.  Course infrastructure.
+    against autograd (``NOT_USED_BY_THE_COURSE`` in tests/test_provenance.py).
     """
     _checked_grad(grad_output, input)
     return np.where(input > 0, grad_output, grad_output * input.dtype.type(negative_slope))

@@ -303,7 +303,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     shared equally (divided by the window's divisor) among the pixels of its window.
 
     No notebook calls it: it completes the pooling API beside max_pool2d_backward, and tests check it
-    against autograd.  Course infrastructure.
+    against autograd (``NOT_USED_BY_THE_COURSE`` in tests/test_provenance.py).
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
