@@ -11,7 +11,8 @@ calls ``update()``, which
 2. draws that result with :mod:`utils.widgets.render` (PNG pictures, HTML tables, colour scales).
 
 Keeping step 1 free of widgets lets the tests check the numbers and the displayed formula without a
-browser.  One module per explorer: ``step`` (chapter 02), ``conv`` (chapter 04), ``relu`` (chapter 05),
+browser.  One module per explorer: ``step`` (chapter 02), ``conv`` (chapter 04; its pure part
+``conv_view``), ``relu`` (chapter 05),
 ``pool`` and ``pipeline`` (chapter 06), ``training`` (chapter 07); ``base``, ``kernels`` and ``render``
 are shared (``render``'s docstring has the colour rule every map follows).  :data:`EXPLORERS` maps each
 explorer class name to the function that builds it (the web edition draws them from it).

@@ -180,7 +180,7 @@ class PoolExplorer(Explorer):
         ranges = pool_ranges(self.feature_map().shape, self.kernel_size.value)
         with self.frozen():
             for name in ("kernel_size", "padding"):
-                control, (low, high) = getattr(self, name), ranges[name]
+                control, (_low, high) = getattr(self, name), ranges[name]
                 if control.max != high:
                     control.value = min(control.value, high)
                     control.max = high
