@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.functional._validate import non_negative_pair, positive_pair
+from utils.functional.validate import non_negative_pair, positive_pair
 
 BYTES_PER_FLOAT32 = 4
 

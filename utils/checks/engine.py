@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from utils.functional._validate import pair as _validated_pair
+from utils.functional.validate import pair as _validated_pair
 
 
 class CheckFailed(AssertionError):

@@ -5,8 +5,9 @@ Every function takes and returns NumPy arrays with the same name, arguments and 
 ``conv2d_naive``, the loop-by-loop reference.  Bad arguments raise ``ValueError`` naming the
 shapes or values involved.
 
-Modules: ``conv`` (convolution), ``pool`` (pooling), ``activation`` (ReLU family); ``_validate``
-and ``_windows`` hold the argument checks and sliding-window plumbing they share; ``_depthwise``
+Modules: ``conv`` (convolution), ``pool`` (pooling), ``activation`` (ReLU family); ``validate``
+(public: the argument checks, also used by :mod:`utils.efficiency` and :mod:`utils.checks`) and
+``_windows`` hold the argument checks and sliding-window plumbing they share; ``_depthwise``
 (depthwise layers as shifted multiply-adds), ``_wide`` (the backward of layers with few input
 channels on flattened planes) and ``_max_search`` (max pooling's first-maximum search, PyTorch's
 tie rule) are fast paths, each tested against the readable version and against torch.

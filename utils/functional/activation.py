@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import float_array, same_dtype, same_shape
+from .validate import float_array, same_dtype, same_shape
 
 __all__ = ["relu", "relu_backward", "leaky_relu", "leaky_relu_backward"]
 

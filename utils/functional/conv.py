@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import (batched, batched_grad, float_array, non_negative_pair, positive_int,
+from .validate import (batched, batched_grad, float_array, non_negative_pair, positive_int,
                         positive_pair, same_dtype, same_shape, unbatch)
 from . import _depthwise, _wide
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,

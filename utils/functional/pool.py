@@ -14,7 +14,7 @@ import numpy as np
 
 from ._max_search import (max_and_indices_separable, max_pool2d_backward_pairs,
                           max_pool2d_backward_separable, scatter_to_indices, tiles_in_pairs)
-from ._validate import batched, batched_grad, non_negative_pair, positive_pair, unbatch
+from .validate import batched, batched_grad, non_negative_pair, positive_pair, unbatch
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
                        window_view)
 

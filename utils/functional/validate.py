@@ -4,7 +4,8 @@ Every public op in :mod:`utils.functional` accepts the same argument forms as
 ``torch.nn.functional`` (an ``int`` or a pair for sizes, NCHW or unbatched CHW arrays) and refuses
 the configurations torch refuses.  The checks live here, once, so that the error messages a
 learner sees are the same whichever op raised them: each names the argument and the offending
-shape or value.
+shape or value.  Public because code outside :mod:`utils.functional` (``utils.efficiency``,
+``utils.checks``) reads sizes the same way.
 """
 from __future__ import annotations
 
