@@ -47,7 +47,6 @@ for _c in course.CHAPTERS:
 # Public names that no notebook uses, kept for the reason given (candidates for removal, issue 13).
 # The test checks that they are still unused: once a notebook uses one, its docstring must say so.
 NOT_USED_BY_THE_COURSE = {
-    "utils.functional.pool.avg_pool2d_backward": "completes the pooling API; tests/test_functional_pool.py",
     "utils.functional.activation.leaky_relu_backward": "completes the ReLU family; tests/test_functional_activation.py",
     "utils.baselines.mlp_on_pixels": "a third pixel baseline; tests/test_baselines.py",
     "utils.baselines.run_baselines": "all pixel baselines at once; tests/test_baselines.py",

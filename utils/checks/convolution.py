@@ -5,7 +5,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .engine import Case, Suspect, _functional, _ints, _pair, _rng
+import utils.functional as F
+
+from .engine import Case, Suspect, _ints, _pair, _rng
 
 
 
@@ -15,7 +17,6 @@ def _conv_suspects(view: Callable = lambda out: out, to_nchw: Callable | None = 
     ``to_nchw(*args, **kwargs) -> (x, w, b, kwargs)`` maps the learner's arguments to conv2d's and
     ``view`` maps conv2d's NCHW output back to the learner's layout (both identity for conv2d itself).
     """
-    F = _functional()
     to_nchw = to_nchw or (lambda input, weight, bias=None, **kw: (input, weight, bias, kw))
 
     def suspect(hint, alter):
@@ -174,5 +175,5 @@ def _reference_conv_view(to_nchw: Callable, view: Callable) -> Callable:
     """The reference conv2d seen through another argument layout (e.g. one 2D image and one kernel)."""
     def reference(*args, **kwargs):
         x, w, b, kw = to_nchw(*args, **kwargs)
-        return view(_functional().conv2d(x, w, b, **kw))
+        return view(F.conv2d(x, w, b, **kw))
     return reference

@@ -82,12 +82,6 @@ class Suspect:
     wrong: Callable[..., Any]
 
 
-def _functional():
-    # Imported lazily so that ``import utils.checks`` stays cheap and works while ops are being written.
-    import utils.functional as F
-    return F
-
-
 def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 

@@ -5,8 +5,10 @@ from typing import Callable
 
 import numpy as np
 
+import utils.functional as F
+
 from .rules import require_from_scratch
-from .engine import (learner_check, Case, Suspect, _functional, _ints, _integer_output, _pair, _rng, expect_value_error, passed, verify)
+from .engine import (learner_check, Case, Suspect, _ints, _integer_output, _pair, _rng, expect_value_error, passed, verify)
 from .convolution import _CONV_ARGS, _bias_broadcast_hint, _conv_suspects, _unpadded_hint, conv2d_cases
 from .rules import require_no_position_loops
 
@@ -40,7 +42,7 @@ def _per_axis(one_axis: Callable) -> Callable:
 
 
 def _size_reference(*args, **kwargs):
-    return _per_axis(lambda **a: _functional().conv_output_size(**a))(*args, **kwargs)
+    return _per_axis(lambda **a: F.conv_output_size(**a))(*args, **kwargs)
 
 
 def _size_suspects() -> list[Suspect]:
@@ -71,7 +73,7 @@ def _size_suspects() -> list[Suspect]:
     def same_as_half_kernel(size, kernel_size, stride=1, padding=0, dilation=1):
         if padding != "same":
             return None
-        return _functional().conv_output_size(size, kernel_size, stride, kernel_size // 2, dilation)
+        return F.conv_output_size(size, kernel_size, stride, kernel_size // 2, dilation)
 
     def no_pair_returned(*args, **kwargs):
         return () if _has_pair(_size_call(*args, **kwargs)) else None
@@ -231,7 +233,6 @@ def check_conv2d(fn: Callable, hidden: bool = False, name: str = "conv2d", large
     Used first in exercise set ex02.
     """
     require_from_scratch(fn, name, SET_FUNCTIONS)
-    F = _functional()
     cases = conv2d_cases(hidden, large)
     if vectorized if vectorized is not None else name == "conv2d_vectorized":
         require_no_position_loops(fn, name)

@@ -5,8 +5,10 @@ from typing import Callable
 
 import numpy as np
 
+import utils.functional as F
+
 from .rules import require_from_scratch
-from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _functional, _ints, _pair, _rng, passed, verify
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _ints, _pair, _rng, passed, verify
 from .convolution import conv2d_cases
 
 #: The functions of this exercise set (they may call each other).
@@ -61,7 +63,6 @@ def _backward_stride_ignored(grad_output, input, weight, stride=1, padding=0):
 
 
 def _backward_suspects(part: int) -> list[Suspect]:
-    F = _functional()
     stride_ignored = ("stride ignored: output (i, j) came from the window starting at (i * stride, j * stride); "
                       "send its gradient there (and take that window for grad_weight).")
 
@@ -100,7 +101,6 @@ def _backward_suspects(part: int) -> list[Suspect]:
 
 def conv2d_backward_cases(hidden: bool = False) -> list[Case]:
     """(grad_output, input, weight) cases for conv2d backward, smallest first. Used first in exercise set ex03."""
-    F = _functional()
     cases = []
     for case in conv2d_cases(hidden):
         x, w, _ = case.args
@@ -127,7 +127,6 @@ def check_conv2d_backward(fn: Callable, hidden: bool = False) -> None:
     Used first in exercise set ex03.
     """
     require_from_scratch(fn, "conv2d_backward", SET_FUNCTIONS)
-    F = _functional()
     name, args = "conv2d_backward", ("grad_output", "input", "weight")
     cases = conv2d_backward_cases(hidden)
     for part, what in enumerate(("grad_input", "grad_weight", "grad_bias")):

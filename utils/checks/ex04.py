@@ -5,8 +5,10 @@ from typing import Callable
 
 import numpy as np
 
+import utils.functional as F
+
 from .rules import require_from_scratch
-from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _call, _functional, _ints, _rng, passed, verify
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _call, _ints, _rng, passed, verify
 from .convolution import _conv_suspects, _reference_conv_view
 
 #: The functions of this exercise set (they may call each other).
@@ -46,7 +48,6 @@ def check_edge_filters(fn: Callable, hidden: bool = False) -> None:
 
 def _check_edge_bank(bank: np.ndarray, images: dict[str, np.ndarray]) -> None:
     """Raise :class:`CheckFailed` unless ``bank`` finds the edges of ``images`` (see :func:`_edge_images`)."""
-    F = _functional()
     maps = {name: F.conv2d(image, bank.astype(np.float64))[0] for name, image in images.items()}
     vertical, horizontal, flat = maps.values()
     scale = max(np.ptp(image) for image in images.values())       # the edge's contrast
@@ -119,7 +120,7 @@ def check_multichannel_conv(fn: Callable, hidden: bool = False) -> None:
     suspects = _conv_suspects(view, to_nchw) + [
         Suspect("channels not summed: every filter sees all input channels and adds their products "
                 "into *one* map.", lambda x, w, b: (w.shape[0] * w.shape[1],) + view(
-                    _functional().conv2d(x[None], w, None)).shape[1:])]
+                    F.conv2d(x[None], w, None)).shape[1:])]
     verify(fn, "multichannel_conv", ("x", "weight", "bias"), cases, _reference_conv_view(to_nchw, view), suspects,
            check_dtype=False)
     passed(f"multichannel_conv sums over input channels and adds each filter's bias on {len(cases)} inputs")

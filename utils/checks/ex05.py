@@ -5,8 +5,10 @@ from typing import Callable
 
 import numpy as np
 
+import utils.functional as F
+
 from .rules import require_from_scratch
-from .engine import CheckFailed, learner_check, Case, Suspect, _functional, _ints, _rng, passed, verify
+from .engine import CheckFailed, learner_check, Case, Suspect, _ints, _rng, passed, verify
 
 #: The functions of this exercise set (they may call each other).
 SET_FUNCTIONS = ('relu', 'relu_backward', 'compose_kernels')
@@ -28,7 +30,6 @@ def check_relu(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x) -> max(x, 0)`` element-wise, any shape, same dtype, input left unchanged.
     Used first in exercise set ex05."""
     require_from_scratch(fn, "relu", SET_FUNCTIONS)
-    F = _functional()
     suspects = [Suspect("absolute value: ReLU sets negative values to 0, it does not flip their sign.", np.abs),
                 Suspect("values clipped to [0, 1]: ReLU only has a lower bound.", lambda x: np.clip(x, 0, 1)),
                 Suspect("a mask, not the values: ReLU returns x where x > 0 (and 0 elsewhere), not 1.",
@@ -48,7 +49,6 @@ def check_relu_backward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(grad_output, x) -> grad_input``: grad_output where x > 0, else 0 (also at x == 0).
     Used first in exercise set ex05."""
     require_from_scratch(fn, "relu_backward", SET_FUNCTIONS)
-    F = _functional()
     cases = []
     for i, case in enumerate(_relu_cases(hidden)):
         x = case.args[0]
@@ -72,7 +72,6 @@ def _composed(w1, b1, w2, b2, flip: bool = True) -> tuple[np.ndarray, np.ndarray
     weight[o, i] = sum over m of the *full convolution* of w1[m, i] with w2[o, m];
     bias[o] = b2[o] + sum over m of b1[m] * sum(w2[o, m]).
     """
-    F = _functional()
     kernel = w2[..., ::-1, ::-1] if flip else w2
     padding = (w2.shape[2] - 1, w2.shape[3] - 1)
     # the C_in kernels of w1 as a batch of C_mid-channel images, filtered by w2

@@ -5,8 +5,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+import utils.functional as F
+
 from .rules import require_from_scratch
-from .engine import learner_check, Case, Suspect, _distinct, _functional, _ints, _pair, _rng, passed, verify
+from .engine import learner_check, Case, Suspect, _distinct, _ints, _pair, _rng, passed, verify
 
 #: The functions of this exercise set (they may call each other).
 SET_FUNCTIONS = ('max_pool2d', 'avg_pool2d', 'max_pool2d_backward')
@@ -48,7 +50,7 @@ def _pool_suspects(forward: Callable, other: Callable, other_name: str) -> list[
                 lambda x, k, stride=None, padding=0: None if not padding else forward(
                     np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))), k, stride, 0)),
         Suspect("ceil instead of floor: a window that does not fit entirely is dropped.",
-                lambda x, k, stride=None, padding=0: _functional().max_pool2d(x, k, stride, padding, ceil_mode=True).shape),
+                lambda x, k, stride=None, padding=0: F.max_pool2d(x, k, stride, padding, ceil_mode=True).shape),
         Suspect("pooled across channels: pooling works on each channel separately, the output keeps C.",
                 lambda x, k, stride=None, padding=0: (x.shape[0], 1) + forward(x, k, stride, padding).shape[2:]),
         Suspect("output in NHWC layout: keep (N, C, H_out, W_out).",
@@ -66,11 +68,11 @@ def _stride_none_hint(exc: Exception, case: Case, arg_names: Sequence[str]) -> s
 
 
 def _avg(x, k, stride=None, padding=0):
-    return _functional().avg_pool2d(x, k, stride, padding)
+    return F.avg_pool2d(x, k, stride, padding)
 
 
 def _max(x, k, stride=None, padding=0):
-    return _functional().max_pool2d(x, k, stride, padding)
+    return F.max_pool2d(x, k, stride, padding)
 
 
 @learner_check
@@ -105,7 +107,7 @@ def check_avg_pool2d(fn: Callable, hidden: bool = False) -> None:
 
 def _max_pool_scatter(grad_output, x, kernel_size, stride=None, accumulate=True):
     """Send each window's gradient to its argmax; ``accumulate=False`` overwrites where windows overlap."""
-    _, indices = _functional().max_pool2d(x, kernel_size, stride, return_indices=True)
+    _, indices = F.max_pool2d(x, kernel_size, stride, return_indices=True)
     n, c, h, w = x.shape
     grad = np.zeros((n, c, h * w), dtype=x.dtype)
     rows, chans = np.indices(indices.shape)[:2]
@@ -155,7 +157,6 @@ def check_max_pool2d_backward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(grad_output, input, kernel_size, stride=None) -> grad_input`` (input's shape).
     Used first in exercise set ex06."""
     require_from_scratch(fn, "max_pool2d_backward", SET_FUNCTIONS)
-    F = _functional()
     cases = []
     for i, case in enumerate(_pool_cases(hidden, padding=False)):
         x, k = case.args

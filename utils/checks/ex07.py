@@ -6,7 +6,9 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import (Case, CheckFailed, Suspect, _call, _functional, _integer_output, _rng, learner_check, passed,
+import utils.functional as F
+
+from .engine import (Case, CheckFailed, Suspect, _call, _integer_output, _rng, learner_check, passed,
                      verify)
 from .models import _description_of
 
@@ -78,7 +80,6 @@ def _cnn_params(seed: int) -> dict[str, np.ndarray]:
 
 def _numpy_cnn(x, params, relu=True, pool="max", flatten_nhwc=False, conv_bias=True, relu_logits=False):
     """The exercise's CNN with utils.functional, with switches for the misconceptions."""
-    F = _functional()
     out = x
     for layer in ("conv1", "conv2"):
         out = F.conv2d(out, params[f"{layer}.weight"], params[f"{layer}.bias"] if conv_bias else None, padding=1)

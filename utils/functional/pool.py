@@ -302,8 +302,8 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     to :func:`avg_pool2d`.  Returns grad_input with the input's shape: each output's gradient is
     shared equally (divided by the window's divisor) among the pixels of its window.
 
-    No notebook calls it: it completes the pooling API beside max_pool2d_backward, and tests check it
-    against autograd (``NOT_USED_BY_THE_COURSE`` in tests/test_provenance.py).
+    No chapter calls it: exercise set 06's checks use it to recognise a max-pooling backward that
+    spreads the gradient over the window as average pooling does.  Used first in exercise set ex06.
     """
     x, was_unbatched = batched(input)
     geo = pool_geometry(x.shape[2:], kernel_size, stride, padding, 1, ceil_mode)
