@@ -139,7 +139,12 @@ def current_path(page) -> str:
 
 def validate_visible(notebook) -> bool:
     """Whether the notebook's toolbar (``notebook``: its panel's locator) shows nbgrader's Validate button."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     button = notebook.locator(".validate-button")
+    try:   # the plugin adds the button some time after the panel opens (later on a busy machine)
+        button.first.wait_for(state="attached", timeout=30_000)
+    except PlaywrightTimeout:
+        pass                                    # the assert below says what is missing
     assert button.count() == 1, "nbgrader's validate-assignment plugin added no button"
     return button.is_visible()
 
