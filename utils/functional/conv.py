@@ -262,7 +262,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if _is_depthwise(x, groups) and geo.stride == (1, 1):
         out = _depthwise.forward(x, weight, geo, BLOCK_BYTES // 3)
     elif _is_depthwise(x, groups):
-        out = _depthwise_forward(x, weight, geo)
+        out = _depthwise.forward_strided(x, weight, geo, BLOCK_BYTES)
     else:
         return unbatch(_gemm_forward(x, weight, geo, groups, bias), was_unbatched)
     if bias is not None:
@@ -285,66 +285,6 @@ def _gemm_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, groups
         np.matmul(matrix, columns, out=flat[images])
     if bias is not None and not in_product:
         out += bias[:, None, None]
-    return out
-
-
-def _tap_slices(geo: WindowGeometry, i: int, j: int) -> tuple[slice, slice]:
-    """Rows and columns of the padded input that kernel tap (i, j) reads, one per output pixel."""
-    (sh, sw), (dh, dw), (out_h, out_w) = geo.stride, geo.dilation, geo.out_hw
-    return (slice(i * dh, i * dh + sh * (out_h - 1) + 1, sh),
-            slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw))
-
-
-def _channels_last_blocks(x: np.ndarray, geo: WindowGeometry):
-    """Yield ``(images, padded)``: a cache-sized block of ``x`` zero-padded and channels-last
-    (n_block, Hp, Wp, C), in a buffer reused from block to block (its zero border stays zero)."""
-    n, channels, height, width = x.shape
-    padded_hw = (height + sum(geo.pad_h), width + sum(geo.pad_w))
-    step = max(1, BLOCK_BYTES // (padded_hw[0] * padded_hw[1] * channels * x.itemsize))
-    buffer = np.zeros((min(step, n),) + padded_hw + (channels,), dtype=x.dtype)
-    inside = (slice(geo.pad_h[0], geo.pad_h[0] + height), slice(geo.pad_w[0], geo.pad_w[0] + width))
-    for start in range(0, n, step):
-        images = slice(start, min(start + step, n))
-        block = buffer[:images.stop - start]
-        block[(slice(None),) + inside] = x[images].transpose(0, 2, 3, 1)
-        yield images, block
-
-
-def _tiled_taps(weight: np.ndarray, channels: int, geo: WindowGeometry) -> np.ndarray:
-    """Depthwise weight (C*m, 1, kH, kW) -> (kH, kW, W_out, C, m), each tap repeated along W_out.
-
-    Repeating the (small) weight along the output width lets NumPy run the multiply over W_out * C
-    contiguous values in one inner loop instead of one loop of C values per output pixel.
-    """
-    taps = weight.reshape(channels, -1, *geo.kernel).transpose(2, 3, 0, 1)    # (kH, kW, C, m)
-    return np.ascontiguousarray(np.broadcast_to(taps[:, :, None], geo.kernel + (geo.out_hw[1],)
-                                                + taps.shape[2:]))
-
-
-def _depthwise_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry) -> np.ndarray:
-    """groups == C_in: out[n, c*m + k] = sum over taps of weight[c*m + k, 0, i, j] * shifted input.
-
-    One multiply and one add of a shifted view per kernel tap (kH * kW Python steps), in place, a
-    cache-sized block of images at a time.  Channels-last, so that the channel axis is the
-    contiguous inner loop: in NCHW it would be one short row of W_out values, and NumPy's per-row
-    overhead would dominate.
-    """
-    n, channels = x.shape[:2]
-    multiplier = weight.shape[0] // channels
-    taps = _tiled_taps(weight, channels, geo)                               # (kH, kW, Wo, C, m)
-    out = np.empty((n, weight.shape[0]) + geo.out_hw, dtype=x.dtype)
-    total = product = None
-    for images, padded in _channels_last_blocks(x, geo):
-        if total is None or total.shape[0] != padded.shape[0]:
-            total = np.empty((padded.shape[0],) + geo.out_hw + (channels, multiplier), dtype=x.dtype)
-            product = np.empty_like(total)
-        padded = padded[..., None]                                           # (n_b, Hp, Wp, C, 1)
-        for tap, (i, j) in enumerate(np.ndindex(*geo.kernel)):
-            rows, cols = _tap_slices(geo, i, j)
-            np.multiply(padded[:, rows, cols], taps[i, j], out=total if tap == 0 else product)
-            if tap:
-                total += product
-        out[images] = total.reshape(total.shape[:3] + (-1,)).transpose(0, 3, 1, 2)
     return out
 
 
@@ -379,7 +319,7 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     if _is_depthwise(x, groups) and geo.stride == (1, 1) and finite():
         grad_input, grad_weight = _depthwise.backward(grad, x, weight, geo, BLOCK_BYTES // 3)
     elif _is_depthwise(x, groups):
-        grad_input, grad_weight = _depthwise_backward(grad, x, weight, geo)
+        grad_input, grad_weight = _depthwise.backward_strided(grad, x, weight, geo, BLOCK_BYTES)
     elif (BACKWARD_BY_TRANSPOSED_CONV and weight.shape[1] >= TRANSPOSED_MIN_CHANNELS
           and _transposed_geometry(x, geo) is not None):
         grad_input = _gemm_forward(np.ascontiguousarray(grad), _transposed_weight(weight, groups),
@@ -483,31 +423,3 @@ def _block_weight_gradient(block: np.ndarray, columns: np.ndarray) -> np.ndarray
     side_by_side = block.transpose(1, 2, 0, 3).reshape(groups, out_per_group, n_block * length)
     columns_side = columns.transpose(1, 2, 0, 3).reshape(groups, columns.shape[2], n_block * length)
     return np.matmul(columns_side, side_by_side.transpose(0, 2, 1)).transpose(0, 2, 1)
-
-
-def _depthwise_backward(grad, x, weight, geo):
-    """Depthwise (groups == C_in) gradients: channels-last blocks and one shifted view per tap,
-    like the forward."""
-    n, channels, height, width = x.shape
-    multiplier = weight.shape[0] // channels
-    taps = _tiled_taps(weight, channels, geo)                               # (kH, kW, Wo, C, m)
-    grad_taps = np.zeros(geo.kernel + (channels, multiplier), dtype=x.dtype)
-    grad_input = np.empty_like(x)
-    inside = (slice(None), slice(geo.pad_h[0], geo.pad_h[0] + height),
-              slice(geo.pad_w[0], geo.pad_w[0] + width))
-    for images, padded in _channels_last_blocks(x, geo):
-        # (n_b, Ho, Wo, C, m): the gradient of each output channel beside its input channel
-        per_input = grad[images].transpose(0, 2, 3, 1).reshape(
-            (padded.shape[0],) + geo.out_hw + (channels, multiplier))
-        per_input = np.ascontiguousarray(per_input)
-        grad_padded = np.zeros_like(padded)
-        for i, j in np.ndindex(*geo.kernel):
-            rows, cols = _tap_slices(geo, i, j)
-            # d out / d weight[c, k, i, j] is the shifted input; d out / d input is the tap's weight.
-            grad_taps[i, j] += np.einsum("nhwck,nhwc->ck", per_input, padded[:, rows, cols])
-            if multiplier == 1:
-                grad_padded[:, rows, cols] += per_input[..., 0] * taps[i, j, ..., 0]
-            else:
-                grad_padded[:, rows, cols] += np.einsum("nhwck,wck->nhwc", per_input, taps[i, j])
-        grad_input[images] = grad_padded[inside].transpose(0, 3, 1, 2)
-    return grad_input, grad_taps.transpose(2, 3, 0, 1)
