@@ -19,14 +19,37 @@ def test_a_right_answer_written_differently_passes_with_hidden_cases(capsys):
     assert capsys.readouterr().out.startswith("✓")
 
 
-@pytest.mark.parametrize("switch, words", [
-    ("same_class", "top class's weights"), ("ascending", "bottom of the ranking"),
-    ("no_bias", "bias is left out"), ("relu", "ReLU applied"), ("normalise", "normalised"),
-    ("add_bias", "added at every position"), ("channel_mean", "number of channels"),
-    ("summed", "summed over positions")])
-def test_each_misconception_is_named(switch, words):
+def _logits(features, weights, bias, pool=np.mean):
+    return weights @ pool(features, axis=(1, 2)) + bias
+
+
+def _maps(features, weights, classes):
+    return np.einsum("kc,chw->khw", weights[list(classes)], features)
+
+
+def _top(logits, k):
+    return list(np.argsort(logits)[::-1][:k])
+
+
+# Each misconception written as a learner would (independently of the check's own suspects).
+WRONG_ANSWERS = {
+    "top class's weights": lambda f, w, b, k: _maps(f, w, _top(_logits(f, w, b), 1) * k),
+    "bottom of the ranking": lambda f, w, b, k: _maps(f, w, np.argsort(_logits(f, w, b))[:k]),
+    "bias is left out": lambda f, w, b, k: _maps(f, w, _top(_logits(f, w, 0), k)),
+    "summed over positions": lambda f, w, b, k: _maps(f, w, _top(_logits(f, w, b, np.sum), k)),
+    "ReLU applied": lambda f, w, b, k: np.clip(right_with_loops(f, w, b, k), 0, None),
+    "normalised": lambda f, w, b, k: np.stack([(m - m.min()) / (m.max() - m.min())
+                                               for m in right_with_loops(f, w, b, k)]),
+    "added at every position": lambda f, w, b, k: np.stack(
+        [m + b[c] for m, c in zip(right_with_loops(f, w, b, k), _top(_logits(f, w, b), k))]),
+    "number of channels": lambda f, w, b, k: right_with_loops(f, w, b, k) / f.shape[0],
+}
+
+
+@pytest.mark.parametrize("words", WRONG_ANSWERS)
+def test_each_misconception_is_named(words):
     with pytest.raises(CheckFailed, match=words):
-        check_top_class_maps(lambda f, w, b, k: _top_class_maps(f, w, b, k, **{switch: True}))
+        check_top_class_maps(WRONG_ANSWERS[words])
 
 
 def test_a_wrong_shape_fails_without_naming_a_misconception():

@@ -157,24 +157,25 @@ def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _top_class_maps(features, weights, bias, k, *, ascending=False, no_bias=False, summed=False,
-                    same_class=False, relu=False, normalise=False, add_bias=False, channel_mean=False):
-    """The reference (all switches off) and its misconceptions: (k, h, w) CAMs of the top-k classes."""
-    pooled = features.sum(axis=(1, 2)) if summed else features.mean(axis=(1, 2))
-    logits = weights @ pooled + (0 if no_bias else bias)
-    order = np.argsort(logits if ascending else -logits, kind="stable")[:k]
-    rows = weights[[order[0]] * len(order)] if same_class else weights[order]
-    maps = np.tensordot(rows, features, axes=1)
-    if channel_mean:
-        maps = maps / features.shape[0]
-    if add_bias:
-        maps = maps + bias[order][:, None, None]
-    if relu:
-        maps = np.maximum(maps, 0)
-    if normalise:
-        low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
-        maps = (maps - low) / np.where(high > low, high - low, 1)
-    return maps
+def _ranking(features, weights, bias, pool=np.mean):
+    """Class indices from the most to the least probable: logits = weights @ pool(features) + bias."""
+    return np.argsort(-(weights @ pool(features, axis=(1, 2)) + bias), kind="stable")
+
+
+def _class_maps(features, weights, classes):
+    """(len(classes), h, w): map i = sum over channels c of weights[classes[i], c] * features[c]."""
+    return np.tensordot(weights[classes], features, axes=1)
+
+
+def _top_class_maps(features, weights, bias, k):
+    """The reference: (k, h, w) exact CAMs of the k most probable classes, most probable first."""
+    return _class_maps(features, weights, _ranking(features, weights, bias)[:k])
+
+
+def _scaled_to_unit(maps):
+    """Each map min-max scaled to [0, 1] (a display step, one of the misconceptions)."""
+    low, high = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    return (maps - low) / np.where(high > low, high - low, 1)
 
 
 def _cam_case(rng, label, channels, classes, h, w, k):
@@ -183,12 +184,12 @@ def _cam_case(rng, label, channels, classes, h, w, k):
         features = rng.random((channels, h, w)) * 3
         weights = rng.normal(size=(classes, channels))
         bias = rng.normal(scale=2.0, size=classes)
-        pooled = features.mean(axis=(1, 2))
-        with_bias, without = weights @ pooled + bias, weights @ pooled
-        # distinct logits, and a ranking that the bias changes (so forgetting it is visible)
-        if (np.diff(np.sort(with_bias)).min() > 1e-3
-                and not np.array_equal(np.argsort(-with_bias)[:k], np.argsort(-without)[:k])
-                and not np.array_equal(np.argsort(-with_bias)[:k], np.argsort(-(weights @ features.sum(axis=(1, 2)) + bias))[:k])):
+        logits, top = weights @ features.mean(axis=(1, 2)) + bias, _ranking(features, weights, bias)[:k]
+        # distinct logits, and a top k that leaving out the bias, or summing instead of averaging,
+        # changes (so that those misconceptions are visible)
+        if (np.diff(np.sort(logits)).min() > 1e-3
+                and not np.array_equal(top, _ranking(features, weights, 0)[:k])
+                and not np.array_equal(top, _ranking(features, weights, bias, pool=np.sum)[:k])):
             return Case(label, (features, weights, bias, k))
 
 
@@ -207,27 +208,32 @@ def check_top_class_maps(fn: Callable, hidden: bool = False) -> None:
         cases += [_cam_case(rng, "16 channels, 20 classes, 7x7 maps, k=5", 16, 20, 7, 7, 5),
                   _cam_case(rng, "k=1", 4, 5, 2, 3, 1)]
 
-    def suspect(why, **switch):
-        return Suspect(why, lambda f, w, b, k: _top_class_maps(f, w, b, k, **switch))
+    # each misconception as the code a learner would write, beside what it gets wrong
     suspects = [
-        suspect("every map uses the top class's weights: map i must use row i of the ranking, "
-                "weights[class_i], for the i-th most probable class.", same_class=True),
-        suspect("classes taken from the bottom of the ranking: the most probable class has the largest "
-                "logit (sort in descending order).", ascending=True),
-        suspect("the bias is left out of the ranking: logit = weights @ pooled + bias, and the bias can "
-                "change which classes are on top.", no_bias=True),
-        suspect("the features are summed over positions for the logits: global average pooling takes "
-                "the mean, and with the sum the bias weighs h·w times too little.", summed=True),
-        suspect("ReLU applied to the maps: negative evidence (positions that speak against the class) "
-                "is part of the exact map, whose mean plus the bias is the logit.", relu=True),
-        suspect("each map is normalised (scaled to [0, 1]): that is only for display; the exact map "
-                "keeps its values, so that its mean plus the bias is the logit.", normalise=True),
-        suspect("the bias is added at every position: the map is Σ_c w[k, c] f[c] only; the bias "
-                "belongs to the logit, not to a place in the image.", add_bias=True),
-        suspect("the map is divided by the number of channels: it is a weighted *sum* over channels.",
-                channel_mean=True),
+        Suspect("every map uses the top class's weights: map i must use row i of the ranking, "
+                "weights[class_i], for the i-th most probable class.",
+                lambda f, w, b, k: _class_maps(f, w, [_ranking(f, w, b)[0]] * k)),
+        Suspect("classes taken from the bottom of the ranking: the most probable class has the largest "
+                "logit (sort in descending order).",
+                lambda f, w, b, k: _class_maps(f, w, _ranking(f, w, b)[::-1][:k])),
+        Suspect("the bias is left out of the ranking: logit = weights @ pooled + bias, and the bias can "
+                "change which classes are on top.",
+                lambda f, w, b, k: _class_maps(f, w, _ranking(f, w, 0)[:k])),
+        Suspect("the features are summed over positions for the logits: global average pooling takes "
+                "the mean, and with the sum the bias weighs h·w times too little.",
+                lambda f, w, b, k: _class_maps(f, w, _ranking(f, w, b, pool=np.sum)[:k])),
+        Suspect("ReLU applied to the maps: negative evidence (positions that speak against the class) "
+                "is part of the exact map, whose mean plus the bias is the logit.",
+                lambda *args: np.maximum(_top_class_maps(*args), 0)),
+        Suspect("each map is normalised (scaled to [0, 1]): that is only for display; the exact map "
+                "keeps its values, so that its mean plus the bias is the logit.",
+                lambda *args: _scaled_to_unit(_top_class_maps(*args))),
+        Suspect("the bias is added at every position: the map is Σ_c w[k, c] f[c] only; the bias "
+                "belongs to the logit, not to a place in the image.",
+                lambda f, w, b, k: _top_class_maps(f, w, b, k) + b[_ranking(f, w, b)[:k], None, None]),
+        Suspect("the map is divided by the number of channels: it is a weighted *sum* over channels.",
+                lambda f, w, b, k: _top_class_maps(f, w, b, k) / len(f)),
     ]
-    verify(fn, "top_class_maps", ("features", "weights", "bias", "k"), cases,
-           lambda f, w, b, k: _top_class_maps(f, w, b, k), suspects, rtol=1e-6, atol=1e-8,
-           check_dtype=False)
+    verify(fn, "top_class_maps", ("features", "weights", "bias", "k"), cases, _top_class_maps, suspects,
+           rtol=1e-6, atol=1e-8, check_dtype=False)
     passed(f"top_class_maps gives the exact maps of the top classes in order on {len(cases)} inputs")
