@@ -58,6 +58,34 @@ def pad_nchw(x: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int],
     return padded
 
 
+def block_windows(x: np.ndarray, geometry: "WindowGeometry", step: int):
+    """Windows of ``step`` images of ``x`` (N, C, H, W) at a time, from one reused padded buffer.
+
+    Returns ``windows(start)``: the read-only view (count, C, kH, kW, H_out, W_out) (see
+    :func:`window_view`) of images ``start:start + step`` (fewer in a short last block).  With
+    padding, the images are first copied into the interior of a (step, C, Hp, Wp) buffer whose zero
+    border is written once: one copy of the block, in cache, instead of a padded copy of the whole
+    batch (allocated, zeroed, and mostly out of cache again when the windows are read).  The
+    returned view is valid until the next call.
+
+    Used first in chapter 02.
+    """
+    n, c, h, w = x.shape
+    pad_h, pad_w = geometry.pad_h, geometry.pad_w
+    if pad_h == (0, 0) and pad_w == (0, 0):
+        every = window_view(x, geometry)
+        return lambda start: every[start:start + step]
+    buffer = np.zeros((min(step, n), c, h + sum(pad_h), w + sum(pad_w)), dtype=x.dtype)
+    interior = buffer[:, :, pad_h[0]:pad_h[0] + h, pad_w[0]:pad_w[0] + w]
+    view = window_view(buffer, geometry)
+
+    def windows(start: int) -> np.ndarray:
+        images = x[start:start + step]
+        np.copyto(interior[:images.shape[0]], images)
+        return view[:images.shape[0]]
+    return windows
+
+
 def crop_nchw(padded: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int]) -> np.ndarray:
     """Inverse of :func:`pad_nchw`: (N, C, Hp, Wp) -> (N, C, Hp - top - bottom, Wp - left - right).
 

@@ -25,7 +25,7 @@ from .validate import (batched, batched_grad, float_array, non_negative_pair, po
                         positive_pair, same_dtype, same_shape, unbatch)
 from . import _depthwise, _wide
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
-                       window_view)
+                       block_windows)
 
 __all__ = ["conv2d", "conv2d_naive", "conv2d_backward", "conv_output_size"]
 
@@ -205,7 +205,7 @@ def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int, ones_row: bo
 
     Rows are ordered (channel, i, j) like a flattened weight and columns (oh, ow), so one batched
     matmul with the (G, C_out/G, K) weight gives the output block already in NCHW order.  The
-    buffer is reused from block to block: the temporary memory is one block, not the whole batch.
+    buffers are reused from block to block: the temporary memory is one block, not the whole batch.
     ``ones_row``: one more row of ones per group (K + 1 rows), so that a bias column appended to
     the weight adds the bias inside the product, saving a pass over the output.
     """
@@ -215,15 +215,15 @@ def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int, ones_row: bo
     if _is_pointwise(geo) and not ones_row:
         yield slice(0, n), x.reshape(n, groups, rows, length)
         return
-    windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)       # (N, C, kH, kW, Ho, Wo)
-    windows = windows.reshape((n, groups, channels // groups) + windows.shape[2:])
     step = _images_per_block(x, geo)
+    windows = block_windows(x, geo, step)            # windows(start): (n_b, C, kH, kW, Ho, Wo)
     buffer = np.empty((min(step, n), groups, rows + ones_row, length), dtype=x.dtype)
     buffer[:, :, rows:] = 1
     for start in range(0, n, step):
         images = slice(start, min(start + step, n))
         block = buffer[:images.stop - start]
-        np.copyto(block[:, :, :rows].reshape((block.shape[0],) + windows.shape[1:]), windows[images])
+        split = (block.shape[0], groups, channels // groups) + geo.kernel + geo.out_hw
+        np.copyto(block[:, :, :rows].reshape(split), windows(start).reshape(split))
         yield images, block
 
 
@@ -374,15 +374,15 @@ def _gemm_weight_gradient(grad, x, weight, geo, groups) -> np.ndarray:
     rows = channels // groups * geo.kernel[0] * geo.kernel[1]
     grad_weight = np.zeros((groups, rows, out_per_group), dtype=x.dtype)          # transposed
     grad = grad.reshape(n, groups, out_per_group, length)
-    windows = window_view(pad_nchw(x, geo.pad_h, geo.pad_w), geo)       # (N, C, kH, kW, Ho, Wo)
-    windows = windows.reshape((n, groups, channels // groups) + windows.shape[2:])
     step = _images_per_block(x, geo)
+    windows = block_windows(x, geo, step)            # windows(start): (n_b, C, kH, kW, Ho, Wo)
     buffer = np.empty((groups, channels // groups) + geo.kernel + (min(step, n),) + geo.out_hw,
                       dtype=x.dtype)
     for start in range(0, n, step):
         count = min(step, n - start)
         block = buffer[:, :, :, :, :count]
-        np.copyto(block, windows[start:start + count].transpose(1, 2, 3, 4, 0, 5, 6))
+        view = windows(start).reshape((count, groups, channels // groups) + geo.kernel + geo.out_hw)
+        np.copyto(block, view.transpose(1, 2, 3, 4, 0, 5, 6))
         side = np.ascontiguousarray(grad[start:start + count].transpose(1, 2, 0, 3))
         grad_weight += np.matmul(block.reshape(groups, rows, count * length),
                                  side.reshape(groups, out_per_group, count * length).transpose(0, 2, 1))
