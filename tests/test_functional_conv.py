@@ -301,25 +301,28 @@ def test_one_image_per_block_gives_the_same_results(config, seed):
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
 
 
-@settings(max_examples=40, deadline=None)
-@given(conv_configs(max_batch=4), st.integers(0, 2**32 - 1), st.booleans())
-def test_wide_row_backward_matches_torch(config, seed, small_blocks):
-    """Stride-1 backward passes with few input channels take the wide-row path (flattened padded
-    planes, see utils.functional._wide); forced here on every configuration that reaches it
-    (stride 1, fewer than 8 input channels per group), with one or several images per block."""
+@settings(max_examples=60, deadline=None)
+@given(conv_configs(max_batch=5), st.integers(0, 2**32 - 1), st.sampled_from([None, 1, 2, 3]))
+def test_wide_row_backward_matches_torch(config, seed, images_per_block):
+    """Stride-1 backward passes with few garbage columns take the wide-row path (flattened padded
+    planes, see utils.functional._wide); forced here on every stride-1 configuration, with the
+    default blocks or blocks of 1-3 images (so that a short last block occurs too)."""
     import utils.functional.conv as conv_module
+    import utils.functional._wide as wide_module
     x, weight, bias, kwargs = config
     expected = torch_conv(x, weight, bias, kwargs)
     grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
     theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES
+    saved = conv_module.WIDE_MAX_WASTE, wide_module.images_per_block
     conv_module.WIDE_MAX_WASTE = float("inf")
-    conv_module.BLOCK_BYTES = 1 if small_blocks else saved[1]
+    if images_per_block is not None:
+        wide_module.images_per_block = lambda *args: min(images_per_block, args[3])
     try:
         ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
     finally:
-        conv_module.WIDE_MAX_WASTE, conv_module.BLOCK_BYTES = saved
+        conv_module.WIDE_MAX_WASTE, wide_module.images_per_block = saved
     for a, b in zip(ours, theirs):
+        assert a.shape == b.shape and a.dtype == x.dtype
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
 
 
@@ -347,20 +350,21 @@ def test_non_finite_input_gives_torch_gradients(groups, bad):
 @settings(max_examples=40, deadline=None)
 @given(conv_configs(max_batch=3), st.integers(0, 2**32 - 1))
 def test_backward_by_transposed_convolution_matches_autograd(config, seed):
-    """Stride-1 layers with enough input channels get grad_input as the forward convolution of
-    the gradient with the flipped, transposed kernel; forced here for every channel count
-    (strided layers and paddings beyond the kernel's span keep the im2col/col2im path)."""
+    """Stride-1 layers with enough input channels and too many garbage columns for the wide rows
+    get grad_input as the forward convolution of the gradient with the flipped, transposed
+    kernel; forced here for every channel count (strided layers and paddings beyond the kernel's
+    span keep the im2col/col2im path)."""
     import utils.functional.conv as conv_module
     x, weight, bias, kwargs = config
     grad_output = np.random.default_rng(seed).standard_normal(
         torch_conv(x, weight, bias, kwargs).shape).astype(x.dtype)
     theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.TRANSPOSED_MIN_CHANNELS
-    conv_module.TRANSPOSED_MIN_CHANNELS = 1
+    saved = conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE
+    conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE = 1, -1.0   # not the wide rows
     try:
         ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
     finally:
-        conv_module.TRANSPOSED_MIN_CHANNELS = saved
+        conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE = saved
     for a, b in zip(ours, theirs):
         assert a.shape == b.shape and a.dtype == x.dtype
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])

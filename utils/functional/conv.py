@@ -181,10 +181,11 @@ def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
     return max(1, BLOCK_BYTES // (per_image * x.itemsize), -(-MIN_BLOCK_COLUMNS // pixels))
 
 
-# Stride-1 backward passes with few input channels use the wide-row path (see _wide) when its
-# extra matrix-product work, the fraction (Wp - W_out) / W_out of garbage columns, is at most this.
-# (Its forward counterpart was slower than im2col on a quiet machine for every layer measured.)
-WIDE_MAX_WASTE = 0.15
+# Stride-1 backward passes use the wide-row path (see _wide) when its extra matrix-product work,
+# the fraction (Wp - W_out) / W_out of garbage columns, is at most this (3x3 kernels on 32x32 and
+# 64x64 maps: 6 % and 3 %; at 12.5 %, 16x16 maps or dilation 2 on 32x32, the transposed
+# convolution below was as fast or faster).
+WIDE_MAX_WASTE = 0.1
 
 
 def _use_wide(x: np.ndarray, geo: WindowGeometry) -> bool:
@@ -320,14 +321,14 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grad_input, grad_weight = _depthwise.backward(grad, x, weight, geo, BLOCK_BYTES // 3)
     elif _is_depthwise(x, groups):
         grad_input, grad_weight = _depthwise.backward_strided(grad, x, weight, geo, BLOCK_BYTES)
+    elif _use_wide(x, geo) and finite():
+        grad_input, grad_weight = _wide.backward(grad, x, _weight_matrix(weight, groups), geo,
+                                                 BLOCK_BYTES)
     elif (BACKWARD_BY_TRANSPOSED_CONV and weight.shape[1] >= TRANSPOSED_MIN_CHANNELS
           and _transposed_geometry(x, geo) is not None):
         grad_input = _gemm_forward(np.ascontiguousarray(grad), _transposed_weight(weight, groups),
                                    _transposed_geometry(x, geo), groups)
         grad_weight = _gemm_weight_gradient(grad, x, weight, geo, groups)
-    elif _use_wide(x, geo) and finite():
-        grad_input, grad_weight = _wide.backward(grad, x, _weight_matrix(weight, groups), geo,
-                                                 BLOCK_BYTES)
     else:
         grad_input, grad_weight = _gemm_backward(grad, x, weight, geo, groups)
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
