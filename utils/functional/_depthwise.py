@@ -190,8 +190,8 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
                 target += back.sum(axis=1) if m > 1 else back[:, 0]
         images = targets[:, :rows.rows].reshape(count, n, rows.hp, width)
         grad_input[:, start:stop] = images[:, :, rows.top:rows.top + height].transpose(1, 0, 2, 3)
-    columns = np.arange(tile_w)
-    grad_weight = np.stack([through[..., columns + j * dw, columns].sum(axis=-1)
+    # tap j: the diagonal through[..., ow + j*dw, ow] (tile_w long), summed over ow
+    grad_weight = np.stack([np.diagonal(through, -j * dw, -2, -1).sum(axis=-1)
                             for j in range(kw)], axis=-1)                  # (C, m, kH, kW)
     return grad_input, grad_weight.reshape(weight.shape)
 
