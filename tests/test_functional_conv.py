@@ -326,6 +326,25 @@ def test_wide_row_backward_matches_torch(config, seed, images_per_block):
         np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5])
+@pytest.mark.parametrize("kernel, dilation, padding", [(3, 2, 2), (5, 1, 2), (3, 3, 3), (2, 3, "same"),
+                                                        (4, 2, "same")])
+def test_same_width_layers_on_narrow_planes_match_torch(width, kernel, dilation, padding):
+    """Stride-1 layers whose output is as wide as the input build im2col from runs over planes
+    padded only above and below, then zero the values that wrapped into the next row; with a
+    padding as wide as the plane or wider every tap of some columns wraps."""
+    rng = np.random.default_rng(width)
+    x, weight = rng.standard_normal((3, 2, 4, width)), rng.standard_normal((3, 2, kernel, kernel))
+    kwargs = dict(padding=padding, dilation=dilation)
+    out = conv2d(x, weight, **kwargs)
+    assert out.shape[3] == width
+    np.testing.assert_allclose(out, torch_conv(x, weight, None, kwargs), **TOLERANCE[np.float64])
+    grad_output = rng.standard_normal(out.shape)
+    for ours, theirs in zip(conv2d_backward(grad_output, x, weight, **kwargs)[:2],
+                            torch_conv(x, weight, None, kwargs, grad_output)[:2]):
+        np.testing.assert_allclose(ours, theirs, **TOLERANCE[np.float64])
+
+
 @pytest.mark.parametrize("groups", [1, 4])
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_non_finite_input_gives_torch_gradients(groups, bad):

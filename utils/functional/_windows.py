@@ -58,32 +58,68 @@ def pad_nchw(x: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int],
     return padded
 
 
-def block_windows(x: np.ndarray, geometry: "WindowGeometry", step: int):
-    """Windows of ``step`` images of ``x`` (N, C, H, W) at a time, from one reused padded buffer.
+def im2col_filler(x: np.ndarray, geometry: "WindowGeometry", groups: int, step: int):
+    """How to copy the im2col columns of ``step`` images of ``x`` (N, C, H, W) at a time.
 
-    Returns ``windows(start)``: the read-only view (count, C, kH, kW, H_out, W_out) (see
-    :func:`window_view`) of images ``start:start + step`` (fewer in a short last block).  With
-    padding, the images are first copied into the interior of a (step, C, Hp, Wp) buffer whose zero
-    border is written once: one copy of the block, in cache, instead of a padded copy of the whole
-    batch (allocated, zeroed, and mostly out of cache again when the windows are read).  The
-    returned view is valid until the next call.
+    Returns ``fill(start, target)``, which writes the windows of images ``start:start + count``
+    into ``target`` (count, G, C/G, kH, kW, H_out, W_out), any view whose last two axes are
+    contiguous: ``target[n, g, c, i, j, oh, ow] == padded[start + n, g*C/G + c, oh*sh + i*dh,
+    ow*sw + j*dw]``, zeros where the window is over the padding.  Images are copied into one
+    reused buffer whose zero border is written once (not a padded copy of the whole batch).
+
+    Two ways, the same numbers:
+
+    * stride 1 with ``W_out == W`` (a 'same' width): the buffer pads the planes only above and
+      below, flattened, so tap (i, j)'s values for a whole image are *one* run of ``H_out * W``
+      values (shifted by ``j*dw - left``); the ``|j*dw - left|`` values per row that wrap into the
+      neighbouring row are then set to zero (one strided assignment per such column).  NumPy
+      copies ``C*kH*kW`` long runs instead of ``C*kH*kW*H_out`` rows of ``W_out`` values, which
+      on 32x32 maps cost more per row than the copying itself.
+    * otherwise: the window view (:func:`window_view`) of a padded block, copied row by row.
 
     Used first in chapter 02.
     """
     n, c, h, w = x.shape
-    pad_h, pad_w = geometry.pad_h, geometry.pad_w
-    if pad_h == (0, 0) and pad_w == (0, 0):
-        every = window_view(x, geometry)
-        return lambda start: every[start:start + step]
-    buffer = np.zeros((min(step, n), c, h + sum(pad_h), w + sum(pad_w)), dtype=x.dtype)
-    interior = buffer[:, :, pad_h[0]:pad_h[0] + h, pad_w[0]:pad_w[0] + w]
-    view = window_view(buffer, geometry)
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.stride, geometry.dilation
+    (top, bottom), (left, right) = geometry.pad_h, geometry.pad_w
+    out_h, out_w = geometry.out_hw
+    step = min(step, n)
+    split = (groups, c // groups)
+    if (sh, sw) == (1, 1) and out_w == w and h * w > 0:
+        guard = max(left, right)
+        pitch = (h + top + bottom) * w + 2 * guard
+        rows = np.zeros((step, c, pitch), dtype=x.dtype)
+        interior = rows[:, :, guard + top * w:guard + (top + h) * w]
+        s_n, s_c, s_x = rows.strides
+        runs = np.lib.stride_tricks.as_strided(
+            rows[:, :, guard - left:], (step,) + split + (kh, kw, out_h * w),
+            (s_n, s_c * split[1], s_c, dh * w * s_x, dw * s_x, s_x), writeable=False)
+        # columns of tap j that wrap into the row above (offset < 0) or below (offset > 0)
+        wrapped = [(j, col) for j in range(kw) for offset in [j * dw - left]
+                   for col in (range(min(-offset, w)) if offset < 0 else range(max(w - offset, 0), w))]
 
-    def windows(start: int) -> np.ndarray:
+        def fill(start: int, target: np.ndarray) -> None:
+            images = x[start:start + step]
+            count = images.shape[0]
+            np.copyto(interior[:count], images.reshape(count, c, h * w))
+            np.copyto(np.reshape(target, target.shape[:5] + (out_h * w,), copy=False), runs[:count])
+            for j, col in wrapped:
+                target[:, :, :, :, j, :, col] = 0
+        return fill
+    if geometry.pad_h == (0, 0) and geometry.pad_w == (0, 0):
+        every = window_view(x, geometry)
+        return lambda start, target: np.copyto(
+            target, every[start:start + step].reshape((-1,) + split + every.shape[2:]))
+    buffer = np.zeros((step, c, h + top + bottom, w + left + right), dtype=x.dtype)
+    interior = buffer[:, :, top:top + h, left:left + w]
+    view = window_view(buffer, geometry)
+    view = view.reshape((step,) + split + view.shape[2:])
+
+    def fill(start: int, target: np.ndarray) -> None:
         images = x[start:start + step]
         np.copyto(interior[:images.shape[0]], images)
-        return view[:images.shape[0]]
-    return windows
+        np.copyto(target, view[:images.shape[0]])
+    return fill
 
 
 def crop_nchw(padded: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int]) -> np.ndarray:

@@ -25,7 +25,7 @@ from .validate import (batched, batched_grad, float_array, non_negative_pair, po
                         positive_pair, same_dtype, same_shape, unbatch)
 from . import _depthwise, _wide
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
-                       block_windows)
+                       im2col_filler)
 
 __all__ = ["conv2d", "conv2d_naive", "conv2d_backward", "conv_output_size"]
 
@@ -217,14 +217,14 @@ def _column_blocks(x: np.ndarray, geo: WindowGeometry, groups: int, ones_row: bo
         yield slice(0, n), x.reshape(n, groups, rows, length)
         return
     step = _images_per_block(x, geo)
-    windows = block_windows(x, geo, step)            # windows(start): (n_b, C, kH, kW, Ho, Wo)
+    fill = im2col_filler(x, geo, groups, step)
     buffer = np.empty((min(step, n), groups, rows + ones_row, length), dtype=x.dtype)
     buffer[:, :, rows:] = 1
     for start in range(0, n, step):
         images = slice(start, min(start + step, n))
         block = buffer[:images.stop - start]
-        split = (block.shape[0], groups, channels // groups) + geo.kernel + geo.out_hw
-        np.copyto(block[:, :, :rows].reshape(split), windows(start).reshape(split))
+        fill(start, block[:, :, :rows].reshape((block.shape[0], groups, channels // groups)
+                                               + geo.kernel + geo.out_hw))
         yield images, block
 
 
@@ -376,14 +376,13 @@ def _gemm_weight_gradient(grad, x, weight, geo, groups) -> np.ndarray:
     grad_weight = np.zeros((groups, rows, out_per_group), dtype=x.dtype)          # transposed
     grad = grad.reshape(n, groups, out_per_group, length)
     step = _images_per_block(x, geo)
-    windows = block_windows(x, geo, step)            # windows(start): (n_b, C, kH, kW, Ho, Wo)
+    fill = im2col_filler(x, geo, groups, step)
     buffer = np.empty((groups, channels // groups) + geo.kernel + (min(step, n),) + geo.out_hw,
                       dtype=x.dtype)
     for start in range(0, n, step):
         count = min(step, n - start)
         block = buffer[:, :, :, :, :count]
-        view = windows(start).reshape((count, groups, channels // groups) + geo.kernel + geo.out_hw)
-        np.copyto(block, view.transpose(1, 2, 3, 4, 0, 5, 6))
+        fill(start, block.transpose(4, 0, 1, 2, 3, 5, 6))
         side = np.ascontiguousarray(grad[start:start + count].transpose(1, 2, 0, 3))
         grad_weight += np.matmul(block.reshape(groups, rows, count * length),
                                  side.reshape(groups, out_per_group, count * length).transpose(0, 2, 1))
