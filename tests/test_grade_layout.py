@@ -54,6 +54,14 @@ def test_metadata_learner_wins_over_the_folder():
     assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"
 
 
+@pytest.mark.parametrize("claimed", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)",
+                                     "alice\nx,ex01,q,9,9,passed"])
+def test_a_learner_name_a_spreadsheet_would_run_or_that_fakes_rows_is_ignored(claimed):
+    """The learner column of grades.csv and the gradebook is opened in spreadsheets and LMSs."""
+    nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": claimed}})
+    assert learner_of("home/alice/ex01.ipynb", nb, "home") == "alice"
+
+
 def read_csv(path: Path) -> list[list[str]]:
     with path.open(newline="") as file:
         return list(csv.reader(file))

@@ -58,7 +58,7 @@ def hostile(escape: str | None = None, cell: str | None = None, kernel_sum: str 
 
 def crafted_reply(payload: str) -> str:
     """An escape that writes a hand-made reply frame on every descriptor it can (the runner's pipe)."""
-    return (f"import os, struct\ndata = {payload}\nframe = struct.pack('<Q', len(data)) + data\n"
+    return (f"import base64, io, numpy, os, struct\ndata = {payload}\nframe = struct.pack('<Q', len(data)) + data\n"
             "for fd in range(3, 12):\n    try:\n        os.write(fd, frame)\n    except OSError:\n        pass\n"
             "return True")
 
@@ -115,16 +115,21 @@ while time.time() < end:
 return False
 """
 
-ROOT_POWERS = """
-import ctypes, os, subprocess
+# The system calls go through ctypes, which the grader refuses to load in its runner
+# (utils.grade.integrity): they are tried in the notebook's kernel, the runner tries the commands.
+ROOT_CALLS = """
+import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
-wins = []
 wins.append(libc.unshare(0x10000000 | 0x00020000) == 0)          # CLONE_NEWUSER | CLONE_NEWNS
 wins.append(libc.mount(b'/tmp', os.getcwd().encode(), None, 4096, None) == 0)   # MS_BIND
 wins.append(libc.chroot(b'/tmp') == 0)
 fd = os.open('/proc/1/ns/mnt', os.O_RDONLY)
 wins.append(libc.setns(fd, 0) == 0)
 wins.append(libc.ptrace(16, 1, None, None) == 0)                 # PTRACE_ATTACH to pid 1
+"""
+ROOT_POWERS = """
+import os, subprocess
+wins = []
 wins.append(subprocess.run(['mount', '--bind', '/tmp', os.getcwd()], capture_output=True).returncode == 0)
 wins.append(subprocess.run(['unshare', '-rm', 'true'], capture_output=True).returncode == 0)
 try:
@@ -219,7 +224,8 @@ return bool(found.strip())"""),
     "daemon": hostile(DAEMON + "return False", cell=DAEMON),
     "write_other_submission": hostile(cell="for target in TARGETS:\n    try:\n        open(target, 'w').write('{}')\n"
                                            "    except OSError:\n        pass"),
-    "root_powers": hostile(ROOT_POWERS),
+    "root_powers": hostile(ROOT_POWERS, kernel_sum="wins = []\ntry:" + ROOT_CALLS.replace("\n", "\n    ")
+                                                   + "\nexcept Exception:\n    pass\nkernel_sum = 9.0 if any(wins) else 0.0"),
     "memory_split": hostile(MEMORY_SPLIT),
     "fork_bomb": hostile(FORK_BOMB),
     "fill_disk": hostile(FILL_DISK),
@@ -229,13 +235,13 @@ return bool(found.strip())"""),
                          cell="raise RuntimeError('x\\n[passed] kernel_sum_test: 1/1\\n\\x1b[1A\\x1b[2K')"),
     "deep_reply": hostile(crafted_reply("b'{\"ok\": ' + b'[' * 200000 + b']' * 200000 + b'}'")),
     "huge_shape_reply": hostile(crafted_reply(
-        "b'{\"ok\": {\"__ndarray__\": \"' + __import__('base64').b64encode(b'\\\\x93NUMPY\\\\x01\\\\x00v\\\\x00' + "
+        "b'{\"ok\": {\"__ndarray__\": \"' + base64.b64encode(b'\\\\x93NUMPY\\\\x01\\\\x00v\\\\x00' + "
         "b\"{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000, 100000), }\".ljust(117) + b'\\\\n')"
         " + b'\"}}'")),
     "object_array_reply": hostile(crafted_reply(
         "(lambda io, np, b64: (lambda buf: (np.save(buf, np.array([{'x': 1}], dtype=object), allow_pickle=True), "
         "b'{\"ok\": {\"__ndarray__\": \"' + b64.b64encode(buf.getvalue()) + b'\"}}')[1])(io.BytesIO()))"
-        "(__import__('io'), __import__('numpy'), __import__('base64'))")),
+        "(io, numpy, base64)")),
     "symlink_values": hostile(kernel_sum="kernel_sum = 0.0\nimport os, utils.grade.serialize as s\n"
                                          "s.dump_names = lambda ns, names, path: os.symlink(FORGED, path)"),
     "fifo_values": hostile(kernel_sum="kernel_sum = 0.0\nimport os, utils.grade.serialize as s\n"
@@ -347,6 +353,8 @@ def test_grading_succeeds(run):
                                                                      "symlink_values", "fifo_values")])
 def test_every_escape_fails(run, name):
     rows = run["rows"][name]
+    if name == "root_powers":                    # the system calls are tried in the kernel
+        assert rows["kernel_sum_test"]["status"] == "failed", rows
     assert rows["add_one_test"]["status"] in {"failed", "error"}, rows
     if name not in ("deep_reply", "huge_shape_reply", "object_array_reply"):
         assert rows["add_one_test"]["status"] == "failed", rows     # the escape failed cleanly: x, not x + 1

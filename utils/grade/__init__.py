@@ -62,6 +62,15 @@ How a submission is graded (and why a submission cannot grade itself)
   A learner's model that cannot cross processes is described inside the runner by a trusted
   copy of instructor code (``fn.__call_described__(utils.checks.describe_model, ...)``).
   A learner's timeout inside a check is ``timeout``, never a wrong answer.
+* Hidden tests stay hidden: while a test cell's ``### BEGIN/END HIDDEN TESTS`` region (or a check in
+  hidden mode) runs, no text the learner's code chose reaches the feedback (its exception messages
+  and class names, the class name of a value that cannot be graded, a shape it made up), so a
+  function cannot send a hidden input out through them.
+* The runner is the learner's process, so what it reports besides return values (the global names
+  for the from-scratch rule, model descriptions) is only as honest as the code in it: code that
+  reaches into the running program (frames, ``gc``, ``ctypes``, ``globals()``, ``exec``;
+  :mod:`.integrity`) is not run at all, and its function tests are ``needs-review`` (0 points until
+  the instructor looks).  This is a tripwire on the notebook's text, not a proof (see there).
 * Infinite loops, ``os._exit``, memory hogs, floods of output, broken files (not JSON, wrong
   nbformat, metadata or cell fields of the wrong type: each named in the file's ``invalid`` rows),
   a malformed quiz record (only that quiz is invalid) or another course's notebook each give that

@@ -64,7 +64,10 @@ def find_notebooks_in(paths: list[str]) -> list[tuple[str, str | None]]:
         else:
             raise FileNotFoundError(f"no such file or folder: {arg}")
         for entry in entries:
-            key = os.path.realpath(entry[0])
+            # A link inside a graded folder is its own (refused) submission: deduplicating it by its
+            # target would drop the notebook it points to, i.e. someone else's hand-in.
+            linked = entry[1] is not None and os.path.islink(entry[0])
+            key = os.path.abspath(entry[0]) if linked else os.path.realpath(entry[0])
             if key not in seen:
                 seen.add(key)
                 found.append(entry)
@@ -109,12 +112,19 @@ def invalid_rows(exercise_set: ExerciseSet, reason: str) -> list[QuestionResult]
     return rows
 
 
-def read_submission(path: str, sets: dict[str, ExerciseSet]) -> Submission:
+LINKED = ("this file is a symbolic link, not a notebook: hand in the notebook itself (the grader does not "
+          "follow links found in the folders it grades, which could point to someone else's work)")
+
+
+def read_submission(path: str, sets: dict[str, ExerciseSet], root: str | None = None) -> Submission:
     """Parse ``path`` and find its exercise set from its metadata (not its file name).
 
     A broken file gets rows, never an exception: one ``notebook`` row when its set is unknown,
-    else every question of its set ``invalid``, with a message naming the broken field. Course infrastructure."""
+    else every question of its set ``invalid``, with a message naming the broken field.  A symbolic
+    link found in a graded folder ``root`` is not followed: one ``invalid`` row. Course infrastructure."""
     submission = Submission(path)
+    if root is not None and os.path.islink(path):
+        return invalid(submission, LINKED)
     nb, set_id, problem = read_notebook(path, sorted(sets))
     if problem is None:
         submission.nb, submission.exercise_set = nb, sets[set_id]
@@ -266,7 +276,7 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
     """
     submissions = []
     for path, root in find_notebooks_in(paths):
-        submission = read_submission(path, sets)
+        submission = read_submission(path, sets, root)
         submission.learner = learner_of(path, submission.nb, root)
         submissions.append(submission)
     gradable = [s for s in submissions if s.nb is not None]

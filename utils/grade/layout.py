@@ -11,14 +11,15 @@ A learner is identified by, in this order:
 4. otherwise the file itself (its path without ``.ipynb``): a flat folder of files cannot tell
    two hand-ins of one learner apart, so none is flagged.
 
-The metadata is written by the learner's own file, so a wrong value there only flags hand-ins
-for the instructor to look at; it never changes a grade.
+The metadata is written by the learner's own file: a value that a spreadsheet would read as a
+formula (``=``, ``+``, ``-``, ``@`` first) or that holds control characters is ignored.
 """
 from __future__ import annotations
 
 from pathlib import PurePath
 
 MAX_LEARNER_CHARS = 200
+FORMULA_STARTS = "=+-@"
 
 
 def learner_from_metadata(nb) -> str | None:
@@ -29,7 +30,12 @@ def learner_from_metadata(nb) -> str | None:
     except AttributeError:            # metadata or convcourse of the wrong type: no learner from it
         return None
     if isinstance(value, str) and value.strip():
-        return value.strip()[:MAX_LEARNER_CHARS]
+        value = value.strip()[:MAX_LEARNER_CHARS]
+        # Written into grades.csv and the gradebook, which spreadsheets and LMSs open: a cell that starts
+        # like a formula (=, +, -, @) would run as one there; control characters could fake rows.
+        if value[0] in FORMULA_STARTS or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+            return None
+        return value
     return None
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 import select
 import struct
 import time
 
 from . import runner_process, serialize
-from .limits import apply_limits, kill_tree
+from .limits import kill_tree
 
 
 class StudentCodeError(Exception):
@@ -24,9 +25,33 @@ class StudentCodeError(Exception):
     ``function`` and ``type_name`` say whose and which). Course infrastructure."""
     function: str = ""
     type_name: str = ""
+    withheld: bool = False        # raised on a hidden test's input: its message is not shown
 
     def feedback(self) -> str:
+        if self.withheld:
+            return f"{explain_raised(self.function, self.type_name or type(self).__name__, '')} {WITHHELD}"
         return explain_raised(self.function, self.type_name or type(self).__name__, str(self))
+
+
+#: Said instead of a learner's own text (exception message, class name) produced on a hidden input.
+WITHHELD = "(its message is not shown: it was raised on an input of a hidden test)"
+
+
+def _checks_hidden() -> bool:
+    """Whether a check of ``utils.checks`` runs in hidden mode right now (``check_x(fn, hidden=True)``:
+    its messages describe the inputs by kind only)."""
+    import sys
+    flag = getattr(sys.modules.get("utils.checks.engine"), "_KIND_ONLY", None)
+    try:
+        return bool(flag.get()) if flag is not None else False
+    except (AttributeError, LookupError, TypeError):
+        return False
+
+
+def _builtin_exception_name(name: str) -> str:
+    """``name`` when it is a builtin exception class's name, else "Exception"."""
+    value = getattr(builtins, str(name), None)
+    return str(name) if isinstance(value, type) and issubclass(value, BaseException) else "Exception"
 
 
 class StudentStopped(BaseException):
@@ -111,18 +136,6 @@ def _read(fd: int, deadline: float | None = None) -> bytes:
 
 # ---------------------------------------------------------------- the runner process
 
-def _isolate(keep: tuple[int, int], workdir: str, memory_bytes: int) -> None:
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    low, high = sorted(keep)
-    os.closerange(3, low)
-    os.closerange(low + 1, high)
-    os.closerange(high + 1, 65536)
-    apply_limits(memory_bytes, 2**30)
-    os.chdir(workdir)
-
-
 TENSOR = "__convcourse_torch_tensor__"
 
 
@@ -166,117 +179,6 @@ def from_wire(value):
     return _map_leaves(value, _tensor_from_wire)
 
 
-def _builtin_base(exc: BaseException) -> str:
-    """The first builtin exception class among ``exc``'s classes (e.g. ValueError for numpy's AxisError)."""
-    for cls in type(exc).__mro__:
-        if getattr(builtins, cls.__name__, None) is cls:
-            return cls.__name__
-    return "Exception"
-
-
-def _trusted_describers() -> dict[str, object]:
-    """The functions of ``utils.checks`` (and its submodules), copied before any student code runs.
-
-    Each copy has its own snapshot of its module's globals, so a student's
-    ``utils.checks.ex08.describe = ...`` (or ``__code__`` swap) does not change what describes the
-    student's objects.  (Patching torch itself from the student's function is not prevented by
-    this: see the README of the grader.)"""
-    import importlib
-    import pkgutil
-    import types
-    found: dict[str, object] = {}
-    try:
-        package = importlib.import_module("utils.checks")
-    except ImportError:
-        return found
-    modules = [package] + [importlib.import_module(f"utils.checks.{m.name}")
-                           for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
-    for module in modules:
-        snapshot = dict(vars(module))
-        for name, value in list(snapshot.items()):
-            if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
-                copy = types.FunctionType(value.__code__, snapshot, value.__name__, value.__defaults__, value.__closure__)
-                copy.__kwdefaults__ = dict(value.__kwdefaults__ or {}) or None
-                snapshot[name] = copy
-                found[f"{module.__name__}:{name}"] = copy
-    return found
-
-
-def _origins(namespace: dict, describers: dict, names: list[str]) -> dict:
-    """``{name: {global it reads: where its value comes from}}`` by the trusted copy of
-    ``utils.checks.rules.global_origins`` (what the from-scratch rule reads from ``fn.__globals__``
-    in the notebook); names it cannot describe are left out."""
-    origins = describers.get("utils.checks.rules:global_origins")
-    found = {}
-    for name in names if origins is not None else []:
-        try:
-            found[name] = {str(k): str(v) for k, v in origins(namespace[name]).items()}
-        except BaseException:                              # noqa: BLE001 - learner objects may raise
-            continue
-    return found
-
-
-MODEL_DESCRIBER = "utils.checks.models:describe_model"
-
-
-def _is_torch_module(value) -> bool:
-    import sys
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.nn.Module)
-
-
-def _call_reply(namespace: dict, describers: dict, request: dict) -> bytes:
-    name = request["call"]
-    args, kwargs = from_wire(request["args"]), from_wire(request["kwargs"])
-    try:
-        describe = describers[request["describe"]] if request.get("describe") else None
-        result = namespace[name](*args, **kwargs)
-        if describe is None and _is_torch_module(result):
-            describe = describers.get(MODEL_DESCRIBER)         # a model cannot cross: its description does
-        if describe is not None:
-            result = describe(result)
-    except BaseException as exc:                           # noqa: BLE001 - sent to the grader
-        return serialize.dumps({"raised": [type(exc).__name__, str(exc)[:1000], _builtin_base(exc)]})
-    reply = {}
-    try:
-        after = serialize.dumps([to_wire(list(args)), to_wire(kwargs)])
-        if after != request["sent"]:
-            reply["changed"] = serialize.loads(after)           # the arguments as the function left them
-    except (serialize.NotSerializable, ValueError, TypeError):
-        reply["changed_unsendable"] = True
-    try:
-        return serialize.dumps({"ok": to_wire(result), **reply})
-    except serialize.NotSerializable as exc:
-        return serialize.dumps({"unsupported": f"{name} returned {exc}"})
-
-
-def _serve(requests: int, replies: int, units: list[str]) -> None:
-    """The runner's loop: load the student's statements (reporting each before it runs, so that
-    the grader can skip one that hangs or kills the process), then answer requests:
-    ``{"call": name, "args", "kwargs", "sent", "describe"}`` or ``{"callables": [names]}``."""
-    describers = _trusted_describers()
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    problems = []
-    for index, unit in enumerate(units):
-        _write(replies, serialize.dumps({"loading": index}))
-        try:
-            exec(compile(unit, "<your notebook>", "exec"), namespace)
-        except BaseException as exc:                       # noqa: BLE001 - report, keep going
-            problems.append([index, f"{type(exc).__name__}: {str(exc)[:300]}"])
-    _write(replies, serialize.dumps({"ready": problems}))
-    while True:
-        raw = _read(requests)
-        request = serialize.loads(raw)
-        if "callables" in request:
-            reply = serialize.dumps({"callables": [n for n in request["callables"] if callable(namespace.get(n))]})
-        elif "origins" in request:
-            reply = serialize.dumps({"origins": _origins(namespace, describers, request["origins"])})
-        else:
-            request["sent"] = serialize.dumps([request["args"], request["kwargs"]])
-            reply = _call_reply(namespace, describers, request)
-        _write(replies, reply)
-
-
 MAX_SKIPPED = 3       # statements skipped while loading before the grader gives up on loading
 
 
@@ -285,12 +187,13 @@ class StudentChangedInput(StudentStopped):
     status = "failed"
 
 
-def _mirror(original, new, name: str, where: str):
+def _mirror(original, new, name: str, where: str, hidden: bool = False):
     """Make the caller's ``original`` argument look as the student's function left its copy ``new``
     (arrays, tensors, lists and dicts are changed in place, as they would be in the notebook), so
     that a check comparing arguments before and after the call sees the same thing in both places."""
     import numpy as np
     if isinstance(original, np.ndarray) and isinstance(new, np.ndarray):
+        shape = "" if hidden else f" (to shape {new.shape})"      # a made-up shape could carry a hidden input
         try:
             if original.shape != new.shape:
                 original.shape = new.shape
@@ -298,10 +201,10 @@ def _mirror(original, new, name: str, where: str):
         except ValueError as exc:
             if "read-only" in str(exc):
                 raise student_exception("ValueError", "assignment destination is read-only", "ValueError", name) from None
-            raise StudentChangedInput(f"{name} changed its input {where} in place (to shape {new.shape}): "
+            raise StudentChangedInput(f"{name} changed its input {where} in place{shape}: "
                                       "work on a copy, the caller still needs the original") from None
         except AttributeError:
-            raise StudentChangedInput(f"{name} changed its input {where} in place (to shape {new.shape}): "
+            raise StudentChangedInput(f"{name} changed its input {where} in place{shape}: "
                                       "work on a copy, the caller still needs the original") from None
         return original
     if type(original).__module__.startswith("torch") and hasattr(original, "copy_") and hasattr(new, "shape"):
@@ -312,17 +215,17 @@ def _mirror(original, new, name: str, where: str):
                 return original
         raise StudentChangedInput(f"{name} changed its input {where} in place: work on a copy")
     if isinstance(original, list) and isinstance(new, list):
-        kept = [_mirror(o, n, name, f"{where}[{i}]") for i, (o, n) in enumerate(zip(original, new))]
+        kept = [_mirror(o, n, name, f"{where}[{i}]", hidden) for i, (o, n) in enumerate(zip(original, new))]
         original[:] = kept + new[len(kept):]
         return original
     if isinstance(original, dict) and isinstance(new, dict):
-        merged = {k: (_mirror(original[k], v, name, f"{where}[{k!r}]") if k in original else v) for k, v in new.items()}
+        merged = {k: (_mirror(original[k], v, name, f"{where}[{k!r}]", hidden) if k in original else v) for k, v in new.items()}
         original.clear()
         original.update(merged)
         return original
     if isinstance(original, tuple) and isinstance(new, tuple) and len(original) == len(new):
         for i, (o, n) in enumerate(zip(original, new)):
-            _mirror(o, n, name, f"{where}[{i}]")
+            _mirror(o, n, name, f"{where}[{i}]", hidden)
         return original
     return new
 
@@ -353,6 +256,8 @@ class Runner:
         self.skipped: dict[int, str] = {}      # unit index -> why it was skipped
         self.start_failure: StudentStopped | None = None   # loading is deterministic: fail once
         self.stopped_events: list[StudentStopped] = []     # timeouts/crashes seen (the grader reads them)
+        self.hidden = False                    # set by the grader while a hidden-test region runs
+        self.withheld: list[str] = []          # learner messages raised on hidden inputs (see redact)
 
     def units_to_load(self) -> list[str]:
         """The units the runner executes at start: skipped ones replaced by ``pass``."""
@@ -455,22 +360,47 @@ class Runner:
         if not isinstance(reply, dict) or not ({"ok", "raised", "unsupported"} & reply.keys()):
             self.stop()
             raise StudentCrashed(f"calling {name} sent back something unreadable")
+        # On a hidden test's input every text the learner's code chose (a message, a class name, a
+        # shape it made up) could carry that input out to the feedback: only builtin names are shown.
+        hidden = self.hidden or _checks_hidden()
         if "raised" in reply:
             type_name, message, base = (list(reply["raised"]) + ["", "", ""])[:3]
-            raise student_exception(str(type_name), str(message), str(base), name)
+            if not hidden:
+                raise student_exception(str(type_name), str(message), str(base), name)
+            shown = _builtin_exception_name(str(base))
+            if str(message):
+                self.withheld.append(str(message))
+            exc = student_exception(shown, str(message), shown, name)
+            exc.withheld = True
+            raise exc
         if "unsupported" in reply:
-            raise StudentUnsupported(str(reply["unsupported"]))
+            raise StudentUnsupported(f"{name} returned a value that cannot be graded on an input of a hidden test "
+                                     "(use NumPy arrays, numbers, strings, tuples, lists or dicts)" if hidden
+                                     else str(reply["unsupported"]))
         if reply.get("changed_unsendable"):
             raise StudentChangedInput(f"{name} changed its input in place (into something that is not data): "
                                       "work on a copy, the caller still needs the original")
         if "changed" in reply:
             new_args, new_kwargs = from_wire(reply["changed"][0]), from_wire(reply["changed"][1])
             for i, (old, new) in enumerate(zip(args, new_args)):
-                _mirror(old, new, name, f"(argument {i + 1})")
+                _mirror(old, new, name, f"(argument {i + 1})", hidden)
             for key, old in kwargs.items():
                 if key in new_kwargs:
-                    _mirror(old, new_kwargs[key], name, f"`{key}`")
+                    _mirror(old, new_kwargs[key], name, f"`{key}`", hidden)
         return from_wire(reply["ok"])
+
+    def redact(self, text: str) -> str:
+        """``text`` (a test's feedback) without the messages the learner's code raised on hidden inputs
+        (a check quotes them as ``raised ValueError: <message>``; they stay in the exception for the
+        check's hints, which read them, but not in what the learner reads)."""
+        for message in sorted(set(self.withheld), key=len, reverse=True):
+            for shown in (message, message[:40] if len(message) > 40 else None):
+                if shown is None:
+                    continue
+                text = re.sub(r"(raised \w+): " + re.escape(shown), lambda m: f"{m.group(1)} {WITHHELD}", text)
+                if len(shown) >= 6:
+                    text = text.replace(shown, "(not shown)")
+        return text
 
 
 class StudentFunction:

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from .exercise_sets import ExerciseSet, TestCell, used_names
+from .integrity import reaching_statement
 from .kernel import KernelLimits, KernelReport, run_notebook
+from .regions import BEGIN_HIDDEN, END_HIDDEN
 from .result import QuestionResult
 from .runner import Runner, StudentCodeError, StudentFunction, StudentStopped, StudentTimeout
 from .student_code import StudentCode, cell_source, parse_cells, student_code_cells
@@ -33,8 +35,9 @@ class Bindings:
 
     def __init__(self, functions: set[str], runner: Runner | None, report: KernelReport,
                  code: StudentCode | None = None, expected_functions: set[str] = frozenset(),
-                 origins: dict | None = None):
+                 origins: dict | None = None, review: str | None = None):
         self.functions, self.runner, self.report = functions, runner, report
+        self.review = review              # why the learner's functions were not run (integrity)
         self.origins = origins or {}
         self.code = code or StudentCode()
         self.expected_functions = expected_functions
@@ -48,7 +51,9 @@ class Bindings:
                                                   self.origins.get(name, {}))
                 continue
             if name in self.expected_functions:
-                if self.runner is not None and self.runner.start_failure is not None:
+                if self.review:
+                    problems.append(self.review)
+                elif self.runner is not None and self.runner.start_failure is not None:
                     problems.append(f"{name} is unavailable: {self.runner.start_failure}")
                 elif name in self.code.bound():
                     problems.append(f"{name} is not a function in your notebook (the task asks for a function)")
@@ -69,18 +74,45 @@ class Bindings:
         timed_out = (self.report.stopped and self.report.stop_status == "timeout" or
                      self.runner is not None and isinstance(self.runner.start_failure, StudentTimeout))
         status = "timeout" if problems and timed_out else "error"
+        if problems and self.review and self.review in problems:
+            status = "needs-review"
         return namespace, problems, status
 
 
+def hidden_segments(source: str) -> list[tuple[str, bool]]:
+    """A test cell's source cut at its ``### BEGIN/END HIDDEN TESTS`` lines: ``(code, hidden)`` pieces
+    in order, each padded with blank lines so that line numbers stay the cell's.  A cell whose pieces
+    do not compile apart (a region inside a block) is one piece, hidden when it has a region at all.
+    Course infrastructure."""
+    lines, pieces, hidden, start = source.split("\n"), [], False, 0
+    for number, line in enumerate(lines):
+        if BEGIN_HIDDEN in line or END_HIDDEN in line:
+            pieces.append(("\n" * start + "\n".join(lines[start:number]), hidden))
+            hidden, start = BEGIN_HIDDEN in line, number + 1
+    pieces.append(("\n" * start + "\n".join(lines[start:]), hidden))
+    if len(pieces) == 1:
+        return pieces
+    try:
+        for code, _ in pieces:
+            compile(code, "<test>", "exec")
+    except SyntaxError:
+        return [(source, True)]
+    return [(code, hidden) for code, hidden in pieces if code.strip()]
+
+
 def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: float) -> tuple[str, str]:
-    """Run one instructor test cell: (status, message for the student)."""
+    """Run one instructor test cell: (status, message for the student).  Its hidden-test regions run
+    with ``runner.hidden`` set: what the learner's code says there is not shown (:meth:`Runner.call`)."""
     if runner is not None:
         runner.deadline = time.monotonic() + seconds
     printed = io.StringIO()
     events = len(runner.stopped_events) if runner is not None else 0
     try:
         with contextlib.redirect_stdout(printed):
-            exec(compile(test.source, f"<test {test.grade_id}>", "exec"), namespace)
+            for code, hidden in hidden_segments(test.source):
+                if runner is not None:
+                    runner.hidden = hidden
+                exec(compile(code, f"<test {test.grade_id}>", "exec"), namespace)
     except StudentTimeout as exc:
         return "timeout", f"{exc} ({seconds:g} s per test)"
     except StudentStopped as exc:
@@ -93,6 +125,9 @@ def _outcome(test: TestCell, namespace: dict, runner: Runner | None, seconds: fl
         outcome = "error", f"{type(exc).__name__}: {exc}"
     else:
         outcome = "passed", printed.getvalue().strip()
+    finally:
+        if runner is not None:
+            runner.hidden = False
     late = runner.stopped_events[events:] if runner is not None else []
     if late and outcome[0] != "passed":      # a check caught the timeout/crash itself: say what happened
         return late[-1].status, f"{late[-1]}" + (f" ({seconds:g} s per test)" if isinstance(late[-1], StudentTimeout) else "")
@@ -109,6 +144,8 @@ def run_test(test: TestCell, exercise_set: ExerciseSet, bindings: Bindings, seco
     else:
         outcome = _outcome(test, namespace, bindings.runner, seconds)
     status, message = outcome
+    if bindings.runner is not None:
+        message = bindings.runner.redact(message)
     if test.hidden:
         message = ""          # instructor-only tests: pass/fail and points, nothing else
     points = test.points if status == "passed" else 0.0
@@ -134,8 +171,9 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         expected = needed & exercise_set.solution_functions       # the tests call these
         functions: set[str] = set()
         origins: dict = {}
-        if expected & code.bound():
-            chosen = [code.statements[i] for i in code.needed(expected)]
+        chosen = [code.statements[i] for i in code.needed(expected)] if expected & code.bound() else []
+        review = reaching_statement(chosen)       # the runner's reports could not be trusted: not run
+        if chosen and not review:
             labels = [f"{s.where()} (`{s.source.splitlines()[0][:60]}`)" for s in chosen]
             runner = Runner([s.source for s in chosen], str(workdir), limits.memory_bytes,
                             start_seconds=limits.cell_seconds, labels=labels)
@@ -153,7 +191,7 @@ def grade_notebook(nb, exercise_set: ExerciseSet, limits: KernelLimits) -> tuple
         notes += report.cell_errors + ([f"stopped: {report.stopped}"] if report.stopped else [])
         if report.output_truncated:
             notes.append(f"output was over {limits.max_output} bytes and was cut")
-        bindings = Bindings(functions, runner, report, code, expected, origins)
+        bindings = Bindings(functions, runner, report, code, expected, origins, review)
         rows = [run_test(t, exercise_set, bindings, limits.cell_seconds) for t in exercise_set.all_tests()]
         return rows, notes
     finally:
