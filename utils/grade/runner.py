@@ -48,6 +48,16 @@ def _checks_hidden() -> bool:
         return False
 
 
+#: The keys of ``utils.checks.models.describe_model``'s dict, which model checks accept instead of a model.
+DESCRIPTION_KEYS = frozenset({"layers", "parameters", "trainable", "output_shape"})
+
+
+def _looks_described(value) -> bool:
+    """Whether ``value`` (a plain result from the runner) has the shape of a model description: only
+    the runner's copy of the instructor's describer may produce one, never the learner's function."""
+    return isinstance(value, dict) and DESCRIPTION_KEYS <= value.keys()
+
+
 def _builtin_exception_name(name: str) -> str:
     """``name`` when it is a builtin exception class's name, else "Exception"."""
     value = getattr(builtins, str(name), None)
@@ -377,6 +387,9 @@ class Runner:
             raise StudentUnsupported(f"{name} returned a value that cannot be graded on an input of a hidden test "
                                      "(use NumPy arrays, numbers, strings, tuples, lists or dicts)" if hidden
                                      else str(reply["unsupported"]))
+        if not reply.get("described") and _looks_described(reply.get("ok")):
+            raise StudentUnsupported(f"{name} returned a dict shaped like the grader's description of a model, "
+                                     "not a torch.nn.Module: return the model you built")
         if reply.get("changed_unsendable"):
             raise StudentChangedInput(f"{name} changed its input in place (into something that is not data): "
                                       "work on a copy, the caller still needs the original")
