@@ -40,6 +40,7 @@ import importlib.util
 import inspect
 import math
 import os
+import re
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -49,67 +50,98 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from utils.functional import conv2d, conv2d_backward, max_pool2d, max_pool2d_backward
+from utils.functional import (conv2d, conv2d_backward, conv_output_size, max_pool2d,
+                              max_pool2d_backward)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Layer:
-    name: str
-    n: int
-    c_in: int
-    c_out: int
-    size: int
-    k: int
-    stride: int = 1
-    padding: int = 0
-    dilation: int = 1
-    groups: int = 1
-    pool: bool = False      # max_pool2d(k, stride) instead of a convolution
+    """One layer of the sweep, written in the issue's notation and parsed by :func:`parse_layer`.
+
+    ``options`` are the keyword arguments of the call, passed unchanged to both libraries:
+    ``conv2d(x, w, b, **options)`` / ``F.conv2d(...)``, or ``max_pool2d(x, **options)``.
+    """
+    name: str                          # the notation without the batch size
+    input_shape: tuple                 # (N, C_in, H, W), square maps
+    out_channels: int
+    kernel: int
+    options: dict
+    pool: bool = False                 # max_pool2d instead of a convolution
 
     def out_size(self) -> int:
-        span = self.dilation * (self.k - 1) + 1
-        return (self.size + 2 * self.padding - span) // self.stride + 1
+        conv = {key: self.options[key] for key in ("stride", "padding", "dilation") if key in self.options}
+        return conv_output_size(self.input_shape[2], self.kernel, **conv)
 
     def macs(self) -> int:
         """Multiply-adds of the forward pass (comparisons for pooling)."""
-        per_output = self.k * self.k * (1 if self.pool else self.c_in // self.groups)
-        return self.n * self.c_out * self.out_size() ** 2 * per_output
+        n, c_in = self.input_shape[:2]
+        per_output = self.kernel ** 2 * (1 if self.pool else c_in // self.options["groups"])
+        return n * self.out_channels * self.out_size() ** 2 * per_output
 
     def im2col_bytes(self) -> int:
-        return 0 if self.pool else 4 * self.n * self.c_in * self.k * self.k * self.out_size() ** 2
+        n, c_in = self.input_shape[:2]
+        return 0 if self.pool else 4 * n * c_in * self.kernel ** 2 * self.out_size() ** 2
 
 
-LAYERS = [
-    Layer("3->16 64² k3 p1", 32, 3, 16, 64, 3, padding=1),
-    Layer("16->32 32² k3 p1", 32, 16, 32, 32, 3, padding=1),
-    Layer("64->64 32² k3 p1", 16, 64, 64, 32, 3, padding=1),
-    Layer("128->128 16² k3 p1", 16, 128, 128, 16, 3, padding=1),
-    Layer("256->256 8² k3 p1", 16, 256, 256, 8, 3, padding=1),
-    Layer("64->128 32² k3 s2 p1", 16, 64, 128, 32, 3, stride=2, padding=1),
-    Layer("128->256 16² k1", 16, 128, 256, 16, 1),
-    Layer("3->64 112² k7 s2 p3", 4, 3, 64, 112, 7, stride=2, padding=3),
-    Layer("depthwise 128 16² k3 p1", 16, 128, 128, 16, 3, padding=1, groups=128),
-    Layer("32->32 32² k3 p2 d2", 16, 32, 32, 32, 3, padding=2, dilation=2),
-    Layer("maxpool 2x2 on 64x32²", 16, 64, 64, 32, 2, stride=2, pool=True),
-    Layer("maxpool 3x3 s2 on 64x32²", 16, 64, 64, 32, 3, stride=2, pool=True),
-]
+def parse_layer(spec: str) -> Layer:
+    """The issue's notation -> Layer: ``"N32 3->16 64² k3 p1"`` (batch, channels in->out, map size,
+    kernel, then optional ``sS`` stride, ``pP`` padding, ``dD`` dilation), ``"N16 depthwise 128 16²
+    k3 p1"`` (groups = channels), ``"N16 maxpool 3x3 s2 on 64x32²"`` (stride defaults to the kernel,
+    as in torch)."""
+    batch, *words = spec.split()
+    n, name = int(batch.removeprefix("N")), " ".join(words)
+    if words[0] == "maxpool":
+        kernel = int(words[1].split("x")[0])
+        channels, size = map(int, re.fullmatch(r"(\d+)x(\d+)²", words[-1]).groups())
+        letters = dict(re.fullmatch(r"([s])(\d+)", w).groups() for w in words[2:-2])
+        options = dict(kernel_size=kernel, stride=int(letters.get("s", kernel)))
+        return Layer(name, (n, channels, size, size), channels, kernel, options, pool=True)
+    if words[0] == "depthwise":
+        c_in = c_out = groups = int(words[1])
+        words = words[2:]
+    else:
+        c_in, c_out = map(int, words[0].split("->"))
+        groups, words = 1, words[1:]
+    size = int(words[0].removesuffix("²"))
+    letters = dict(re.fullmatch(r"([kspd])(\d+)", w).groups() for w in words[1:])
+    options = dict(stride=int(letters.get("s", 1)), padding=int(letters.get("p", 0)),
+                   dilation=int(letters.get("d", 1)), groups=groups)
+    return Layer(name, (n, c_in, size, size), c_out, int(letters["k"]), options)
+
+
+LAYERS = [parse_layer(spec) for spec in (
+    "N32 3->16 64² k3 p1",
+    "N32 16->32 32² k3 p1",
+    "N16 64->64 32² k3 p1",
+    "N16 128->128 16² k3 p1",
+    "N16 256->256 8² k3 p1",
+    "N16 64->128 32² k3 s2 p1",
+    "N16 128->256 16² k1",
+    "N4 3->64 112² k7 s2 p3",
+    "N16 depthwise 128 16² k3 p1",
+    "N16 32->32 32² k3 p2 d2",
+    "N16 maxpool 2x2 on 64x32²",
+    "N16 maxpool 3x3 s2 on 64x32²",
+)]
 TARGETS = {"regular": 2.0, "depthwise": 3.0, "pool": 2.0, "geomean": 1.5}
 
 
 def kind(layer: Layer) -> str:
-    return "pool" if layer.pool else "depthwise" if layer.groups > 1 else "regular"
+    return "pool" if layer.pool else "depthwise" if layer.options["groups"] > 1 else "regular"
 
 
 def problem(layer: Layer, seed: int = 0):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((layer.n, layer.c_in, layer.size, layer.size), dtype=np.float32)
+    n, c_in = layer.input_shape[:2]
+    x = rng.standard_normal(layer.input_shape, dtype=np.float32)
     out = layer.out_size()
-    grad = rng.standard_normal((layer.n, layer.c_out, out, out), dtype=np.float32)
+    grad = rng.standard_normal((n, layer.out_channels, out, out), dtype=np.float32)
     if layer.pool:
         return x, None, None, grad
-    w = rng.standard_normal((layer.c_out, layer.c_in // layer.groups, layer.k, layer.k),
-                            dtype=np.float32) / math.sqrt(layer.c_in // layer.groups * layer.k ** 2)
-    b = rng.standard_normal(layer.c_out, dtype=np.float32)
+    per_group = c_in // layer.options["groups"]
+    w = rng.standard_normal((layer.out_channels, per_group, layer.kernel, layer.kernel),
+                            dtype=np.float32) / math.sqrt(per_group * layer.kernel ** 2)
+    b = rng.standard_normal(layer.out_channels, dtype=np.float32)
     return x, w, b, grad
 
 
@@ -154,8 +186,8 @@ def passes(layer: Layer):
 def _passes(layer: Layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backward):
     x, w, b, grad = problem(layer)
     xt, gt = torch.from_numpy(x), torch.from_numpy(grad)
+    args = layer.options
     if layer.pool:
-        args = dict(kernel_size=layer.k, stride=layer.stride)
 
         def torch_backward():
             leaf = xt.detach().requires_grad_()
@@ -188,8 +220,6 @@ def _passes(layer: Layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backwa
             ("torch", "backward+indices"): torch_backward,
             ("utils", "pair"): utils_pair, ("torch", "pair"): torch_pair})
         return runs
-    args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                groups=layer.groups)
     wt, bt = torch.from_numpy(w), torch.from_numpy(b)
 
     def torch_backward():
@@ -278,7 +308,7 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
         ratios, before_ratios = [], []
         for layer in layers:
             row = measure(layer, repeats)
-            out_mb = 4 * layer.n * layer.c_out * layer.out_size() ** 2 / 1e6
+            out_mb = 4 * layer.input_shape[0] * layer.out_channels * layer.out_size() ** 2 / 1e6
             for p in pass_names(layer):
                 ours, theirs = row["utils", p], row["torch", p]
                 rates = [FACTORS[p] * layer.macs() / t / 1e9 for t in (ours, theirs)]

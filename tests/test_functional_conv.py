@@ -1,4 +1,7 @@
 """utils.functional conv ops against torch.nn.functional.conv2d: forward, backward and refusals."""
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import utils.functional._wide as wide_module
+import utils.functional.conv as conv_module
 from utils.functional import conv2d, conv2d_backward, conv2d_naive, conv_output_size
 
 torch.set_num_threads(1)   # the test machine is shared; tiny shapes gain nothing from threads
@@ -280,25 +285,34 @@ def test_empty_batch_gives_empty_outputs_like_torch():
     assert grad_input.shape == x.shape and not grad_weight.any() and not grad_bias.any()
 
 
+def assert_backward_matches_autograd(config, seed, **patches):
+    """conv2d_backward's grad_input and grad_weight for ``config`` equal autograd's, with the
+    attributes ``patches`` = {module: {name: value}} set during the call (to force a path)."""
+    x, weight, bias, kwargs = config
+    grad_output = np.random.default_rng(seed).standard_normal(
+        torch_conv(x, weight, bias, kwargs).shape).astype(x.dtype)
+    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
+    with contextlib.ExitStack() as stack:
+        for module, values in patches.values():
+            if values:
+                stack.enter_context(mock.patch.multiple(module, **values))
+        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape and a.dtype == x.dtype
+        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.one_of(conv_configs(max_batch=4), depthwise_configs()), st.integers(0, 2**32 - 1))
 def test_one_image_per_block_gives_the_same_results(config, seed):
     """conv2d builds im2col (and depthwise channels-last copies) a block of images at a time;
     with blocks of a single image every block boundary is exercised, forward and backward."""
-    import utils.functional.conv as conv_module
     x, weight, bias, kwargs = config
-    expected = torch_conv(x, weight, bias, kwargs)
-    grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
-    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS
-    conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS = 1, 1
-    try:
-        np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs), expected, **TOLERANCE[x.dtype.type])
-        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
-    finally:
-        conv_module.BLOCK_BYTES, conv_module.MIN_BLOCK_COLUMNS = saved
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+    one_image = dict(BLOCK_BYTES=1, MIN_BLOCK_COLUMNS=1)
+    with mock.patch.multiple(conv_module, **one_image):
+        np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs),
+                                   torch_conv(x, weight, bias, kwargs), **TOLERANCE[x.dtype.type])
+    assert_backward_matches_autograd(config, seed, conv=(conv_module, one_image))
 
 
 @settings(max_examples=60, deadline=None)
@@ -307,23 +321,10 @@ def test_wide_row_backward_matches_torch(config, seed, images_per_block):
     """Stride-1 backward passes with few garbage columns take the wide-row path (flattened padded
     planes, see utils.functional._wide); forced here on every stride-1 configuration, with the
     default blocks or blocks of 1-3 images (so that a short last block occurs too)."""
-    import utils.functional.conv as conv_module
-    import utils.functional._wide as wide_module
-    x, weight, bias, kwargs = config
-    expected = torch_conv(x, weight, bias, kwargs)
-    grad_output = np.random.default_rng(seed).standard_normal(expected.shape).astype(x.dtype)
-    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.WIDE_MAX_WASTE, wide_module.images_per_block
-    conv_module.WIDE_MAX_WASTE = float("inf")
-    if images_per_block is not None:
-        wide_module.images_per_block = lambda *args: min(images_per_block, args[3])
-    try:
-        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
-    finally:
-        conv_module.WIDE_MAX_WASTE, wide_module.images_per_block = saved
-    for a, b in zip(ours, theirs):
-        assert a.shape == b.shape and a.dtype == x.dtype
-        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+    blocks = {} if images_per_block is None else dict(
+        images_per_block=lambda *args: min(images_per_block, args[3]))
+    assert_backward_matches_autograd(config, seed, conv=(conv_module, dict(WIDE_MAX_WASTE=np.inf)),
+                                     wide=(wide_module, blocks))
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 5])
@@ -350,18 +351,13 @@ def test_same_width_layers_on_narrow_planes_match_torch(width, kernel, dilation,
 def test_non_finite_input_gives_torch_gradients(groups, bad):
     """The fast stride-1 paths compute garbage columns that are multiplied by zero; an inf or NaN
     in the input or weight would turn them into NaN, so such inputs take the exact paths."""
-    import utils.functional.conv as conv_module
     rng = np.random.default_rng(1)
     x, weight = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((4, 4 // groups, 3, 3))
     x[0, 1, 5, 11] = bad
     kwargs = dict(stride=1, padding=1, dilation=1, groups=groups)
     grad_output = rng.standard_normal((2, 4, 12, 12))
-    saved = conv_module.WIDE_MAX_WASTE
-    conv_module.WIDE_MAX_WASTE = float("inf")
-    try:
+    with mock.patch.object(conv_module, "WIDE_MAX_WASTE", np.inf):
         ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
-    finally:
-        conv_module.WIDE_MAX_WASTE = saved
     for a, b in zip(ours, torch_conv(x, weight, None, kwargs, grad_output)[:2]):
         np.testing.assert_allclose(a, b, **TOLERANCE[np.float64])
 
@@ -373,17 +369,5 @@ def test_backward_by_transposed_convolution_matches_autograd(config, seed):
     get grad_input as the forward convolution of the gradient with the flipped, transposed
     kernel; forced here for every channel count (strided layers and paddings beyond the kernel's
     span keep the im2col/col2im path)."""
-    import utils.functional.conv as conv_module
-    x, weight, bias, kwargs = config
-    grad_output = np.random.default_rng(seed).standard_normal(
-        torch_conv(x, weight, bias, kwargs).shape).astype(x.dtype)
-    theirs = torch_conv(x, weight, bias, kwargs, grad_output)[:2]
-    saved = conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE
-    conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE = 1, -1.0   # not the wide rows
-    try:
-        ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
-    finally:
-        conv_module.TRANSPOSED_MIN_CHANNELS, conv_module.WIDE_MAX_WASTE = saved
-    for a, b in zip(ours, theirs):
-        assert a.shape == b.shape and a.dtype == x.dtype
-        np.testing.assert_allclose(a, b, **TOLERANCE[x.dtype.type])
+    assert_backward_matches_autograd(config, seed, conv=(conv_module, dict(
+        TRANSPOSED_MIN_CHANNELS=1, WIDE_MAX_WASTE=-1.0)))                    # not the wide rows
