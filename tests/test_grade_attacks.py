@@ -273,3 +273,17 @@ def test_the_tripwire_leaves_every_solution_and_chapter_alone():
         flagged += [(path.name, s.where(), reaching_construct(s.source)) for s in code.statements
                     if reaching_construct(s.source)]
     assert flagged == []
+
+
+@pytest.mark.parametrize("raised", [["Bad\x00Name", "m" * 10**6, "ValueError"], ["x" * 500, "m", "ValueError"],
+                                    "not a list", [None, None, None]])
+def test_a_forged_raised_reply_is_still_a_learner_error(raised):
+    """What a tampered runner may send as "the learner's exception": an impossible class name, a
+    message of a megabyte, not a list.  The grader raises a learner error, never its own."""
+    from utils.grade.runner import Runner, StudentCodeError
+    runner = Runner([], "/nonexistent", 2**30)
+    runner._request = lambda request, doing: {"raised": raised}
+    with pytest.raises(StudentCodeError) as caught:
+        runner.call("relu", (), {})
+    assert len(str(caught.value)) <= 1000 and type(caught.value).__name__.isidentifier()
+    assert len(type(caught.value).__name__) <= 100

@@ -49,6 +49,13 @@ def test_learner_of_each_class_layout_as_the_grader_finds_it(tmp_path, given, fi
     assert learner_of(path, None, root) == learner
 
 
+def test_nbgraders_exchange_wins_over_the_notebooks_own_claim():
+    """nbgrader put the file under the submitting user's name: a notebook saying it is bob's stays alice's
+    (else bob's gradebook column would take the higher of alice's and his own work)."""
+    nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "bob"}})
+    assert learner_of("course/submitted/alice/ex01/ex01.ipynb", nb, "course/submitted") == "alice"
+
+
 def test_metadata_learner_wins_over_the_folder():
     nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "erin"}})
     assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"

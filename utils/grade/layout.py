@@ -2,17 +2,21 @@
 
 A learner is identified by, in this order:
 
-1. the notebook's metadata ``convcourse.learner`` (a non-empty string; set by a hub or an LMS
+1. nbgrader's layout ``.../submitted/<learner>/<assignment>/<notebook>.ipynb``: the folder after
+   ``submitted`` (nbgrader's exchange put it there for the authenticated user, so the notebook's own
+   metadata cannot move it to someone else);
+2. the notebook's metadata ``convcourse.learner`` (a non-empty string; set by a hub or an LMS
    export, never by the course itself);
-2. nbgrader's layout ``.../submitted/<learner>/<assignment>/<notebook>.ipynb``: the folder after
-   ``submitted``;
 3. a folder per learner under a graded folder (``grade home/`` with ``home/<user>/exercises/x.ipynb``,
    ``grade class/`` with ``class/alice/ex01.ipynb``): the first folder below the graded folder;
 4. otherwise the file itself (its path without ``.ipynb``): a flat folder of files cannot tell
    two hand-ins of one learner apart, so none is flagged.
 
-The metadata is written by the learner's own file: a value that a spreadsheet would read as a
-formula (``=``, ``+``, ``-``, ``@`` first) or that holds control characters is ignored.
+The metadata is written by the learner's own file, so in a folder per learner (rule 3) a learner
+could claim a classmate's name (the gradebook then keeps the higher of the two hand-ins, and both are
+flagged as that classmate's duplicates); nbgrader's exchange is not open to that.  A value that a
+spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@`` first) or that holds control
+characters is ignored.
 """
 from __future__ import annotations
 
@@ -49,14 +53,14 @@ def learner_of(path: str, nb=None, root: str | None = None) -> str:
             file given directly).
     Course infrastructure.
     """
-    found = learner_from_metadata(nb) if nb is not None else None
-    if found:
-        return found
     parts = PurePath(path).parts
-    if "submitted" in parts[:-1]:
+    if "submitted" in parts[:-1]:         # nbgrader's exchange knows who submitted: the file cannot say otherwise
         index = len(parts) - 1 - parts[::-1].index("submitted")
         if index + 1 < len(parts) - 1:
             return parts[index + 1]
+    found = learner_from_metadata(nb) if nb is not None else None
+    if found:
+        return found
     if root is not None:
         try:
             relative = PurePath(path).relative_to(PurePath(root)).parts

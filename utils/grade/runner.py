@@ -374,13 +374,17 @@ class Runner:
         # shape it made up) could carry that input out to the feedback: only builtin names are shown.
         hidden = self.hidden or _checks_hidden()
         if "raised" in reply:
-            type_name, message, base = (list(reply["raised"]) + ["", "", ""])[:3]
+            raised = reply["raised"] if isinstance(reply["raised"], (list, tuple)) else []
+            type_name, message, base = (str(part) for part in (list(raised) + ["", "", ""])[:3])
+            message = message[:1000]                 # as the runner cuts it (a runner may not)
+            if not (type_name.isidentifier() and len(type_name) <= 100):
+                type_name = _builtin_exception_name(base)
             if not hidden:
-                raise student_exception(str(type_name), str(message), str(base), name)
-            shown = _builtin_exception_name(str(base))
-            if str(message):
-                self.withheld.append(str(message))
-            exc = student_exception(shown, str(message), shown, name)
+                raise student_exception(type_name, message, base, name)
+            shown = _builtin_exception_name(base)
+            if message:
+                self.withheld.append(message)
+            exc = student_exception(shown, message, shown, name)
             exc.withheld = True
             raise exc
         if "unsupported" in reply:
