@@ -60,6 +60,10 @@ SWAP_BY_GC = ("class _Walk:\n    import gc as _gc\n    for _d in _gc.get_objects
 
 EX05 = {
     "honest": RIGHT,
+    # compose_kernels is the check's own reference: the from-scratch rule does not know utils.checks
+    "reference_of_the_check": {**RIGHT, "compose_kernels": "from utils.checks.ex05 import _composed as helper\n\n"
+                                                           "def compose_kernels(w1, b1, w2, b2):\n"
+                                                           "    return helper(w1, b1, w2, b2)"},
     "leak_message": {**RIGHT, "relu": relu_leaking("message")},
     "leak_type_name": {**RIGHT, "relu": relu_leaking("type")},
     "leak_unsupported_type": {**RIGHT, "relu": relu_leaking("unsupported")},
@@ -203,6 +207,12 @@ def test_a_hand_written_model_description_is_not_a_model(graded):
     assert "torch.nn.Module" in graded["feedback"]["ex07_forged_description"]
 
 
+def test_the_checks_own_reference_is_not_an_answer(graded):
+    row = graded["rows"]["reference_of_the_check"]["test_compose_kernels"]
+    assert float(row["points"]) == 0 and row["status"] == "needs-review", row
+    assert "check code" in graded["feedback"]["reference_of_the_check"]
+
+
 def test_an_exception_that_cannot_be_printed_is_named_not_called_a_crash(graded):
     text = graded["feedback"]["unprintable_exception"]
     row = graded["rows"]["unprintable_exception"]["test_relu"]
@@ -255,6 +265,12 @@ def test_hidden_segments_keep_line_numbers_and_fall_back_to_hidden():
     ("import numpy as np\nlib = np.ctypeslib", "`np.ctypeslib`"),
     ("def f(fr):\n    return getattr(fr, 'f_locals')", "the name 'f_locals'"),
     ("def f(x):\n    return open('/proc/self/mem')", "the name '/proc/self/mem'"),
+    # the instructor's check code (its reference computations live there, in the sandbox too)
+    ("from utils.checks.ex07 import _top_class_maps as top_class_maps", "`utils.checks.ex07` (the course's check code)"),
+    ("from utils.checks import describe_model", "`describe_model` of `utils.checks` (the course's check code)"),
+    ("import utils.checks.ex05 as c", "`utils.checks.ex05` (the course's check code)"),
+    ("from utils import checks\ndef f(x):\n    return checks.ex05._composed(*x)", "`checks.ex05._composed` (the course's check code)"),
+    ("import utils.checks as k\ndef f(x):\n    return k._numpy_cnn(*x)", "`k._numpy_cnn` (the course's check code)"),
 ])
 def test_the_tripwire_names_what_reaches_into_the_runner(source, found):
     from utils.grade.integrity import reaching_construct

@@ -11,6 +11,10 @@ and, when one of them uses such a construct, runs none of them: the tests that c
 functions become ``needs-review`` rows (0 points until the instructor looks) naming the construct
 and where it is.
 
+The same holds for the course's own check code (``utils.checks``, importable in the sandbox as in the
+notebook, since the learner's checks run there): an answer that imports anything of it but a
+``check_*`` function, or calls one of its private helpers (its reference computations), is not run.
+
 This is a tripwire on the notebook's text, not a proof: names built at run time (``getattr(m, "_get"
 + "frame")``) or library functions that execute strings (``timeit``) are not recognised.  The
 values the tests compare cross as plain data and are checked by the grader itself, whatever the
@@ -19,6 +23,10 @@ runner says; only the source rules and model descriptions depend on the runner's
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
+import pkgutil
+import types
 
 #: Attributes that reach frames, tracebacks, the garbage collector's object lists or code objects.
 REACHING_ATTRIBUTES = frozenset({
@@ -37,10 +45,60 @@ REACHING_MODULES = frozenset({"gc", "ctypes", "marshal", "importlib", "pickle", 
 REACHING_STRINGS = ("/proc/self/mem", "/proc/self/task")
 
 
+CHECKS = "utils.checks"
+CHECK_CODE = "(the course's check code)"
+
+
+@functools.lru_cache(maxsize=1)
+def check_code_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(submodule names of ``utils.checks``, private functions and classes defined in any of them): its
+    reference computations and helpers, which a learner's answer has no business calling."""
+    try:
+        package = importlib.import_module(CHECKS)
+        modules = [package] + [importlib.import_module(f"{CHECKS}.{m.name}")
+                               for m in pkgutil.iter_modules(package.__path__)]
+    except ImportError:                                   # pragma: no cover - utils.checks ships with utils
+        return frozenset(), frozenset()
+    private = {name for module in modules for name, value in vars(module).items()
+               if name.startswith("_") and not name.startswith("__") and isinstance(value, (types.FunctionType, type))}
+    return frozenset(m.__name__.rsplit(".", 1)[1] for m in modules[1:]), frozenset(private)
+
+
 def _dotted_root(node: ast.AST) -> str | None:
     while isinstance(node, ast.Attribute):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _dotted_parts(node: ast.AST) -> list[str]:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return parts + ([node.id] if isinstance(node, ast.Name) else [])
+
+
+def _check_code(node: ast.AST) -> str | None:
+    """The use of ``utils.checks``' own code in ``node`` (beyond importing a ``check_*`` function), or None."""
+    submodules, private = check_code_names()
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name.startswith(CHECKS + "."):
+                return f"`{alias.name}` {CHECK_CODE}"
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CHECKS):
+        if node.module != CHECKS:
+            return f"`{node.module}` {CHECK_CODE}"
+        for alias in node.names:
+            if not alias.name.startswith("check_") and alias.name != "*":
+                return f"`{alias.name}` of `{CHECKS}` {CHECK_CODE}"
+    elif isinstance(node, ast.Attribute):
+        if node.attr in submodules and "checks" in _dotted_parts(node.value):
+            return f"`{ast.unparse(node)}` {CHECK_CODE}"
+        if node.attr in private and _dotted_root(node.value) != "self":
+            return f"`{ast.unparse(node)}` {CHECK_CODE}"
+    elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in private:
+        return f"the name {node.value!r} {CHECK_CODE}"
+    return None
 
 
 def reaching_construct(source: str) -> str | None:
@@ -52,6 +110,9 @@ def reaching_construct(source: str) -> str | None:
     except SyntaxError:
         return None
     for node in ast.walk(tree):
+        found = _check_code(node)
+        if found:
+            return found
         if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
             if node.attr not in INSPECT_ONLY or _dotted_root(node.value) == "inspect":
                 return f"`{ast.unparse(node)}`"
@@ -79,7 +140,8 @@ def reaching_statement(statements) -> str | None:
     for statement in statements:
         found = reaching_construct(statement.source)
         if found:
-            return (f"your code uses {found} ({statement.where()}), which reaches into the program that runs "
-                    "it and can change what the grader is told about your functions; no course task needs "
-                    "it, so your functions were not run here: your instructor grades these by hand")
+            return (f"your code uses {found} ({statement.where()}): it reaches into the program that runs your "
+                    "functions, or into the course's own check code, so what the grader would be told about "
+                    "your functions could not be trusted. No course task needs it: your functions were not "
+                    "run here, and your instructor grades these by hand")
     return None
