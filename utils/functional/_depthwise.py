@@ -38,34 +38,35 @@ MAX_TILE, TILE = 48, 32
 
 
 class _Rows:
-    """Channels-major stacked planes: (channels, N * Hp + (kH-1)*dh, Wp) for one block of channels."""
+    """Channels-major stacked planes (channels, N * Hp + (kH-1)*dh, W) of one block of channels:
+    rows zero-padded (top, bottom), columns not (the band leaves out the padding columns)."""
 
     def __init__(self, x_shape: tuple, weight_shape: tuple, geo: WindowGeometry, itemsize: int,
                  block_bytes: int):
         self.n, self.channels, self.height, self.width = x_shape
         self.multiplier = weight_shape[0] // self.channels
-        self.hp, self.wp = self.height + sum(geo.pad_h), self.width + sum(geo.pad_w)
-        self.top, self.left = geo.pad_h[0], geo.pad_w[0]
+        self.hp, self.top, self.left = self.height + sum(geo.pad_h), geo.pad_h[0], geo.pad_w[0]
         self.out_hw, self.kernel, self.dilation = geo.out_hw, geo.kernel, geo.dilation
         self.rows = self.n * self.hp                          # output rows, garbage ones included
         self.tail = (self.kernel[0] - 1) * self.dilation[0]  # the last image's garbage rows read here
         out_w, span = self.out_hw[1], (self.kernel[1] - 1) * self.dilation[1]
         tile = out_w if out_w <= MAX_TILE else TILE
-        # (first output column, columns, padded columns read)
-        self.tiles = [(t, min(tile, out_w - t), min(tile, out_w - t) + span)
+        # (first output column, columns, input columns [low, high) the tile reads)
+        self.tiles = [(t, min(tile, out_w - t), max(0, t - self.left),
+                       min(self.width, t - self.left + min(tile, out_w - t) + span))
                       for t in range(0, out_w, tile)]
-        per_channel = (self.rows + self.tail) * self.wp * itemsize
+        per_channel = (self.rows + self.tail) * self.width * itemsize
         self.step = max(1, min(self.channels, block_bytes // per_channel))
 
     def new_planes(self, dtype) -> np.ndarray:
-        """Zeroed stacked planes of one block of channels (step, N*Hp + tail, Wp)."""
-        return np.zeros((self.step, self.rows + self.tail, self.wp), dtype=dtype)
+        """Zeroed stacked planes of one block of channels (step, N*Hp + tail, W)."""
+        return np.zeros((self.step, self.rows + self.tail, self.width), dtype=dtype)
 
     def inside(self, planes: np.ndarray) -> np.ndarray:
-        """View (count, N, H, W) of the unpadded region of stacked planes (count, rows, Wp)."""
-        count = planes.shape[0]
-        images = planes[:, :self.rows].reshape(count, self.n, self.hp, self.wp)
-        return images[:, :, self.top:self.top + self.height, self.left:self.left + self.width]
+        """View (count, N, H, W) of the image rows of stacked planes (count, rows, W): each image's
+        plane one contiguous run of H * W values (a fast copy; padded columns would cut it into rows)."""
+        images = planes[:, :self.rows].reshape(planes.shape[0], self.n, self.hp, self.width)
+        return images[:, :, self.top:self.top + self.height]
 
     def valid(self, wide: np.ndarray) -> np.ndarray:
         """View (count*m, N, H_out, W_out) of the real output rows of (count, m, N*Hp, W_out)."""
@@ -73,21 +74,31 @@ class _Rows:
         return wide.reshape(count, self.n, self.hp, self.out_hw[1])[:, :, :self.out_hw[0]]
 
     def band_input(self, planes: np.ndarray, i: int, tile: tuple) -> np.ndarray:
-        """View (count, 1, N*Hp, padded columns) of the rows kernel row ``i`` reads for ``tile``."""
-        shift, (first, _, width) = i * self.dilation[0], tile
-        return planes[:, None, shift:shift + self.rows, first:first + width]
+        """View (count, 1, N*Hp, high - low) of the rows kernel row ``i`` reads for ``tile``."""
+        shift, (_, _, low, high) = i * self.dilation[0], tile
+        return planes[:, None, shift:shift + self.rows, low:high]
+
+    def diagonal(self, tile: tuple, j: int) -> int:
+        """Row offset of tap j in a tile's band: input column ``low + ow + offset`` (see _bands)."""
+        first, _, low, _ = tile
+        return first - self.left + j * self.dilation[1] - low
 
 
-def _bands(weight: np.ndarray, rows: _Rows) -> np.ndarray:
-    """(C*m, 1, kH, kW) -> band matrices (C, m, kH, tile + (kW-1)*dw, tile):
-    ``B[c, k, i, ow + j*dw, ow] = weight[c*m + k, 0, i, j]``, zero elsewhere."""
-    (kh, kw), dw = rows.kernel, rows.dilation[1]
-    tile = rows.tiles[0][1]
+def _bands(weight: np.ndarray, rows: _Rows) -> list[np.ndarray]:
+    """(C*m, 1, kH, kW) -> per tile the band matrices (C, m, kH, high - low, columns):
+    ``B[c, k, i, ow + diagonal(j), ow] = weight[c*m + k, 0, i, j]`` where that input column
+    exists, zero elsewhere (the taps that fall on padding columns are left out)."""
+    kh, kw = rows.kernel
     taps = weight.reshape(rows.channels, rows.multiplier, kh, kw)
-    bands = np.zeros(taps.shape[:3] + (tile + (kw - 1) * dw, tile), dtype=weight.dtype)
-    columns = np.arange(tile)
-    for j in range(kw):
-        bands[..., columns + j * dw, columns] = taps[..., j, None]
+    bands = []
+    for tile in rows.tiles:
+        _, cols, low, high = tile
+        band = np.zeros(taps.shape[:3] + (max(0, high - low), cols), dtype=weight.dtype)
+        for j in range(kw):
+            q = np.arange(cols) + rows.diagonal(tile, j)
+            inside = (q >= 0) & (q < high - low)
+            band[..., q[inside], np.arange(cols)[inside]] = taps[..., j, None]
+        bands.append(band)
     return bands
 
 
@@ -118,16 +129,18 @@ def forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
         stop = min(channels, start + rows.step)
         block = planes[:stop - start]
         rows.inside(block)[...] = x[:, start:stop].transpose(1, 0, 2, 3)
-        for tile in rows.tiles:
-            first, width, span = tile
-            target = wide[:stop - start, :, :, first:first + width]
+        for tile, band in zip(rows.tiles, bands):
+            first, cols, low, high = tile
+            target = wide[:stop - start, :, :, first:first + cols]
+            if high <= low:                         # output columns that see padding only
+                target[...] = 0
+                continue
             for i in range(rows.kernel[0]):
-                band = bands[start:stop, :, i, :span, :width]
                 if i == 0:
-                    np.matmul(rows.band_input(block, i, tile), band, out=target)
+                    np.matmul(rows.band_input(block, i, tile), band[start:stop, :, i], out=target)
                 else:
-                    tmp = product[:stop - start, :, :, :width]
-                    np.matmul(rows.band_input(block, i, tile), band, out=tmp)
+                    tmp = product[:stop - start, :, :, :cols]
+                    np.matmul(rows.band_input(block, i, tile), band[start:stop, :, i], out=tmp)
                     target += tmp
         out[:, start * m:stop * m] = rows.valid(wide[:stop - start]).transpose(1, 0, 2, 3)
     return out
@@ -139,22 +152,20 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
 
     The gradient sits on the stacked rows with zeros at the garbage rows, so those add nothing
     (0 x band to grad_input, 0 x input to grad_weight): that needs a finite input and weight,
-    which the caller checks.  Per kernel row ``i`` and tile: grad_input rows (only the W unpadded
-    columns: 16 columns is OpenBLAS's fast width, 18 takes 1.6x as long) += grad @ band_i.T, and
-    grad_weight[i, j] is the j-th diagonal of (input rows shifted by i).T @ grad, summed at the end.
+    which the caller checks.  Per kernel row ``i`` and tile: grad_input rows += grad @ band_i.T,
+    and grad_weight[i, j] is the j-th diagonal of (input rows shifted by i).T @ grad, summed
+    over ow at the end.
 
     Used first in chapter 03.
     """
     n, channels, height, width = x.shape
-    (kh, kw), dw = geo.kernel, geo.dilation[1]
-    m = weight.shape[0] // channels
+    (kh, kw), m = geo.kernel, weight.shape[0] // channels
     grad_input = np.empty_like(x)
     if n == 0:
         return grad_input, np.zeros(weight.shape, dtype=x.dtype)
     rows = _Rows(x.shape, weight.shape, geo, x.itemsize, block_bytes)
     bands = _bands(weight, rows)
-    tile_w, tile_span = rows.tiles[0][1], rows.tiles[0][2]
-    through = np.zeros((channels, m, kh, tile_span, tile_w), dtype=x.dtype)  # input.T @ grad
+    through = [np.zeros(band.shape, dtype=x.dtype) for band in bands]   # input.T @ grad per tile
     planes = rows.new_planes(x.dtype)
     grad_rows = np.empty((rows.step, rows.rows + rows.tail, width), dtype=x.dtype)
     wide = np.zeros((rows.step, m, rows.rows, geo.out_hw[1]), dtype=x.dtype)  # garbage rows stay 0
@@ -170,32 +181,28 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
             targets[:, rows.rows:] = 0
         else:
             targets[...] = 0
-        for tile in rows.tiles:
-            first, cols, span = tile
+        for tile, band, tile_through in zip(rows.tiles, bands, through):
+            first, cols, low, high = tile
+            if high <= low:
+                continue                            # a tile that reads padding only
             grad_tile = wide[:count, :, :, first:first + cols]
-            low, high = max(first, rows.left), min(first + span, rows.left + width)  # unpadded columns
             for i in range(kh):
-                source = rows.band_input(block, i, tile).swapaxes(-1, -2)     # (b, 1, span, rows)
-                if len(rows.tiles) == 1:
-                    np.matmul(source, grad_tile, out=through[start:stop, :, i])
-                else:
-                    through[start:stop, :, i, :span, :cols] += np.matmul(source, grad_tile)
-                if high <= low:
-                    continue                        # a tile that reads padding only
-                band_t = bands[start:stop, :, i, low - first:high - first, :cols].swapaxes(-1, -2)
+                source = rows.band_input(block, i, tile)                   # (b, 1, rows, high-low)
+                np.matmul(source.swapaxes(-1, -2), grad_tile, out=tile_through[start:stop, :, i])
+                band_t = band[start:stop, :, i].swapaxes(-1, -2)           # (b, m, cols, high-low)
                 shift = i * rows.dilation[0]
-                target = targets[:, shift:shift + rows.rows, low - rows.left:high - rows.left]
+                target = targets[:, shift:shift + rows.rows, low:high]
                 if one_shot and i == 0:
                     np.matmul(grad_tile, band_t, out=target[:, None])
                     continue
                 back = np.matmul(grad_tile, band_t, out=product[:count, :, :, :high - low])
                 target += back.sum(axis=1) if m > 1 else back[:, 0]
-        images = targets[:, :rows.rows].reshape(count, n, rows.hp, width)
-        grad_input[:, start:stop] = images[:, :, rows.top:rows.top + height].transpose(1, 0, 2, 3)
-    # tap j: the diagonal through[..., ow + j*dw, ow] (tile_w long), summed over ow
-    grad_weight = np.stack([np.diagonal(through, -j * dw, -2, -1).sum(axis=-1)
-                            for j in range(kw)], axis=-1)                  # (C, m, kH, kW)
-    return grad_input, grad_weight.reshape(weight.shape)
+        grad_input[:, start:stop] = rows.inside(targets).transpose(1, 0, 2, 3)
+    # tap j: the diagonal through[..., ow + diagonal(j), ow] of each tile, summed over ow
+    grad_weight = sum(np.stack([np.diagonal(t, -rows.diagonal(tile, j), -2, -1).sum(axis=-1)
+                                for j in range(kw)], axis=-1)
+                      for tile, t in zip(rows.tiles, through))             # (C, m, kH, kW)
+    return grad_input, np.asarray(grad_weight).reshape(weight.shape)
 
 
 # ------------------------------------------------- any stride: channels-last blocks, one view per tap
