@@ -4,18 +4,21 @@ A depthwise layer has one small kernel per channel, so there is no matrix produc
 to hand to BLAS, and done tap by tap in NumPy it is ``kH * kW`` multiplies and as many adds, each a
 full pass over the data (NumPy has no fused multiply-add).  At stride 1 (:func:`forward`,
 :func:`backward`) each channel's convolution is instead written as ``kH`` small matrix products
-with a *banded (Toeplitz) matrix*: for kernel row ``i`` and a tile of ``w_t`` output columns,
+with a *banded (Toeplitz) matrix*: for kernel row ``i`` and a tile of output columns,
 
-    out[row r, ow] += sum_q padded[row r + i*dh, q] * B_i[q, ow],   B_i[ow + j*dw, ow] = w[i, j]
+    out[row r, ow] += sum_q rows[r + i*dh, q] * B_i[q, ow],   B_i[ow + j*dw - pad_left, ow] = w[i, j]
 
-The padded planes of all images of one channel are stacked into one tall matrix (N * Hp rows of
-Wp values, channels-major), so kernel row ``i`` is a shift of ``i * dh`` rows of it: a strided view,
-no im2col copy, and one matrix product (N * Hp, w_t + (kW-1)*dw) @ (w_t + (kW-1)*dw, w_t) per
-channel, batched over a cache-sized block of channels.  The band multiplies ``(w_t + kW - 1) / kW``
-times more values than the kernel has taps (6x for 3x3 on 16 columns), but BLAS does a multiply-add
-~30x faster than a NumPy pass.  Rows ``oh >= H_out`` of each image are garbage (they read into the
-next image) and are dropped.  The backward is the same band transposed: grad_input rows get
-``grad @ B_i.T``, and grad_weight is the diagonals of ``padded_i.T @ grad``.
+where ``rows`` holds the input rows of all images of one channel stacked into one tall matrix
+(N * Hp rows of W values, channels-major, zero rows for the top/bottom padding, no padding
+columns: taps that fall on them are simply left out of the band).  Kernel row ``i`` is then a
+shift of ``i * dh`` rows of it: a strided view, no im2col copy, and one matrix product
+(N * Hp, W) @ (W, W_out) per channel, batched over a cache-sized block of channels.  The band
+multiplies about ``W / kW`` times more values than the kernel has taps (5x for 3x3 on 16
+columns), but BLAS does a multiply-add ~30x faster than a NumPy pass.  Rows ``oh >= H_out`` of
+each image are garbage (they read into the next image) and are dropped.  Planes wider than
+MAX_TILE are cut into tiles of TILE output columns (a band per tile).  The backward is the same
+band transposed: grad_input rows get ``grad @ B_i.T``, and grad_weight is the diagonals of
+``rows_i.T @ grad``.
 
 The zeros of the band multiply every value of a row, so an inf or NaN input would spread NaN to
 outputs that never see it; such inputs take :func:`forward_strided` (exact, any stride), and the
