@@ -106,6 +106,12 @@ def ex07_learner(answers: dict[str, str]):
     return nb
 
 
+# Cells nested deeper than CPython's parser goes (the kernel refuses them too), beside honest answers.
+EXTRA_CELL = {"deep_sum": "total = " + "1+" * 200000 + "1", "deep_unary": "value = " + "-" * 100000 + "1",
+              "deep_but_parsed": "total = " + "1+" * 2000 + "1"}     # parses, too deep for a recursive walk
+EX05.update({name: RIGHT for name in EXTRA_CELL})
+
+
 def fixture_solved(add_one_body: str):
     nb = nbformat.read(FIXTURES / "solutions" / "ex01_fixture.ipynb", as_version=4)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "add_one")
@@ -132,7 +138,8 @@ def graded(tmp_path_factory):
     for name, answers in EX07.items():
         (submissions / f"{name}.ipynb").write_text(nbformat.writes(ex07_learner(answers)))
     for name, answers in EX05.items():
-        (submissions / f"{name}.ipynb").write_text(nbformat.writes(grade_class.learner(answers, grade_class._quiz_key())))
+        nb = grade_class.learner(answers, grade_class._quiz_key(), extra=EXTRA_CELL.get(name))
+        (submissions / f"{name}.ipynb").write_text(nbformat.writes(nb))
     for name, nb in EX01.items():
         (submissions / f"{name}.ipynb").write_text(nbformat.writes(nb))
     # Links the collection copied as links (rsync -a does): to a classmate's notebook, to the solution.
@@ -211,6 +218,15 @@ def test_the_checks_own_reference_is_not_an_answer(graded):
     row = graded["rows"]["reference_of_the_check"]["test_compose_kernels"]
     assert float(row["points"]) == 0 and row["status"] == "needs-review", row
     assert "check code" in graded["feedback"]["reference_of_the_check"]
+
+
+@pytest.mark.parametrize("name", list(EXTRA_CELL))
+def test_a_cell_too_deep_to_parse_is_named_and_the_rest_graded(graded, name):
+    """Not a grader fault (exit 1, "ask your instructor"): the cell is named, the functions are graded."""
+    text = graded["feedback"][name]
+    assert "GRADER FAULT" not in graded["result"].stderr and "grader fault" not in text, text
+    assert all(r["status"] == "passed" for q, r in graded["rows"][name].items() if q.startswith("test_")), text
+    assert "cell 3" in text and "nests too deeply" in text, text
 
 
 def test_an_exception_that_cannot_be_printed_is_named_not_called_a_crash(graded):

@@ -107,7 +107,7 @@ def reaching_construct(source: str) -> str | None:
     Course infrastructure."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):     # parse_cells has named such a cell already
         return None
     for node in ast.walk(tree):
         found = _check_code(node)

@@ -224,23 +224,40 @@ def parse_cells(cells: list[tuple[int, str]]) -> StudentCode:
         except SyntaxError as exc:
             code.problems.append(f"cell {number} has a syntax error (line {exc.lineno}): {exc.msg}")
             continue
-        lines = python.split("\n")
-        for node in tree.body:
-            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            text = "\n".join(lines[first - 1:node.end_lineno])
-            binds, mutated = _binds(node)
-            try:
-                reads = _reads(text)
-            except SyntaxError:                  # e.g. a lone `return` symtable refuses: reads nothing
-                reads = set()
-            statement = Statement(number, first, text, _kind(node), binds, reads, mutated)
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                if isinstance(node.value, ast.Lambda):
-                    statement.value_kind = "lambda"
-                elif isinstance(node.value, ast.Name):
-                    statement.value_kind, statement.alias_of = "name", node.value.id
-            code.statements.append(statement)
+        except (RecursionError, MemoryError):      # CPython's parser gives up (the kernel's does too)
+            code.problems.append(TOO_DEEP.format(number=number))
+            continue
+        try:
+            code.statements += _statements(number, python, tree)
+        except RecursionError:                     # parsed, but too deep for the analysis of its names
+            code.problems.append(TOO_DEEP.format(number=number))
     return code
+
+
+TOO_DEEP = ("cell {number} nests too deeply for the grader to read (an expression or block of thousands "
+            "of levels): it defines nothing here")
+
+
+def _statements(number: int, python: str, tree: ast.Module) -> list[Statement]:
+    """The :class:`Statement` of each top-level node of one cell's parsed ``tree``."""
+    found = []
+    lines = python.split("\n")
+    for node in tree.body:
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        text = "\n".join(lines[first - 1:node.end_lineno])
+        binds, mutated = _binds(node)
+        try:
+            reads = _reads(text)
+        except (SyntaxError, RecursionError, MemoryError):   # e.g. a lone `return` symtable refuses
+            reads = set()
+        statement = Statement(number, first, text, _kind(node), binds, reads, mutated)
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if isinstance(node.value, ast.Lambda):
+                statement.value_kind = "lambda"
+            elif isinstance(node.value, ast.Name):
+                statement.value_kind, statement.alias_of = "name", node.value.id
+        found.append(statement)
+    return found
 
 
 def defined_by(node: ast.stmt) -> set[str]:
