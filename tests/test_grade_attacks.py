@@ -319,3 +319,30 @@ def test_a_forged_raised_reply_is_still_a_learner_error(raised):
         runner.call("relu", (), {})
     assert len(str(caught.value)) <= 1000 and type(caught.value).__name__.isidentifier()
     assert len(type(caught.value).__name__) <= 100
+
+
+def test_each_submission_gets_one_cpu_share_however_many_processes_it_runs():
+    """CPU fairness between submissions graded at once (--jobs 2): a submission running its 64 allowed
+    busy processes must not starve a classmate's kernel into timeouts.  Every learner process of a
+    submission is in one cgroup of the ``cpu`` controller with the default weight, so the scheduler
+    shares the CPU between submissions, not between processes.  (Checked by the group's membership,
+    not by timing.)"""
+    import time
+    if sandbox._own_cgroup("cpu") is None:
+        pytest.skip("no writable cgroup v1 cpu controller here")
+    group = sandbox.Group(2**30, 2**30, None)
+    cpu = [f for f in group.cgroups if sandbox.Group._controller_of(f) == "cpu"]
+    try:
+        assert len(cpu) == 1 and (cpu[0] / "cpu.shares").read_text().strip() == "1024"
+        child = subprocess.Popen(group.launcher(sandbox.bwrap_command(["sleep", "30"])))
+        try:
+            deadline = time.monotonic() + 20
+            while str(child.pid) not in (cpu[0] / "cgroup.procs").read_text().split():
+                assert time.monotonic() < deadline, "the sandbox never joined the submission's cpu group"
+                time.sleep(0.05)
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        group.close()
+    assert not any(f.exists() for f in cpu)

@@ -11,7 +11,9 @@ submissions and every other folder of the repository are simply absent; the grad
 are in another PID namespace.  The environment is rebuilt from scratch (:func:`learner_env`).
 
 All sandboxes of one submission share a :class:`Group`: a cgroup (v1 ``memory`` and ``pids``)
-caps their memory and process count *together*; where no cgroup can be made, a supervisor
+caps their memory and process count *together*, and one of the ``cpu`` controller (when there is
+one) gives the submission one scheduling weight however many processes it runs, so that busy
+processes of one submission cannot starve another graded at the same time into timeouts; where no cgroup can be made, a supervisor
 thread sums the group's memory and processes with psutil and ends the group.  Ending the group
 kills each sandbox's PID-namespace init, which takes every process of the namespace with it
 (daemons included).  Every sandbox's PID namespace is recorded in the run's registry so that the
@@ -44,6 +46,7 @@ KERNEL_ARGV = ["-m", "ipykernel_launcher", "-f", CONNECTION_FILE]
 SCRATCH_BYTES = 64 * 2**20                   # each writable tmpfs (HOME, /tmp, /dev/shm, runtime)
 PIDS_MAX = 64                                # processes of one submission, all sandboxes together
 NPROC = 64                                   # RLIMIT_NPROC of each learner process
+CPU_SHARES = 1024                            # cgroup v1 cpu.shares of each submission (the default weight)
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "nsswitch.conf", "mime.types")
 UTILS = Path(__file__).resolve().parents[1]   # the course's utils package
 
@@ -250,7 +253,10 @@ class Group:
         name = f"convcourse-grade-{os.getpid()}-{time.monotonic_ns()}"
         for controller, settings in (("memory", {"memory.limit_in_bytes": memory_bytes,
                                                  "memory.memsw.limit_in_bytes": memory_bytes}),
-                                     ("pids", {"pids.max": pids_max})):
+                                     ("pids", {"pids.max": pids_max}),
+                                     # one default weight per submission: the CPU is shared between the
+                                     # submissions graded at once, not between their (up to 64) processes
+                                     ("cpu", {"cpu.shares": CPU_SHARES})):
             parent = _own_cgroup(controller)
             if parent is None:
                 continue
@@ -265,7 +271,7 @@ class Group:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         self._controllers = {self._controller_of(f) for f in self.cgroups}
-        if self._controllers != {"memory", "pids"}:
+        if not {"memory", "pids"} <= self._controllers:
             threading.Thread(target=self._supervise, daemon=True).start()
 
     @staticmethod
@@ -456,7 +462,7 @@ def end_all(registry_dir: str, seconds: float = 10.0) -> int:
 
 def remove_groups_of(worker_pid: int) -> None:
     """End and remove the cgroups a (killed) worker ``worker_pid`` left behind. Course infrastructure."""
-    for controller in ("memory", "pids"):
+    for controller in ("memory", "pids", "cpu"):
         parent = _own_cgroup(controller)
         if parent is None:
             continue
