@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_info, threadpool_limits
 
+import utils.functional._parallel as parallel_module
 import utils.functional._wide as wide_module
 import utils.functional.conv as conv_module
 from utils.functional import conv2d, conv2d_backward, conv2d_naive, conv_output_size
@@ -325,6 +327,20 @@ def test_wide_row_backward_matches_torch(config, seed, images_per_block):
         images_per_block=lambda *args: min(images_per_block, args[3]))
     assert_backward_matches_autograd(config, seed, conv=(conv_module, dict(WIDE_MAX_WASTE=np.inf)),
                                      wide=(wide_module, blocks))
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_configs(max_batch=5), st.integers(0, 2**32 - 1), st.integers(2, 3))
+def test_batch_split_between_threads_matches_torch(config, seed, threads):
+    """With several BLAS threads, regular layers split the batch between Python threads
+    (utils.functional._parallel); forced here on small layers (no minimum of work)."""
+    x, weight, bias, kwargs = config
+    with threadpool_limits(threads, user_api="blas"), mock.patch.object(
+            parallel_module, "MIN_MACS_PER_THREAD", 0):
+        np.testing.assert_allclose(conv2d(x, weight, bias, **kwargs),
+                                   torch_conv(x, weight, bias, kwargs), **TOLERANCE[x.dtype.type])
+        assert_backward_matches_autograd(config, seed)
+        assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == [threads]
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 5])

@@ -78,8 +78,9 @@ def images_per_block(rows_k: int, geo: WindowGeometry, wp: int, n: int, itemsize
 
 
 def backward(grad: np.ndarray, x: np.ndarray, weight_matrix: np.ndarray, geo: WindowGeometry,
-             block_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(grad_input (N, C_in, H, W), grad_weight (G, C_out/G, K/G)) for stride 1.
+             block_bytes: int, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(grad_input (N, C_in, H, W) (into ``out`` if given), grad_weight (G, C_out/G, K/G)) for
+    stride 1.
 
     Per block of images: the wide im2col (as in :func:`forward`) and the gradient on wide rows
     (zeros in the ``Wp - W_out`` garbage columns); grad_weight^T += columns @ grad^T (that
@@ -100,7 +101,7 @@ def backward(grad: np.ndarray, x: np.ndarray, weight_matrix: np.ndarray, geo: Wi
     wp = w + sum(geo.pad_w)
     pitch = (h + sum(geo.pad_h)) * wp + _tail(geo)
     length = out_h * wp
-    grad_input = np.empty_like(x)
+    grad_input = np.empty_like(x) if out is None else out
     grad_weight = np.zeros((groups, k_per_group, out_per_group), dtype=x.dtype)    # transposed
     if n == 0:
         return grad_input, grad_weight.transpose(0, 2, 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .validate import (batched, batched_grad, float_array, non_negative_pair, positive_int,
                         positive_pair, same_dtype, same_shape, unbatch)
-from . import _depthwise, _wide
+from . import _depthwise, _parallel, _wide
 from ._windows import (WindowGeometry, add_windows, crop_nchw, output_length, pad_nchw,
                        im2col_filler)
 
@@ -178,7 +178,9 @@ def _images_per_block(x: np.ndarray, geo: WindowGeometry) -> int:
     """How many images' im2col columns fit in BLOCK_BYTES (at least one, and MIN_BLOCK_COLUMNS pixels)."""
     pixels = geo.out_hw[0] * geo.out_hw[1]
     per_image = x.shape[1] * geo.kernel[0] * geo.kernel[1] * pixels
-    return max(1, BLOCK_BYTES // (per_image * x.itemsize), -(-MIN_BLOCK_COLUMNS // pixels))
+    shares = _parallel.shares()                 # threads splitting the batch share the budget
+    return max(1, BLOCK_BYTES // shares // (per_image * x.itemsize),
+               -(-MIN_BLOCK_COLUMNS // (pixels * shares)))
 
 
 # Stride-1 backward passes use the wide-row path (see _wide) when its extra matrix-product work,
@@ -252,7 +254,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dtype.  H_out, W_out: see :func:`conv_output_size`.
 
     How (chapter 02 section 7 times each step): im2col a block of images at a time, one batched
-    matmul per block straight into the NCHW output, the bias inside the product; depthwise layers
+    matmul per block straight into the NCHW output, the bias inside the product; with several BLAS
+    threads the batch is split between that many Python threads (``_parallel``); depthwise layers
     (``groups == C_in``) instead do one multiply-add per kernel tap (stride 1: over flattened
     padded planes, ``_depthwise``), because their im2col matrix would be mostly copying.
 
@@ -265,23 +268,44 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     elif _is_depthwise(x, groups):
         out = _depthwise.forward_strided(x, weight, geo, BLOCK_BYTES)
     else:
-        return unbatch(_gemm_forward(x, weight, geo, groups, bias), was_unbatched)
+        out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
+        matrix = _forward_matrix(weight, groups, geo, bias)
+        _parallel.map_images(lambda images: _gemm_forward(x[images], matrix, geo, groups, bias,
+                                                          out=out[images]), n, _macs(x, weight, geo))
+        return unbatch(out, was_unbatched)
     if bias is not None:
         out += bias[:, None, None]
     return unbatch(out, was_unbatched)
 
 
-def _gemm_forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, groups: int,
-                  bias: np.ndarray | None = None) -> np.ndarray:
-    """im2col blocks times the weight, straight into the NCHW output (N, C_out, H_out, W_out);
-    a bias is a last weight column against a row of ones (no extra pass over the output)."""
-    n, out_channels = x.shape[0], weight.shape[0]
-    out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
-    flat = out.reshape(n, groups, out_channels // groups, geo.out_hw[0] * geo.out_hw[1])  # view
+def _macs(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry) -> int:
+    """Multiply-adds of the forward convolution (the backward does twice as many)."""
+    return x.shape[0] * geo.out_hw[0] * geo.out_hw[1] * weight.size
+
+
+def _bias_in_product(bias, geo: WindowGeometry) -> bool:
+    """A bias becomes a last weight column against a row of ones in the im2col block (no extra
+    pass over the output), except for 1x1 layers, whose columns are the input itself."""
+    return bias is not None and not _is_pointwise(geo)
+
+
+def _forward_matrix(weight: np.ndarray, groups: int, geo: WindowGeometry, bias=None) -> np.ndarray:
+    """(G, C_out/G, K), with the bias as column K + 1 when it goes inside the product."""
     matrix = _weight_matrix(weight, groups)
-    in_product = bias is not None and not _is_pointwise(geo)   # 1x1: the input is the columns
-    if in_product:
+    if _bias_in_product(bias, geo):
         matrix = np.concatenate([matrix, bias.reshape(groups, -1, 1)], axis=2)
+    return matrix
+
+
+def _gemm_forward(x: np.ndarray, matrix: np.ndarray, geo: WindowGeometry, groups: int,
+                  bias: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """im2col blocks times ``matrix`` (:func:`_forward_matrix`), straight into the NCHW output
+    (N, C_out, H_out, W_out) (``out`` if given)."""
+    n, out_channels = x.shape[0], matrix.shape[0] * matrix.shape[1]
+    if out is None:
+        out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
+    flat = out.reshape(n, groups, out_channels // groups, geo.out_hw[0] * geo.out_hw[1])  # view
+    in_product = _bias_in_product(bias, geo)
     for images, columns in _column_blocks(x, geo, groups, ones_row=in_product):
         np.matmul(matrix, columns, out=flat[images])
     if bias is not None and not in_product:
@@ -321,17 +345,39 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
         grad_input, grad_weight = _depthwise.backward(grad, x, weight, geo, BLOCK_BYTES // 3)
     elif _is_depthwise(x, groups):
         grad_input, grad_weight = _depthwise.backward_strided(grad, x, weight, geo, BLOCK_BYTES)
-    elif _use_wide(x, geo) and finite():
-        grad_input, grad_weight = _wide.backward(grad, x, _weight_matrix(weight, groups), geo,
-                                                 BLOCK_BYTES)
-    elif (BACKWARD_BY_TRANSPOSED_CONV and weight.shape[1] >= TRANSPOSED_MIN_CHANNELS
-          and _transposed_geometry(x, geo) is not None):
-        grad_input = _gemm_forward(np.ascontiguousarray(grad), _transposed_weight(weight, groups),
-                                   _transposed_geometry(x, geo), groups)
-        grad_weight = _gemm_weight_gradient(grad, x, weight, geo, groups)
     else:
-        grad_input, grad_weight = _gemm_backward(grad, x, weight, geo, groups)
+        path = _gemm_backward_path(x, weight, geo, groups, finite)
+        grad_input = np.empty_like(x)
+
+        def share(images: slice) -> np.ndarray:
+            return path(grad[images], x[images], grad_input[images])
+        # each share sums its own grad_weight (two weight-sized arrays): weights over half a
+        # block (128->128 3x3: 0.6 MB) stay serial, their products long enough for BLAS threads
+        work = 2 * _macs(x, weight, geo) if 2 * weight.nbytes <= BLOCK_BYTES else 0
+        grad_weight = sum(_parallel.map_images(share, x.shape[0], work))
     return unbatch(grad_input, was_unbatched), grad_weight.reshape(weight.shape), grad_bias
+
+
+def _gemm_backward_path(x, weight, geo, groups, finite):
+    """The backward of a regular (not depthwise) layer, for any share of the batch:
+    ``path(grad, x, grad_input) -> grad_weight``, writing grad_input into the array given."""
+    if _use_wide(x, geo) and finite():
+        return lambda grad, x, grad_input: _wide.backward(
+            grad, x, _weight_matrix(weight, groups), geo, BLOCK_BYTES // _parallel.shares(),
+            out=grad_input)[1]
+    transposed = _transposed_geometry(x, geo)
+    if BACKWARD_BY_TRANSPOSED_CONV and weight.shape[1] >= TRANSPOSED_MIN_CHANNELS and transposed:
+        flipped = _weight_matrix(_transposed_weight(weight, groups), groups)
+
+        def by_transposed_convolution(grad, x, grad_input):
+            _gemm_forward(np.ascontiguousarray(grad), flipped, transposed, groups, out=grad_input)
+            return _gemm_weight_gradient(grad, x, weight, geo, groups)
+        return by_transposed_convolution
+
+    def by_col2im(grad, x, grad_input):
+        grad_input[...], grad_weight = _gemm_backward(grad, x, weight, geo, groups)
+        return grad_weight
+    return by_col2im
 
 
 # Stride-1 layers compute grad_input as the forward convolution of the gradient with the flipped,
