@@ -23,6 +23,7 @@ from threadpoolctl import ThreadpoolController
 # Each thread gets at least this many multiply-adds, or fewer threads are used: below it the
 # threads' start-up and hand-over (~0.1 ms) cost more than they save.
 MIN_MACS_PER_THREAD = 20_000_000
+PARTS_PER_THREAD = 2
 
 _lock = threading.Lock()                 # the BLAS thread count is global: one section at a time
 _state: dict = {}
@@ -52,19 +53,22 @@ def map_images(function, n: int, macs: int) -> list:
     Used first in chapter 02.
     """
     libraries = _blas_libraries()
-    threads = max([library.num_threads for library in libraries] + [1])
-    parts = min(threads, n, macs // max(MIN_MACS_PER_THREAD, 1))
-    if parts < 2 or not _lock.acquire(blocking=False):     # nested or concurrent: run serially
+    threads = min(max([library.num_threads for library in libraries] + [1]), n,
+                  macs // max(MIN_MACS_PER_THREAD, 1))
+    if threads < 2 or not _lock.acquire(blocking=False):   # nested or concurrent: run serially
         return [function(slice(0, n))]
     try:
         saved = [library.num_threads for library in libraries]
         for library in libraries:
             library.set_num_threads(1)
         try:
-            _state["parts"] = parts
+            _state["parts"] = threads
+            # PARTS_PER_THREAD parts per thread, taken in turn by whichever thread is free: on a
+            # shared machine, a thread whose core is busy with another program does fewer
+            parts = min(n, PARTS_PER_THREAD * threads, macs // max(MIN_MACS_PER_THREAD, 1))
             bounds = np.linspace(0, n, parts + 1).round().astype(int)
-            if "pool" not in _state or _state["pool"]._max_workers < parts:
-                _state["pool"] = concurrent.futures.ThreadPoolExecutor(parts, "utils-conv")
+            if "pool" not in _state or _state["pool"]._max_workers != threads:
+                _state["pool"] = concurrent.futures.ThreadPoolExecutor(threads, "utils-conv")
             return list(_state["pool"].map(function, [slice(a, b) for a, b in
                                                       zip(bounds[:-1], bounds[1:])]))
         finally:
