@@ -281,6 +281,11 @@ def test_hidden_segments_keep_line_numbers_and_fall_back_to_hidden():
     ("import numpy as np\nlib = np.ctypeslib", "`np.ctypeslib`"),
     ("def f(fr):\n    return getattr(fr, 'f_locals')", "the name 'f_locals'"),
     ("def f(x):\n    return open('/proc/self/mem')", "the name '/proc/self/mem'"),
+    # raw descriptors: the runner's reply pipe is one, a hand-made frame on it is any reply at all
+    ("import os\ndef f(x):\n    os.write(4, b'x')", "`os.write`"),
+    ("def f(x):\n    return open(3, 'rb').read()", "`open` of a file descriptor"),
+    ("import os as o\ndef f(x):\n    return o.fdopen(5, 'wb')", "`o.fdopen`"),
+    ("def f(x):\n    return open('/proc/self/fd/4', 'wb')", "the name '/proc/self/fd/4'"),
     # the instructor's check code (its reference computations live there, in the sandbox too)
     ("from utils.checks.ex07 import _top_class_maps as top_class_maps", "`utils.checks.ex07` (the course's check code)"),
     ("from utils.checks import describe_model", "`describe_model` of `utils.checks` (the course's check code)"),

@@ -57,10 +57,12 @@ def hostile(escape: str | None = None, cell: str | None = None, kernel_sum: str 
 
 
 def crafted_reply(payload: str) -> str:
-    """An escape that writes a hand-made reply frame on every descriptor it can (the runner's pipe)."""
+    """An escape that writes a hand-made reply frame on every descriptor it can (the runner's pipe).
+    ``os.write`` by a name built at run time: the grader's tripwire (utils.grade.integrity) refuses the
+    plain spelling before anything runs, and these escapes test what comes after it, the decoding."""
     return (f"import base64, io, numpy, os, struct\ndata = {payload}\nframe = struct.pack('<Q', len(data)) + data\n"
-            "for fd in range(3, 12):\n    try:\n        os.write(fd, frame)\n    except OSError:\n        pass\n"
-            "return True")
+            "for fd in range(3, 12):\n    try:\n        getattr(os, 'wri' + 'te')(fd, frame)\n"
+            "    except OSError:\n        pass\nreturn True")
 
 
 DAEMON_CODE = (f"import os, sys, time  # daemon-{TOKEN}\n"

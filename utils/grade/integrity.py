@@ -15,6 +15,10 @@ The same holds for the course's own check code (``utils.checks``, importable in 
 notebook, since the learner's checks run there): an answer that imports anything of it but a
 ``check_*`` function, or calls one of its private helpers (its reference computations), is not run.
 
+Raw file-descriptor operations (``os.write``, ``os.fdopen``, ``open(3)``, ``/proc/self/fd``) are refused
+too: the runner's reply pipe is a descriptor of the learner's process, and a frame written on it by
+hand is whatever reply the learner wants.
+
 This is a tripwire on the notebook's text, not a proof: names built at run time (``getattr(m, "_get"
 + "frame")``) or library functions that execute strings (``timeit``) are not recognised.  The
 values the tests compare cross as plain data and are checked by the grader itself, whatever the
@@ -41,8 +45,13 @@ REACHING_CALLS = frozenset({"exec", "eval", "compile", "__import__", "globals", 
 #: Modules whose purpose is to reach into the interpreter (or to run code from data).
 REACHING_MODULES = frozenset({"gc", "ctypes", "marshal", "importlib", "pickle", "dill", "cloudpickle", "code",
                               "codeop", "runpy", "pdb", "bdb", "trace", "cProfile", "profile", "_ctypes"})
-#: File names that give a process its own memory.
-REACHING_STRINGS = ("/proc/self/mem", "/proc/self/task")
+#: File names that give a process its own memory or descriptors.
+REACHING_STRINGS = ("/proc/self/mem", "/proc/self/task", "/proc/self/fd", "/dev/fd")
+#: Raw file-descriptor operations: the runner's reply pipe is a descriptor, and a hand-made frame
+#: written on it is any reply at all (a model "described", a value never computed by the function).
+RAW_DESCRIPTOR_ATTRIBUTES = frozenset({"fdopen", "dup", "dup2", "closerange", "sendfile", "splice", "pwrite",
+                                       "writev", "pread", "readv", "fromfd", "socketpair"})
+RAW_DESCRIPTOR_OS = frozenset({"write", "read", "close", "pipe", "set_inheritable", "lseek"})   # only on ``os``
 
 
 CHECKS = "utils.checks"
@@ -113,6 +122,13 @@ def reaching_construct(source: str) -> str | None:
         found = _check_code(node)
         if found:
             return found
+        if isinstance(node, ast.Attribute) and (node.attr in RAW_DESCRIPTOR_ATTRIBUTES or
+                                                node.attr in RAW_DESCRIPTOR_OS and _dotted_root(node.value) == "os"):
+            return f"`{ast.unparse(node)}`"
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)) and node.args \
+                and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr) in ("open", "FileIO") \
+                and isinstance(node.args[0], ast.Constant) and type(node.args[0].value) is int:
+            return "`open` of a file descriptor"
         if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
             if node.attr not in INSPECT_ONLY or _dotted_root(node.value) == "inspect":
                 return f"`{ast.unparse(node)}`"
