@@ -85,3 +85,59 @@ def test_intensity_statistics_ignore_positions_and_see_roughness():
     np.testing.assert_allclose(stats[:, :5], np.tile(stats[0, :5], (3, 1)))   # same histogram
     assert stats[2, 5] < stats[0, 5] / 3   # but the sorted image is far less rough
     np.testing.assert_allclose(stats[0, 2], np.median(image))
+
+
+def test_lbp_histograms_are_normalised_shift_invariant_and_see_texture():
+    from utils.baselines import lbp_histograms
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 1, (1, 24, 24))
+    stripes = np.tile((np.arange(24) % 4 < 2).astype(float), (24, 1))[None] * 0.8 + 0.1
+    h = lbp_histograms(np.concatenate([noise, stripes, np.roll(stripes, 1, axis=2)]))
+    assert h.shape == (3, 10 + 18 + 26)
+    start = 0
+    for bins in (10, 18, 26):                          # one histogram per scale, each sums to 1
+        np.testing.assert_allclose(h[:, start:start + bins].sum(1), 1.0)
+        start += bins
+    np.testing.assert_allclose(h[1], h[2], atol=0.1)   # a shifted texture: (almost) the same histogram
+    assert np.abs(h[0] - h[1]).sum() > 0.5             # another texture: a different one
+    flat = lbp_histograms(np.full((1, 1, 10, 10), 0.5))
+    assert flat[0, 8] >= 0.64                          # flat: every neighbour >= centre (code P), at least
+    #                                                    on the 8x8 interior (the border sees outside)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lbp_histograms(np.full((1, 10, 10), 2.0))
+
+
+def test_standardize_features_uses_the_reference_only():
+    from utils.baselines import standardize_features
+    rng = np.random.default_rng(1)
+    ref, other = rng.normal(3, 2, (50, 4)), rng.normal(0, 1, (5, 4))
+    ref[:, 3] = 7.0                                    # a constant feature
+    a, b = standardize_features(ref, other)
+    np.testing.assert_allclose(a[:, :3].mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(a[:, :3].std(0), 1)
+    np.testing.assert_allclose(a[:, 3], 0)
+    np.testing.assert_allclose(b[:, 0], (other[:, 0] - ref[:, 0].mean()) / ref[:, 0].std())
+    with pytest.raises(ValueError, match=r"\(N, F\)"):
+        standardize_features(np.zeros(5))
+
+
+@pytest.mark.parametrize("kind", ["logistic", "rbf_svm"])
+def test_fit_tuned_chooses_C_on_validation_and_ignores_test_labels(kind):
+    from utils.baselines import C_GRID, fit_tuned
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 6))
+    y = np.repeat(np.arange(3), 30)
+    X = centres[y] + rng.normal(0, 0.7, (90, 6))
+    train, val, test = (X[0::3], y[0::3]), (X[1::3], y[1::3]), (X[2::3], y[2::3])
+    fit = fit_tuned(kind, train, val, test)
+    assert fit.C in C_GRID and fit.accuracy > 0.8
+    shuffled_test = (test[0], rng.permutation(test[1]))          # test labels change the score, not the choice
+    again = fit_tuned(kind, train, val, shuffled_test)
+    assert again.C == fit.C and again.val_accuracy == fit.val_accuracy and again.accuracy < fit.accuracy
+    # the choice is the best validation accuracy: no single C does better on validation
+    singles = [fit_tuned(kind, train, val, test, Cs=[C]).val_accuracy for C in C_GRID]
+    assert fit.val_accuracy == max(singles) and fit.C == C_GRID[singles.index(max(singles))]
+    with pytest.raises(ValueError, match="kind"):
+        fit_tuned("knn", train, val, test)
+    with pytest.raises(ValueError, match="labels"):
+        fit_tuned(kind, (X[:5], y[:4]), val, test)

@@ -76,6 +76,13 @@ def test_deterministic_per_seed_and_copies():
     assert not np.array_equal(other.train[0], b.train[0])
 
 
+def test_the_photos_said_to_ship_in_gray_do():
+    import skimage.data
+    from utils.photo_patches import SOURCES
+    gray = {name for name in CLASSES if getattr(skimage.data, SOURCES[name])().ndim == 2}
+    assert gray == {"brick", "grass", "gravel", "moon", "coins"}   # the module docstring's list
+
+
 def test_sources_are_gray_and_at_most_512_on_the_short_side():
     for name in CLASSES:
         image = load_source(name)

@@ -5,9 +5,10 @@ import torch
 import torch.nn as nn
 
 from utils.efficientnet import efficientnet_lite0
-from utils.transfer import (TopBlocks, accuracy, batchnorm_layers, center_l2, extract,
+from utils.transfer import (TopBlocks, _flip, accuracy, batchnorm_layers, center_l2, extract,
                             fine_tune, freeze, freeze_batchnorm, last_linear_name, linear_probe,
-                            network_input, replace_head, running_stats)
+                            network_input, reestimate_batchnorm, replace_head, running_stats,
+                            steps_to_reach, train_with_curve)
 
 
 class Tiny(nn.Module):
@@ -119,10 +120,67 @@ def test_center_l2_uses_the_training_mean_and_unit_rows():
 def test_linear_probe_separates_separable_features_and_not_shuffled_ones():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 1, (4, 16))
-    y = np.repeat(np.arange(4), 10)
-    X = centres[y] + rng.normal(0, 0.2, (40, 16))
-    assert linear_probe(X[::2], y[::2], X[1::2], y[1::2]) == 1.0
-    assert linear_probe(X[::2], rng.permutation(y[::2]), X[1::2], y[1::2]) < 0.7
+    y = np.repeat(np.arange(4), 15)
+    X = centres[y] + rng.normal(0, 0.2, (60, 16))
+    train, val, test = (X[0::3], y[0::3]), (X[1::3], y[1::3]), (X[2::3], y[2::3])
+    fit = linear_probe(train, val, test)
+    assert fit.accuracy == 1.0 and fit.val_accuracy == 1.0
+    assert linear_probe((X[0::3], rng.permutation(y[0::3])), val, test).accuracy < 0.7
+
+
+def test_reestimate_batchnorm_measures_the_images_and_keeps_the_weights():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2))
+    x = torch.randn(40, 3, 8, 8) * 3 + 2
+    new = reestimate_batchnorm(model, x, batch_size=40)
+    assert not new.training and new is not model
+    bn = new[1]
+    with torch.no_grad():
+        conv_out = model[0](x)
+    torch.testing.assert_close(bn.running_mean, conv_out.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bn.running_var, conv_out.var(dim=(0, 2, 3)), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(model[1].running_mean, torch.zeros(4))       # the original is untouched
+    for a, b in zip(model.parameters(), new.parameters()):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():                                              # eval output is normalised now
+        out = new[:2](x)
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-3 and (out.std(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+
+
+def test_train_with_curve_learns_features_and_images_and_is_repeatable():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 5)).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)
+    X = torch.as_tensor(centres[y] + rng.normal(0, 0.1, (60, 5)).astype(np.float32))
+    curves = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        head = nn.Linear(5, 3)
+        curves.append(train_with_curve(head, X[::2], y[::2], X[1::2], y[1::2], steps=40, lr=0.05, every=10, seed=1))
+    np.testing.assert_array_equal(curves[0], curves[1])
+    assert curves[0].shape == (4,) and curves[0][-1] == 1.0 and not head.training
+    images = torch.rand(6, 1, 4, 4)
+    cnn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    assert train_with_curve(cnn, images, [0, 1] * 3, images, [0, 1] * 3, steps=3, lr=0.01, every=1,
+                            flips=True).shape == (3,)
+    with pytest.raises(ValueError, match="flips needs images"):
+        train_with_curve(nn.Linear(5, 3), X, y, X, y, steps=2, lr=0.01, flips=True)
+    with pytest.raises(ValueError, match="positive"):
+        train_with_curve(nn.Linear(5, 3), X, y, X, y, steps=0, lr=0.01)
+
+
+def test_flips_are_label_preserving_mirror_images():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    flipped = _flip(x, torch.Generator().manual_seed(0))
+    variants = {x[0].tolist().__repr__(), x[0].flip(2).tolist().__repr__(), x[0].flip(1).tolist().__repr__(),
+                x[0].flip(1).flip(2).tolist().__repr__()}
+    seen = {f.tolist().__repr__() for f in flipped}
+    assert seen == variants      # each of the four mirror images occurs, and nothing else
+
+
+def test_steps_to_reach_counts_runs_that_never_get_there():
+    assert steps_to_reach([0.2, 0.5, 0.85, 0.7, 0.9], 0.8, every=5) == 15
+    assert steps_to_reach([0.2, 0.5], 0.8) is None
+    assert steps_to_reach([0.8], 0.8, every=3) == 3
 
 
 def test_top_blocks_with_the_old_classifier_is_the_original_network(net, images):

@@ -10,6 +10,11 @@ Three methods that do *not* learn convolution kernels, all trained on the same s
 Every function takes images as ``(N, 1, H, W)`` (NCHW, as the CNN) or ``(N, H, W)`` float arrays
 and integer labels ``(N,)``, and returns a :class:`BaselineResult` with the test accuracy and the
 wall time of training (which depends on the machine; the accuracy does not: all are seeded).
+
+Chapter 08 (textures) adds cheap texture features - :func:`intensity_statistics` and
+:func:`lbp_histograms` (local binary patterns) - and :func:`fit_tuned`, the one recipe every
+classifier on fixed features follows there (classical baselines and linear probes alike):
+features standardised with a reference set, the regularisation ``C`` chosen on validation data.
 """
 from __future__ import annotations
 
@@ -94,6 +99,122 @@ def intensity_statistics(x: np.ndarray) -> np.ndarray:
     rough_x = np.abs(np.diff(images, axis=2)).mean(axis=(1, 2))
     rough_y = np.abs(np.diff(images, axis=1)).mean(axis=(1, 2))
     return np.column_stack([*np.percentile(flat, [5, 25, 50, 75, 95], axis=1), rough_x, rough_y])
+
+
+def lbp_histograms(x: np.ndarray, scales=((8, 1), (16, 2), (24, 3))) -> np.ndarray:
+    """Uniform local-binary-pattern histograms: ``(N, 1, H, W)`` or ``(N, H, W)`` in [0, 1] -> ``(N, F)``.
+
+    For every pixel, LBP compares ``P`` neighbours on a circle of radius ``R`` with the centre and
+    writes down which are brighter; "uniform" codes (at most two 0/1 changes around the circle:
+    edges, corners, line ends, flat spots) are kept as ``P + 1`` classes, all others are one more.
+    A patch becomes the normalised histogram of its codes, one per ``(P, R)`` in ``scales``:
+    ``F = sum(P + 2)`` (54 for the default scales).  No positions: a texture descriptor, the
+    classic cheap baseline for textures (Ojala et al. 2002; ``skimage.feature.local_binary_pattern``).
+
+    Used first in chapter 08.
+    """
+    from skimage.feature import local_binary_pattern
+
+    images = as_images(x)
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"lbp_histograms expects values in [0, 1], got [{images.min():.3g}, {images.max():.3g}]")
+    codes = np.round(images * 255).astype(np.uint8)     # integer images: skimage warns on floats
+    histograms = []
+    for points, radius in scales:
+        bins = points + 2
+        histograms.append(np.stack([
+            np.bincount(local_binary_pattern(img, points, radius, method="uniform").astype(np.int64).ravel(),
+                        minlength=bins) / img.size for img in codes]))
+    return np.hstack(histograms)
+
+
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+"""Inverse regularisation strengths tried by :func:`fit_tuned` (chapter 08)."""
+
+
+def standardize_features(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Z-score features ``(N, F)``: subtract the mean and divide by the standard deviation of
+    ``reference`` (per feature; a constant feature keeps scale 1).  Returns ``[reference, *others]``
+    transformed, float64.  Use the training data (or an unlabelled pool of it) as the reference,
+    never the test data.
+
+    Used first in chapter 08.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    if reference.ndim != 2:
+        raise ValueError(f"expected features of shape (N, F), got {reference.shape}")
+    mean, std = reference.mean(axis=0), reference.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [(np.asarray(f, dtype=np.float64) - mean) / std for f in (reference, *others)]
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A classifier fitted with its ``C`` chosen on validation data (:func:`fit_tuned`).
+
+    Attributes:
+        accuracy: fraction of the test samples classified correctly.
+        C: the chosen inverse regularisation strength.
+        val_accuracy: the accuracy on the validation samples at that ``C``.
+
+    Used first in chapter 08.
+    """
+    accuracy: float
+    C: float
+    val_accuracy: float
+
+
+def fit_tuned(kind: str, train, val, test, reference=None, Cs=C_GRID, seed: int = 0) -> Tuned:
+    """Fit a classifier on fixed features with ``C`` chosen on validation data; score it on test.
+
+    Args:
+        kind: ``"logistic"`` (multinomial logistic regression, a linear model) or ``"rbf_svm"``
+            (an SVM with a Gaussian kernel, ``gamma="scale"``).
+        train, val, test: ``(features (N, F), labels (N,))``.
+        reference: features ``(M, F)`` whose mean and spread standardise every part
+            (:func:`standardize_features`); default the training features.  An unlabelled pool
+            of training images is a good reference when very few are labelled.
+        Cs: the values of ``C`` tried, each fitted on ``train`` and scored on ``val``; the best
+            validation accuracy wins, ties go to the smaller ``C`` (stronger regularisation).
+            Logistic regression is warm-started along ``Cs`` and stops at ``tol=1e-3`` (sklearn's
+            default is 1e-4): fewer iterations for a dozen fits per classifier.
+
+    Returns:
+        :class:`Tuned` (test accuracy, chosen C, its validation accuracy).  The test data play
+        no part in the choice.
+
+    Used first in chapter 08.
+    """
+    import copy
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+    from threadpoolctl import threadpool_limits
+
+    if kind not in ("logistic", "rbf_svm"):
+        raise ValueError(f"kind must be 'logistic' or 'rbf_svm', got {kind!r}")
+    (f_train, y_train), (f_val, y_val), (f_test, y_test) = train, val, test
+    for name, (f, y) in (("train", train), ("val", val), ("test", test)):
+        if len(f) != len(y):
+            raise ValueError(f"{name}: {len(f)} feature rows but {len(y)} labels")
+    Cs = sorted(float(C) for C in Cs)
+    if not Cs or Cs[0] <= 0:
+        raise ValueError(f"Cs must be positive numbers, got {Cs}")
+    ref = f_train if reference is None else reference
+    _, f_train, f_val, f_test = standardize_features(ref, f_train, f_val, f_test)
+    best, best_val, best_model = None, -1.0, None
+    with threadpool_limits(limits=1):     # one BLAS thread: faster on problems this small
+        model = (LogisticRegression(max_iter=LOGISTIC_MAX_ITER, tol=1e-3, warm_start=True, random_state=seed)
+                 if kind == "logistic" else None)
+        for C in Cs:
+            if kind == "logistic":
+                model.set_params(C=C).fit(f_train, y_train)
+            else:
+                model = SVC(C=C, random_state=seed).fit(f_train, y_train)
+            score = float(model.score(f_val, y_val))
+            if score > best_val:
+                best, best_val, best_model = C, score, copy.deepcopy(model)
+        return Tuned(float(best_model.score(f_test, y_test)), best, best_val)
 
 
 def _check_split(x_train, y_train, x_test, y_test) -> None:

@@ -16,13 +16,13 @@ seen: which photograph does a 64 x 64 patch come from?  Every source ships insid
 
 Design decisions (each is visible in the returned data):
 
-* **Gray.**  Every photo is converted to luminance, because brick, grass, gravel and moon ship in
-  gray only: with colour, "is it coloured?" alone would separate the classes.
+* **Gray.**  Every photo is converted to luminance, because brick, grass, gravel, moon and coins
+  ship in gray only: with colour, "is it coloured?" alone would separate the classes.
 * **Same brightness and contrast.**  Each patch is standardised (:func:`standardize`: mean 0.5,
   standard deviation 0.2, clipped to [0, 1]), because the photos differ in brightness: the stars
   are mostly black, so "how dark is it?" alone would tell several classes apart.  What is left
-  to learn is the *texture* (the shape of the histogram still helps: see chapter 08's baseline
-  on intensity statistics).
+  to learn is the *texture* (the shape of the histogram still helps: see chapter 08's baselines
+  on intensity statistics and local binary patterns).
 * **Similar scale.**  Each photo is resized so that its shorter side is at most 512 pixels
   (the retina is first cropped to its central 800 x 800 pixels, inside the black border).
 * **Disjoint halves.**  Training and validation patches come from the left half of each photo,
