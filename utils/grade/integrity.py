@@ -61,7 +61,7 @@ CHECK_CODE = "(the course's check code)"
 @functools.lru_cache(maxsize=1)
 def check_code_names() -> tuple[frozenset[str], frozenset[str]]:
     """(submodule names of ``utils.checks``, private functions and classes defined in any of them): its
-    reference computations and helpers, which a learner's answer has no business calling."""
+    reference computations and helpers, which a learner's answer has no business calling.  Course infrastructure."""
     try:
         package = importlib.import_module(CHECKS)
         modules = [package] + [importlib.import_module(f"{CHECKS}.{m.name}")
