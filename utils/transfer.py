@@ -18,6 +18,11 @@ Freezing correctly takes two steps: ``requires_grad=False`` stops the *weights* 
 but a BatchNorm layer in train mode still normalises with the statistics of the current batch
 and overwrites its running statistics; :func:`freeze_batchnorm` keeps them (eval mode).
 
+The controls and measurements around them: :func:`reestimate_batchnorm` (a random network with
+its BatchNorm statistics re-measured, the fairer random-weight control), :func:`train_with_curve`
+and :func:`steps_to_reach` (gradient steps to a validation accuracy, for a CNN from scratch and
+a linear head on frozen features alike).
+
 Generic helpers for any model with ``.features`` / ``.head`` (the SmallCNN of chapter 07):
 :func:`freeze`, :func:`replace_head`.
 """
