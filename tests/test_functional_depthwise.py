@@ -78,3 +78,20 @@ def test_non_finite_input_forward_matches_torch(bad):
     theirs = F.conv2d(torch.tensor(x), torch.tensor(weight), padding=1, groups=3).numpy()
     assert np.isfinite(ours[0]).all() and np.isfinite(ours[1, :2]).all()
     np.testing.assert_allclose(ours, theirs, **TOLERANCE[np.float64])   # NaN where torch's are
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_gradient_matches_torch(bad):
+    """An inf in grad_output times the band's zeros would be NaN at input pixels it never
+    reaches; such gradients take the exact path, so grad_input is non-finite only where torch's is."""
+    rng = np.random.default_rng(3)
+    x, weight = rng.standard_normal((2, 3, 10, 12)), rng.standard_normal((3, 1, 3, 3))
+    grad_output = rng.standard_normal((2, 3, 10, 12))
+    grad_output[0, 1, 4, 6] = bad
+    kwargs = dict(stride=1, padding=1, dilation=1, groups=3)
+    ours = conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+    x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    F.conv2d(x_t, w_t, **kwargs).backward(torch.tensor(grad_output))
+    assert np.isfinite(ours[0][1]).all() and np.isfinite(ours[0][0, 0]).all()
+    for a, b in zip(ours, (x_t.grad.numpy(), w_t.grad.numpy())):
+        np.testing.assert_allclose(a, b, **TOLERANCE[np.float64])

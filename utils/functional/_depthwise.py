@@ -161,7 +161,8 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
 
     The gradient sits on the stacked rows with zeros at the garbage rows, so those add nothing
     (0 x band to grad_input, 0 x input to grad_weight): that needs a finite input and weight,
-    which the caller checks.  Per kernel row ``i`` and tile: grad_input rows += grad @ band_i.T,
+    which the caller checks, and a finite gradient (checked here; else the exact channels-last
+    path).  Per kernel row ``i`` and tile: grad_input rows += grad @ band_i.T,
     and grad_weight[i, j] is the j-th diagonal of (input rows shifted by i).T @ grad, summed
     over ow at the end.
 
@@ -169,9 +170,9 @@ def backward(grad: np.ndarray, x: np.ndarray, weight: np.ndarray, geo: WindowGeo
     """
     n, channels, height, width = x.shape
     (kh, kw), m = geo.kernel, weight.shape[0] // channels
+    if n == 0 or not _finite(grad):     # an inf in grad times the band's zeros: NaN elsewhere
+        return backward_strided(grad, x, weight, geo, block_bytes)
     grad_input = np.empty_like(x)
-    if n == 0:
-        return grad_input, np.zeros(weight.shape, dtype=x.dtype)
     rows = _Rows(x.shape, weight.shape, geo, x.itemsize, block_bytes)
     bands = _bands(weight, rows)
     through = [np.zeros(band.shape, dtype=x.dtype) for band in bands]   # input.T @ grad per tile
