@@ -804,6 +804,45 @@ def test_a_hidden_receptive_field_case_is_not_shown():
     assert "64" not in str(numbers.value).split("Problem")[0]
 
 
+def test_nan_weights_never_pass_a_tolerance_test():
+    """``nan > tol`` is False: every tolerance comparison of utils.checks must treat NaN as too far."""
+    from utils.checks import ex04
+    assert engine._exceeds(float("nan"), 1e-6) and engine._exceeds(2.0, 1.0) and not engine._exceeds(1.0, 1.0)
+    with pytest.raises(C.CheckFailed):
+        ex04._check_edge_bank(np.full((2, 1, 3, 3), np.nan), ex04._edge_images())
+
+
+def test_a_hidden_failure_shows_nothing_computed_from_the_hidden_inputs():
+    """Red team: "where you returned 999.5" leaked 1000 + x[0] of a hidden input; the wrong index, the
+    count of wrong values and the learner's output shape are computed from the hidden inputs too."""
+    def leaks(x):                                        # right on the visible cases, not on the hidden one
+        out = np.maximum(x, 0)
+        if x.size > 30:
+            out = out.copy()
+            out[0, 1, 2, 3] = 1000 + x[0, 1, 2, 3]
+        return out
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_relu(leaks, hidden=True)
+    message = str(failure.value)
+    problem = message.split("Problem:")[1]
+    assert "random real values" in message and "values are wrong" in problem
+    assert engine.HIDDEN_NOT_SHOWN in problem
+    assert "100" not in problem and "(0, 1, 2, 3)" not in problem and "of 120" not in problem, problem
+    with pytest.raises(C.CheckFailed) as shape:
+        C.check_relu(lambda x: np.maximum(x, 0)[:, :2] if x.size > 30 else np.maximum(x, 0), hidden=True)
+    problem = str(shape.value).split("Problem:")[1]
+    assert "(2, 2, 4, 5)" not in problem and "(2, 3, 4, 5)" not in problem and "shape" in problem, problem
+    seconds = []
+    with pytest.raises(C.CheckFailed) as scalar:
+        C.check_median_time(lambda s, w: float(np.median(s[w:])) if len(s) < 11 else seconds.append(1000 + s[0])
+                            or seconds[-1], hidden=True)
+    problem = str(scalar.value).split("Problem:")[1]
+    assert f"{seconds[0]:.6g}" not in problem and "100" not in problem and "value you returned" in problem, problem
+    with pytest.raises(C.CheckFailed) as visible:        # the visible feedback keeps every detail
+        C.check_relu(lambda x: np.maximum(x, 0) + (x.size == 12))
+    assert "12 of 12 values are wrong" in str(visible.value) and "where you returned" in str(visible.value)
+
+
 def test_rule_from_scratch_sees_a_library_behind_another_name():
     """``from utils.functional import conv2d as helper`` in another cell: the def block looks innocent,
     the function's globals do not (in the notebook from ``__globals__``; a grader proxy gives

@@ -102,3 +102,27 @@ def test_describe_training_setup_sees_running_statistics_move():
     assert all(p.startswith("_fc.") for p in described["changed_params"])
     good = C.describe_training_setup(setup(3))
     assert good["changed_buffers"] == [] and good["changed_params"] == ["_fc.weight", "_fc.bias"]
+
+
+def test_nan_weights_in_the_backbone_are_not_the_imagenet_weights():
+    """Red team: ``abs(mine - v) > tol`` is False for NaN, so a backbone of NaN weights passed."""
+    def poisoned(n):
+        model = head(n)
+        with torch.no_grad():
+            next(p for name, p in model.named_parameters() if not name.startswith("_fc."))[0] = float("nan")
+        return model
+    with pytest.raises(C.CheckFailed, match="do not hold the ImageNet weights"):
+        C.check_new_head(poisoned)
+
+
+def test_a_hidden_photo_failure_does_not_show_the_learners_answer():
+    from utils.efficientnet import classify
+    model = efficientnet_lite0(pretrained=True)
+    right_on_visible = lambda image: classify(model, image, top=1)[0][0] if image.shape[0] < 500 else "pelican xyz"
+    from utils.data import load_image
+    assert load_image("grace_hopper").shape[0] >= 500 > max(load_image(p).shape[0] for p in ("chelsea", "coffee"))
+    with pytest.raises(C.CheckFailed) as failure:
+        C.check_predict_photo(right_on_visible, hidden=True)
+    assert "grace_hopper" in str(failure.value) and "xyz" not in str(failure.value)
+    with pytest.raises(C.CheckFailed, match="xyz"):                  # a visible failure quotes it
+        C.check_predict_photo(lambda image: "pelican xyz")

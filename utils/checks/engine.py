@@ -35,6 +35,9 @@ def fail(message: str) -> None:
     raise CheckFailed(message) from None
 
 
+#: What a hidden check's message says instead of values, positions or shapes computed from its inputs.
+HIDDEN_NOT_SHOWN = "(in a hidden test, values, positions and shapes computed from its inputs are not shown)"
+
 # Inputs of the hidden tests are described by kind (shapes, dtypes, settings), never dumped.
 _KIND_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("convcourse_kind_only", default=False)
 
@@ -194,6 +197,12 @@ def _as_array(value: Any, name: str) -> np.ndarray:
         raise CheckFailed(f"✗ {name} returned a {type(value).__name__}, not an array") from None
 
 
+def _exceeds(value: float, limit: float) -> bool:
+    """``value > limit``, NaN-safe: a NaN exceeds every limit (``nan > tol`` is False, so a plain
+    ``>`` test lets a NaN through as "close enough")."""
+    return not bool(value <= limit)
+
+
 def _same(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> bool:
     if got.shape != want.shape:
         return False
@@ -269,12 +278,23 @@ def _truncation_hint(got: np.ndarray, want: np.ndarray, arg_names: Sequence[str]
 
 def _problem(got: np.ndarray, want: np.ndarray, rtol: float, atol: float, check_dtype: bool,
              first_arg: str = "input") -> str | None:
-    """What differs between the learner's output and the reference (without showing reference values)."""
+    """What differs between the learner's output and the reference (without showing reference values).
+
+    In a hidden check (:func:`learner_check` with ``hidden=True``) nothing computed from the hidden
+    inputs is shown either: not the learner's values, not the positions of wrong values, not the
+    output's shape (nor the expected one); only what kind of difference it is.
+    """
+    hidden = _KIND_ONLY.get()
     if got.shape != want.shape:
+        if hidden:
+            return f"your output does not have the expected shape {HIDDEN_NOT_SHOWN}."
         return f"your output has shape {got.shape}, expected shape {want.shape}."
     if not _same(got, want, rtol, atol):
         if got.dtype == bool or not np.issubdtype(got.dtype, np.number):
             return f"your output has dtype {got.dtype}; expected numbers of dtype {want.dtype}."
+        if hidden:
+            what = "the value you returned is" if got.ndim == 0 else "the shape is right but values are"
+            return f"{what} wrong {HIDDEN_NOT_SHOWN}."
         if got.ndim == 0:
             return f"you returned {got.item():.6g}, which is not the right value."
         wrong = ~np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol)

@@ -8,7 +8,7 @@ import numpy as np
 import utils.functional as F
 
 from .rules import require_from_scratch
-from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _call, _ints, _rng, passed, verify
+from .engine import learner_check, Case, CheckFailed, Suspect, _as_array, _call, _exceeds, _ints, _rng, passed, verify
 from .convolution import _conv_suspects, _reference_conv_view
 
 #: The functions of this exercise set (they may call each other).
@@ -51,23 +51,23 @@ def _check_edge_bank(bank: np.ndarray, images: dict[str, np.ndarray]) -> None:
     maps = {name: F.conv2d(image, bank.astype(np.float64))[0] for name, image in images.items()}
     vertical, horizontal, flat = maps.values()
     scale = max(np.ptp(image) for image in images.values())       # the edge's contrast
-    if np.abs(flat).max() > 1e-6:
+    if _exceeds(np.abs(flat).max(), 1e-6):
         raise CheckFailed("✗ your filters respond to a flat grey image: an edge detector's weights must sum "
                           "to zero, so that a constant region gives 0.")
     detectors = [("filter 0", "vertical", vertical[0], horizontal[0]),
                  ("filter 1", "horizontal", horizontal[1], vertical[1])]
     for label, kind, on_edge, off_edge in detectors:
         strongest, leak = on_edge.max() / scale, np.abs(off_edge).max() / scale
-        if strongest <= 1e-6 and on_edge.min() < -1e-6:
+        if not _exceeds(strongest, 1e-6) and on_edge.min() < -1e-6:
             raise CheckFailed(f"✗ {label} responds negatively to a {kind} dark-to-bright edge: flip its sign "
                               f"(remember conv2d does not flip the kernel, so the positive weights go on the "
                               f"bright side).")
-        if leak > 1e-6 and strongest <= 1e-6:
+        if _exceeds(leak, 1e-6) and not _exceeds(strongest, 1e-6):
             raise CheckFailed(f"✗ {label} responds to the other edge direction but not to {kind} edges: are "
                               f"filters 0 and 1 swapped, or is the kernel transposed?")
-        if strongest <= 1e-6:
+        if not _exceeds(strongest, 1e-6):
             raise CheckFailed(f"✗ {label} does not respond to a {kind} edge.")
-        if leak > 0.1 * strongest:
+        if _exceeds(leak, 0.1 * strongest):
             raise CheckFailed(f"✗ {label} also responds to edges of the other direction; a {kind}-edge "
                               f"detector should give 0 there (make each row/column of weights symmetric "
                               f"along the edge).")

@@ -14,7 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Case, CheckFailed, Suspect, _as_array, _call, _rng, learner_check, passed, verify
+from .engine import (HIDDEN_NOT_SHOWN, Case, CheckFailed, Suspect, _as_array, _call, _exceeds, _rng, learner_check,
+                     passed, verify)
 
 INPUT = (2, 3, 64, 64)      # the small batch every description pushes through a model
 
@@ -101,7 +102,7 @@ def _check_model(model: dict, num_classes: int, name: str) -> None:
                           + (": did you forget `return`?" if model.get("type") == "NoneType" else "."))
     pretrained = _sums(_pretrained())
     mine = model["backbone_sums"]
-    if mine.keys() != pretrained.keys() or any(abs(mine[k] - v) > 1e-6 * max(1.0, abs(v)) for k, v in pretrained.items()):
+    if mine.keys() != pretrained.keys() or any(_exceeds(abs(mine[k] - v), 1e-6 * max(1.0, abs(v))) for k, v in pretrained.items()):
         raise CheckFailed(f"✗ {name}: the layers below the classifier do not hold the ImageNet weights; start "
                           f"from `efficientnet_lite0(pretrained=True)` and change only `model._fc` "
                           f"(pretrained=False would be the random-weight control of chapter 8).")
@@ -250,7 +251,8 @@ def check_predict_photo(fn: Callable, hidden: bool = False) -> None:
                  unnormalised: "the photo went in without `imagenet_transform` (values must be normalised to "
                                "[-1, 1] as in training)."}
         hint = hints.get(got)
-        raise CheckFailed(f"✗ predict_photo gives {got!r} for the photo {photo!r}, which the network does not rank "
+        gives = f"a class name {HIDDEN_NOT_SHOWN}" if hidden else repr(got)   # learner's output on a hidden case
+        raise CheckFailed(f"✗ predict_photo gives {gives} for the photo {photo!r}, which the network does not rank "
                           f"first." + (f"\n  Likely misconception: {hint}" if hint else
                                        " Use `imagenet_transform`, the model in eval mode and the argmax of its logits."))
     passed(f"predict_photo names the network's top class for {len(names)} photos")
