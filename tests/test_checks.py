@@ -348,13 +348,27 @@ def test_a_crashing_or_unfinished_function_is_reported_with_its_input():
         C.check_conv2d(lambda input, weight, bias=None: F.conv2d(input, weight, bias))
 
 
-@pytest.mark.parametrize("check, index", [(C.check_build_cnn, None)])   # ex08's: tests/test_checks_ex08.py
-def test_model_checks_accept_a_description_as_a_grader_proxy_returns_it(check, index, capsys):
+def test_model_checks_accept_a_description_only_from_a_grader_proxy(monkeypatch, capsys):
+    """A grader proxy's call returns the runner's describe_model dict of the learner's model; the same
+    dict returned by the learner's own function is refused, with the grader's words (red team: the
+    notebook passed it 3/3 while the grader refused it)."""
+    from utils.grade import runner
     build = ex07._reference_cnn
-    check(lambda n: C.describe_model(build(n)), hidden=True)
+
+    class Proxy(runner.StudentFunction):
+        def __init__(self, fn):
+            self.fn, self.__name__ = fn, "build_cnn"
+
+        def __call__(self, *args):
+            return C.describe_model(self.fn(*args))
+    C.check_build_cnn(Proxy(build), hidden=True)
     assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(C.CheckFailed) as forged:
+        C.check_build_cnn(lambda n: C.describe_model(build(n)))
+    assert str(forged.value) == ("✗ build_cnn returned a dict shaped like the grader's description of a model, "
+                                 "not a torch.nn.Module: return the model you built")
     with pytest.raises(C.CheckFailed, match="returned a str"):
-        check(lambda n: "a model")
+        C.check_build_cnn(lambda n: "a model")
 
 
 def test_a_hard_coded_class_count_fails_the_visible_check_not_only_the_hidden_one():

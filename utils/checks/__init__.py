@@ -11,9 +11,10 @@ what it returns with the course's reference (:mod:`utils.functional`, :mod:`util
 
 The learner's function may be a proxy that runs in another process (the instructor's grader does
 that): checks only call it with NumPy arrays, Python scalars, tuples, lists, dicts or None, and
-only look at what it returns.  A model cannot cross that boundary, so tasks that build a
-``torch.nn.Module`` are graded through a given wrapper that returns :func:`describe_model` of it
-(plain data); the model checks accept either the module or that description.  Every check is seeded and takes well under a second.
+only look at what it returns.  A model cannot cross that boundary: the grader's runner describes it
+with its trusted copy of :func:`describe_model` (plain data), and the model checks accept that
+description from a grader proxy only; the same dict returned by the learner's own function is
+refused, in the notebook as in the grader.  Every check is seeded and takes well under a second.
 
 ``hidden=True`` adds more (larger, non-square, mixed) cases; the grader uses it.
 

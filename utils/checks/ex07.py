@@ -132,7 +132,7 @@ def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
     # A class count other than 10 is checked visibly too: a hard-coded 10 fails here, not only in the grader.
     for num_classes in ((10, 3, 26) if hidden else (10, 3)):
         case = Case(f"num_classes={num_classes}", (num_classes,))
-        model = _description_of(_call(fn, case, "build_cnn", ("num_classes",)), "build_cnn")
+        model = _description_of(_call(fn, case, "build_cnn", ("num_classes",)), "build_cnn", fn)
         if model["layers"] != want:
             raise CheckFailed(f"✗ build_cnn's layers are {model['layers']}; the task asks for {want}.")
         shapes = sorted(tuple(v.shape) for v in model["parameters"].values())

@@ -36,10 +36,28 @@ def describe_model(model, input_shape: Sequence[int] = (2, 1, 16, 16)) -> dict:
             "output_shape": output_shape, "forward_error": error}
 
 
-def _description_of(value: Any, name: str) -> dict:
-    """The learner's returned model (in this process) or its :func:`describe_model` dict (from a grader proxy)."""
-    if isinstance(value, dict) and {"layers", "parameters", "trainable", "output_shape"} <= value.keys():
-        return value
+#: The keys of :func:`describe_model`'s dict (the grader's runner refuses a learner's dict with them).
+DESCRIPTION_KEYS = frozenset({"layers", "parameters", "trainable", "output_shape"})
+
+
+def _from_grader(fn: Any) -> bool:
+    """Whether ``fn`` is the grader's proxy of a learner function (:class:`utils.grade.runner.StudentFunction`),
+    whose returned model arrives described by the runner's trusted copy of :func:`describe_model`."""
+    import sys
+    runner = sys.modules.get("utils.grade.runner")
+    proxy = getattr(runner, "StudentFunction", None)
+    return isinstance(proxy, type) and isinstance(fn, proxy)
+
+
+def _description_of(value: Any, name: str, fn: Any = None) -> dict:
+    """The learner's returned model (in this process) or, when ``fn`` is a grader proxy, its
+    :func:`describe_model` dict made by the runner.  A dict returned by the learner's own function is
+    refused with the grader's words: only instructor code may describe a model."""
+    if isinstance(value, dict) and DESCRIPTION_KEYS <= value.keys():
+        if _from_grader(fn):
+            return value
+        raise CheckFailed(f"✗ {name} returned a dict shaped like the grader's description of a model, "
+                          f"not a torch.nn.Module: return the model you built")
     try:
         from torch import nn
     except ImportError:  # pragma: no cover - torch is a course dependency
