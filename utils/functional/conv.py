@@ -329,9 +329,10 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     Chapter 03 derives the three formulas; this is the same im2col blocks as :func:`conv2d`:
     grad_weight = grad (C_out, L) @ columns.T (computed as its transpose, the faster orientation),
     grad_columns = weight.T @ grad, added back onto the windows they came from (col2im).  Stride-1
-    layers do this on wide rows (``_wide``: col2im is kH*kW long contiguous adds), stride-1
-    depthwise layers tap by tap on flattened planes (``_depthwise``); an input or weight with an
-    inf or NaN takes the exact im2col path.
+    layers with few garbage columns do this on wide rows (``_wide``: col2im is one long add per
+    tap), other stride-1 layers get grad_input as a transposed convolution; stride-1 depthwise layers tap by tap on flattened planes (``_depthwise``); an input or weight with an
+    inf or NaN takes the exact im2col path.  With several BLAS threads, regular layers split the
+    batch between Python threads (``_parallel``) and add up their grad_weight.
 
     Taught in chapter 03.
     """
