@@ -19,6 +19,7 @@ def values_only(request, monkeypatch):
     if "rule" not in request.node.name:
         monkeypatch.setattr(rules, "_tree", lambda fn: None)
         monkeypatch.setattr(rules, "global_origins", lambda fn: {})
+        monkeypatch.setattr(rules, "check_code_uses", lambda fn: [])   # ex07's references are oracles here
 
 
 def pad_pair(padding):
@@ -855,6 +856,51 @@ def test_a_hidden_failure_shows_nothing_computed_from_the_hidden_inputs():
     with pytest.raises(C.CheckFailed) as visible:        # the visible feedback keeps every detail
         C.check_relu(lambda x: np.maximum(x, 0) + (x.size == 12))
     assert "12 of 12 values are wrong" in str(visible.value) and "where you returned" in str(visible.value)
+
+
+CHECK_CODE_ANSWERS = {
+    "the reference itself": (C.check_top_class_maps, "top_class_maps = _top_class_maps"),
+    "a helper imported from ex07": (C.check_cnn_forward,
+                                    "def cnn_forward(x, params):\n    return helper(x, params)"),
+    "the dotted reference": (C.check_top_class_maps,
+                             "def top_class_maps(f, w, b, k):\n    return utils.checks.ex07._top_class_maps(f, w, b, k)"),
+    "an import in the body": (C.check_build_cnn, "def build_cnn(n):\n    from utils.checks.ex07 import _reference_cnn"
+                                                 "\n    return _reference_cnn(n)"),
+    "the name as a string": (C.check_top_class_maps,
+                             "def top_class_maps(f, w, b, k):\n    return getattr(ex07, '_top_class_maps')(f, w, b, k)"),
+    "ex05's reference under another name": (C.check_compose_kernels,
+                                            "def compose_kernels(w1, b1, w2, b2):\n    return composed(w1, b1, w2, b2)"),
+}
+
+
+@pytest.mark.parametrize("answer", list(CHECK_CODE_ANSWERS))
+def test_rule_the_checks_own_references_are_no_answer(answer, tmp_path, monkeypatch):
+    """Red team: ``top_class_maps = utils.checks.ex07._top_class_maps`` (or ``_numpy_cnn`` behind a helper)
+    passed the notebook check, while the grader's tripwire (utils.grade.integrity) refuses to run it."""
+    import importlib
+    import sys
+    import utils
+    from utils.checks import ex05
+    from utils.grade import integrity
+    check, source = CHECK_CODE_ANSWERS[answer]
+    cell = "import utils.checks\nfrom utils.checks import ex07\nfrom utils.checks.ex07 import _top_class_maps, _numpy_cnn as helper\n" \
+           "from utils.checks.ex05 import _composed as composed\n\n" + source + "\n"
+    (tmp_path / "learner_cell.py").write_text(cell)          # a real file, so that inspect finds the source
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("learner_cell", None)
+    module = importlib.import_module("learner_cell")
+    fn = getattr(module, source.split("(")[0].split()[-1] if source.startswith("def") else source.split()[0])
+    with pytest.raises(C.CheckFailed, match="the course's check code"):
+        check(fn)
+    assert integrity.reaching_construct(cell) is not None     # the grader refuses the same answer
+    assert utils and ex05
+
+
+def test_rule_an_answer_may_import_the_check_functions(capsys):
+    """``from utils.checks import check_x`` (the exercise notebooks' own import) is not check code."""
+    assert rules.check_code_uses(lambda s, w: float(np.median(s[w:]))) == []
+    C.check_median_time(lambda s, w: float(np.median(s[w:])))
+    assert capsys.readouterr().out.startswith("✓")
 
 
 def test_rule_from_scratch_sees_a_library_behind_another_name():

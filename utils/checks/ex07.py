@@ -8,6 +8,7 @@ import numpy as np
 
 import utils.functional as F
 
+from .rules import require_own_code
 from .engine import (Case, CheckFailed, Suspect, _call, _integer_output, _rng, learner_check, passed,
                      verify)
 from .models import _description_of
@@ -21,6 +22,7 @@ def check_receptive_field(fn: Callable, hidden: bool = False) -> None:
     layers: a list of ``(kernel_size, stride)`` pairs, first layer first (conv and pooling alike).
     Used first in exercise set ex07.
     """
+    require_own_code(fn, "receptive_field")
     from utils.models import receptive_field   # lazily: torch is only needed from chapter 07 on
 
     cases = [Case("one 3x3 conv", ([(3, 1)],)),
@@ -95,6 +97,7 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(x, params) -> logits (N, 10)`` for x (N, 1, 16, 16) and ``params`` the exercise CNN's
     state_dict as NumPy arrays: conv1.weight (8, 1, 3, 3), conv1.bias (8,), conv2.weight (16, 8, 3, 3),
     conv2.bias (16,), fc.weight (10, 256), fc.bias (10,). Used first in exercise set ex07."""
+    require_own_code(fn, "cnn_forward")
     import torch
     rng = _rng(13)
     cases = [Case("one image", (rng.random((1, 1, 16, 16)), _cnn_params(1))),
@@ -128,6 +131,7 @@ def check_cnn_forward(fn: Callable, hidden: bool = False) -> None:
 def check_build_cnn(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: the exercise CNN (conv 1->8, conv 8->16, Linear 256->num_classes) as a torch.nn.Module,
     or its :func:`describe_model` dict. Used first in exercise set ex07."""
+    require_own_code(fn, "build_cnn")
     want = ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
     # A class count other than 10 is checked visibly too: a hard-coded 10 fails here, not only in the grader.
     for num_classes in ((10, 3, 26) if hidden else (10, 3)):
@@ -201,6 +205,7 @@ def check_top_class_maps(fn: Callable, hidden: bool = False) -> None:
     features: (C, h, w) the last feature maps of one image; weights: (K, C); bias: (K,); k: int.
     Used first in exercise set ex07.
     """
+    require_own_code(fn, "top_class_maps")
     rng = _rng(10)
     cases = [_cam_case(rng, "3 channels, 4 classes, 2x2 maps, k=2", 3, 4, 2, 2, 2),
              _cam_case(rng, "5 channels, 6 classes, 3x4 maps, k=3", 5, 6, 3, 4, 3)]

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .rules import require_own_code
 from .engine import (HIDDEN_NOT_SHOWN, Case, CheckFailed, Suspect, _as_array, _call, _exceeds, _rng, learner_check,
                      passed, verify)
 
@@ -124,6 +125,7 @@ def _check_model(model: dict, num_classes: int, name: str) -> None:
 def check_new_head(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes)``: EfficientNet-Lite0 with ImageNet weights and a new ``num_classes`` head.
     Used first in exercise set ex08."""
+    require_own_code(fn, "new_head_model")
     for n in ((8, 3, 5) if hidden else (8, 3)):   # a hard-coded class count fails visibly
         _check_model(_described(fn, describe_transfer_model, "new_head_model", n), n, "new_head_model")
     passed("new_head_model keeps the ImageNet weights and has a new head")
@@ -134,6 +136,7 @@ def check_frozen_setup(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(num_classes) -> (model, optimizer)``: backbone frozen (weights *and* BatchNorm
     statistics), the model in train mode, an optimizer holding the head only; one step moves the head only.
     Used first in exercise set ex08."""
+    require_own_code(fn, "frozen_setup")
     name = "frozen_setup"
     for n in ((8, 3, 5) if hidden else (8, 3)):   # a hard-coded class count fails visibly
         d = _described(fn, describe_training_setup, name, n)
@@ -185,6 +188,7 @@ def _pooled_reference(images, depth):
 def check_extract_features(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(images, depth) -> (N, C)``: pooled features of the pretrained network at ``depth``.
     Used first in exercise set ex08."""
+    require_own_code(fn, "extract_features")
     import torch
     rng = _rng(8)
     cases = [Case("two images, depth 'head'", (rng.normal(0, 0.5, (2, 3, 64, 64)).astype(np.float32), "head")),
@@ -224,6 +228,7 @@ def check_extract_features(fn: Callable, hidden: bool = False) -> None:
 def check_predict_photo(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(image) -> str``: the top-1 ImageNet class name of an (H, W, 3) photo in [0, 1].
     Used first in exercise set ex08."""
+    require_own_code(fn, "predict_photo")
     import torch
     from utils.data import load_image
     from utils.efficientnet import classify, imagenet_categories, imagenet_transform

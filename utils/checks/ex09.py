@@ -5,6 +5,7 @@ from typing import Callable
 
 import numpy as np
 
+from .rules import require_own_code
 from .engine import Case, CheckFailed, Suspect, _integer_output, learner_check, passed, verify
 
 
@@ -18,6 +19,7 @@ def _cost(**kw):
 def check_conv_params(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(in_channels, out_channels, kernel_size, bias=True) -> int`` (learnable numbers of a Conv2d).
     Used first in exercise set ex09."""
+    require_own_code(fn, "conv_params")
     cases = [Case("1 -> 1 channel, 3x3", (1, 1, 3)), Case("3 -> 16 channels, 3x3", (3, 16, 3)),
              Case("16 -> 32 channels, 5x5", (16, 32, 5)), Case("without bias", (8, 4, 3), {"bias": False})]
     if hidden:
@@ -45,6 +47,7 @@ def check_conv_params(fn: Callable, hidden: bool = False) -> None:
 def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(in_channels, out_channels, kernel_size, input_size, stride=1, padding=0) -> int`` MACs.
     Used first in exercise set ex09."""
+    require_own_code(fn, "conv_macs")
     cases = [Case("1 -> 1 channel, 3x3 on 5x5", (1, 1, 3, 5)), Case("3 -> 8 channels", (3, 8, 3, 6)),
              Case("padding 1", (2, 4, 3, 6), {"padding": 1}), Case("stride 2", (2, 4, 3, 7), {"stride": 2})]
     if hidden:
@@ -76,6 +79,7 @@ def check_conv_macs(fn: Callable, hidden: bool = False) -> None:
 def check_dense_params(fn: Callable, hidden: bool = False) -> None:
     """Check ``fn(input_shape, output_shape) -> int``: parameters of a dense layer mapping (C, H, W) to (C', H', W').
     Used first in exercise set ex09."""
+    require_own_code(fn, "dense_params")
     from utils.efficiency import linear_cost
     cases = [Case("1x3x3 to 1x1x1", ((1, 3, 3), (1, 1, 1))), Case("1x8x8 to 4x6x6", ((1, 8, 8), (4, 6, 6)))]
     if hidden:
@@ -101,6 +105,7 @@ def check_median_time(fn: Callable, hidden: bool = False) -> None:
     ``seconds`` holds the wall-clock time of consecutive forward passes, warm-up calls first.
     Used first in exercise set ex09.
     """
+    require_own_code(fn, "median_time")
     rng = np.random.default_rng(9)
     cold = np.array([0.52, 0.21, 0.09])                        # warm-up: allocation, kernel choice
     cases = [Case("3 warm-up calls, then 7 calls, one interrupted",

@@ -8,6 +8,10 @@ Two rules, each stated in the task text of the exercises that have it:
 * **no loops over output positions** (``conv2d_vectorized``): no ``for`` loop over output rows or
   columns nested in another loop (loops over filters or kernel taps are fine).
 
+And one rule for every exercise set (:func:`require_own_code`, also part of "from scratch"): the answer
+is not, and does not call, the checks' own code (``utils.checks`` but its ``check_*`` functions, e.g.
+ex07's ``_top_class_maps``), as the grader's tripwire :mod:`utils.grade.integrity` refuses it.
+
 The source is ``getattr(fn, "__source__", None) or inspect.getsource(fn)``: the grader's proxies carry
 the ``def`` block read from the notebook, so the notebook's check and the grader read the same text and
 give the same verdict.  A function whose source cannot be found is not judged by the source rules.
@@ -21,7 +25,10 @@ from __future__ import annotations
 
 import ast
 import dis
+import functools
+import importlib
 import inspect
+import pkgutil
 import textwrap
 import types
 from typing import Callable, Iterable
@@ -40,8 +47,10 @@ REFERENCE_NAMES = frozenset({"conv2d", "conv2d_naive", "conv2d_backward", "max_p
                              "relu_backward", "leaky_relu", "correlate2d", "convolve2d", "fftconvolve",
                              "oaconvolve", "correlate", "convolve"})
 #: Modules whose functions a from-scratch answer may not call, under whatever name.
-FORBIDDEN_MODULES = ("utils.functional", "utils.efficiency", "utils.models", "torch", "scipy", "cv2", "skimage",
-                     "tensorflow", "jax", "sklearn")
+FORBIDDEN_MODULES = ("utils.functional", "utils.efficiency", "utils.models", "utils.checks", "torch", "scipy", "cv2",
+                     "skimage", "tensorflow", "jax", "sklearn")
+#: The course's check code: its private functions are the checks' reference computations.
+CHECKS = "utils.checks"
 #: NumPy functions that are convolutions already.
 NUMPY_CONVOLUTIONS = frozenset({"convolve", "correlate"})
 _NUMPY = frozenset({"np", "numpy"})
@@ -175,8 +184,73 @@ def global_origins(fn: Callable, _seen: set | None = None) -> dict[str, str]:
     return found
 
 
+# ---------------------------------------------------------------- the checks' own code is not an answer
+
+@functools.lru_cache(maxsize=1)
+def _check_code_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(submodule names of utils.checks, private functions and classes defined in any of them), as the
+    grader's tripwire (utils.grade.integrity.check_code_names) reads them."""
+    package = importlib.import_module(CHECKS)
+    modules = [package] + [importlib.import_module(f"{CHECKS}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    private = {name for module in modules for name, value in vars(module).items()
+               if name.startswith("_") and not name.startswith("__") and isinstance(value, (types.FunctionType, type))}
+    return frozenset(m.__name__.rsplit(".", 1)[1] for m in modules[1:]), frozenset(private)
+
+
+def _check_code_in_source(tree: ast.AST) -> list[str]:
+    """Uses of utils.checks' own code in a function's source: importing anything of it but a ``check_*``
+    function, naming one of its submodules or private helpers (also as a string, for ``getattr``)."""
+    submodules, private = _check_code_names()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"`{a.name}`" for a in node.names if a.name.startswith(CHECKS + ".")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(CHECKS):
+            found += ([f"`{node.module}`"] if node.module != CHECKS else
+                      [f"`{a.name}` of `{CHECKS}`" for a in node.names if not a.name.startswith("check_")])
+        elif isinstance(node, ast.Attribute):
+            chain = _dotted(node)
+            if (node.attr in private and chain[:1] != ["self"]) or (node.attr in submodules and "checks" in chain[:-1]):
+                found.append(f"`{ast.unparse(node)}`")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in private:
+            found.append(f"the name {node.value!r}")
+    return found
+
+
+def check_code_uses(fn: Callable) -> list[str]:
+    """What makes ``fn`` (a learner's answer) the course's check code or a caller of it: ``fn`` itself
+    defined in ``utils.checks`` (e.g. ``top_class_maps = _top_class_maps``), a global name whose value
+    comes from it (anything but a ``check_*`` function; the package itself may be imported), or a use
+    of a submodule or private helper in its source.  The grader's tripwire (utils.grade.integrity)
+    refuses the same answers from the notebook's text.  Course infrastructure."""
+    found = []
+    if not hasattr(fn, "__source__"):                   # a grader proxy is the grader's, not the checks'
+        origin = _origin(fn) or ""
+        if origin.startswith(CHECKS + "."):
+            found.append(f"`{getattr(fn, '__name__', origin)}` ({origin})")
+    for name, origin in global_origins(fn).items():
+        if origin.startswith(CHECKS + ".") and not origin.rsplit(".", 1)[-1].startswith("check_"):
+            found.append(f"`{name}` ({origin})")
+    tree = _tree(fn)
+    if tree is not None:
+        found += _check_code_in_source(tree)
+    return list(dict.fromkeys(found))
+
+
+def require_own_code(fn: Callable, name: str) -> None:
+    """Fail when ``fn`` is, or calls into, the checks' own reference code (see :func:`check_code_uses`).
+    Course infrastructure."""
+    found = check_code_uses(fn)
+    if found:
+        raise CheckFailed(f"✗ {name} uses {', '.join(found[:3])}, the course's check code: the checks' own "
+                          f"reference computations are there to check your answer, not to be it (the grader "
+                          f"does not run such an answer; your instructor grades it by hand). Write the "
+                          f"computation yourself.")
+
+
 def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ()) -> None:
     """Fail with a message naming the rule when ``fn`` hands its computation to a library. Course infrastructure."""
+    require_own_code(fn, name)
     found = scratch_violations(fn, own_names)
     found += [f"`{n}` ({origin})" for n, origin in global_origins(fn).items()
               if any(origin == m or origin.startswith(m + ".") for m in FORBIDDEN_MODULES)
