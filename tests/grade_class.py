@@ -167,9 +167,9 @@ def submissions() -> dict[str, tuple[object, dict]]:
     bad_answer = {**key, "q1": {"option": 1}}
     return {
         # honest learners, one folder each (the folder names the learner)
-        "alice/ex05.ipynb": (learner(RIGHT, key), {**good, "duplicate": "needs-review:alice handed in 2 notebooks"}),
+        "alice/ex05.ipynb": (learner(RIGHT, key), {**good, "duplicate": "needs-review:2 hand-ins for one learner (alice, ex05): choose one"}),
         "alice/ex05_resubmitted.ipynb": (learner(RIGHT, key),
-                                         {**good, "duplicate": "needs-review:alice handed in 2 notebooks"}),
+                                         {**good, "duplicate": "needs-review:2 hand-ins for one learner (alice, ex05): choose one"}),
         "bob/ex05_styles.ipynb": (learner(mixed, key), good),
         "carol/ex05.ipynb": (learner({**RIGHT, "relu": TORCH_RELU}, key),
                              {**good, "test_relu": "same-as-notebook"}),
@@ -187,7 +187,7 @@ def submissions() -> dict[str, tuple[object, dict]]:
                                                       "quiz": "passed", "free": "needs-review"}),
         # a learner named by the notebook's metadata, handing in twice from two folders
         "hub/u1/ex05.ipynb": (learner(RIGHT, key, learner_id="heidi"),
-                              {**good, "duplicate": "needs-review:heidi handed in 2 notebooks"}),
+                              {**good, "duplicate": "needs-review:2 hand-ins for one learner (heidi, ex05): choose one"}),
         "hub/u2/ex05.ipynb": (learner(WRONG, key, learner_id="heidi"),
                               {**{t: "failed" for t in TESTS.values()}, "quiz": "passed", "free": "needs-review",
                                "duplicate": "needs-review"}),

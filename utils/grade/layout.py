@@ -13,8 +13,8 @@ A learner is identified by, in this order:
    two hand-ins of one learner apart, so none is flagged.
 
 The metadata is written by the learner's own file, so in a folder per learner (rule 3) a learner
-could claim a classmate's name (the gradebook then keeps the higher of the two hand-ins, and both are
-flagged as that classmate's duplicates); nbgrader's exchange is not open to that.  A value that a
+could claim a classmate's name (the gradebook then leaves the classmate's cell empty for the
+instructor to choose a copy, and both are flagged as that classmate's duplicates); nbgrader's exchange is not open to that.  A value that a
 spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@`` first) or that holds control
 characters is ignored.
 """

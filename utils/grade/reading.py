@@ -3,7 +3,8 @@
 :func:`read_notebook` never raises for a bad file: it returns the notebook (nbformat v4 node), the
 exercise set id its metadata names, and a problem (text naming the field, or None).  Quiz answer
 records are read one by one (:func:`quiz_answers`): a malformed record makes only its own quiz's
-rows invalid.  :func:`duplicate_notes` flags two hand-ins of one learner for one set.
+rows invalid.  :func:`duplicate_notes` flags two hand-ins of one learner for one set (the instructor
+chooses one; the gradebook leaves that cell empty).
 """
 from __future__ import annotations
 
@@ -174,6 +175,7 @@ def duplicate_notes(entries: list[tuple[str, str, str]]) -> dict[str, str]:
         if len(paths) > 1:
             for path in paths:
                 others = ", ".join(p for p in paths if p != path)
-                notes[path] = (f"learner {learner} handed in {len(paths)} notebooks for {set_id} "
-                               f"(also {others}): each is graded; keep one")
+                notes[path] = (f"{len(paths)} hand-ins for one learner ({learner}, {set_id}): choose one "
+                               f"(also {others}); each is graded here, and the gradebook leaves {learner}'s "
+                               f"{set_id} cell empty until one is kept")
     return notes
