@@ -75,7 +75,10 @@ def test_predict_photo_names_an_off_by_one_index():
         C.check_predict_photo(off_by_one)
 
 
-class Proxy:
+from utils.grade.runner import StudentFunction  # noqa: E402
+
+
+class Proxy(StudentFunction):
     """What a grader proxy does: the learner's object never leaves; the trusted describer's data does."""
 
     def __init__(self, fn):
@@ -126,3 +129,17 @@ def test_a_hidden_photo_failure_does_not_show_the_learners_answer():
     assert "grace_hopper" in str(failure.value) and "xyz" not in str(failure.value)
     with pytest.raises(C.CheckFailed, match="xyz"):                  # a visible failure quotes it
         C.check_predict_photo(lambda image: "pelican xyz")
+
+
+def test_a_learners_own_call_described_is_not_the_graders_proxy():
+    """A function carrying its own ``__call_described__`` (a forged description) is called as a function:
+    only the grader's proxy class describes through the runner."""
+    def forged(n):
+        return head(n)
+    forged.__call_described__ = lambda describe, n: {"type": "module", "backbone_sums": {}, "linears": [],
+                                                     "output_shape": (2, n), "forward_error": None}
+    C.check_new_head(forged)                          # the real model it returns is checked, and is right
+    forged_wrong = lambda n: None
+    forged_wrong.__call_described__ = forged.__call_described__
+    with pytest.raises(C.CheckFailed, match="forget `return`"):
+        C.check_new_head(forged_wrong)

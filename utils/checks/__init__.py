@@ -16,7 +16,9 @@ with its trusted copy of :func:`describe_model` (plain data), and the model chec
 description from a grader proxy only; the same dict returned by the learner's own function is
 refused, in the notebook as in the grader.  Every check is seeded and takes well under a second.
 
-``hidden=True`` adds more (larger, non-square, mixed) cases; the grader uses it.
+``hidden=True`` adds more (larger, non-square, mixed) cases; the grader uses it.  Their messages
+describe the inputs by kind and show nothing computed from them (not the learner's values, the
+positions of wrong values or the output's shape): only the case label and the misconception.
 
 Layout: :mod:`utils.checks.engine` (``Case``, ``Suspect``, ``verify``, crash hints, ``CheckFailed``),
 :mod:`utils.checks.convolution` (conv misconceptions and inputs shared by sets 01-04),
