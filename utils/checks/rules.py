@@ -187,9 +187,10 @@ def global_origins(fn: Callable, _seen: set | None = None) -> dict[str, str]:
 # ---------------------------------------------------------------- the checks' own code is not an answer
 
 @functools.lru_cache(maxsize=1)
-def _check_code_names() -> tuple[frozenset[str], frozenset[str]]:
-    """(submodule names of utils.checks, private functions and classes defined in any of them), as the
-    grader's tripwire (utils.grade.integrity.check_code_names) reads them."""
+def check_code_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(submodule names of utils.checks, private functions and classes defined in any of them): the
+    checks' own code, which an answer must not use; the grader's tripwire (utils.grade.integrity) reads
+    the same list.  Course infrastructure."""
     package = importlib.import_module(CHECKS)
     modules = [package] + [importlib.import_module(f"{CHECKS}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
     private = {name for module in modules for name, value in vars(module).items()
@@ -200,7 +201,7 @@ def _check_code_names() -> tuple[frozenset[str], frozenset[str]]:
 def _check_code_in_source(tree: ast.AST) -> list[str]:
     """Uses of utils.checks' own code in a function's source: importing anything of it but a ``check_*``
     function, naming one of its submodules or private helpers (also as a string, for ``getattr``)."""
-    submodules, private = _check_code_names()
+    submodules, private = check_code_names()
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -237,15 +238,19 @@ def check_code_uses(fn: Callable) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _refuse(found: list[str], message: Callable[[str], str]) -> None:
+    """Raise ``CheckFailed(message(the first three findings))`` if anything was found: one rule broken."""
+    if found:
+        raise CheckFailed(message(", ".join(found[:3])))
+
+
 def require_own_code(fn: Callable, name: str) -> None:
     """Fail when ``fn`` is, or calls into, the checks' own reference code (see :func:`check_code_uses`).
     Course infrastructure."""
-    found = check_code_uses(fn)
-    if found:
-        raise CheckFailed(f"✗ {name} uses {', '.join(found[:3])}, the course's check code: the checks' own "
-                          f"reference computations are there to check your answer, not to be it (the grader "
-                          f"does not run such an answer; your instructor grades it by hand). Write the "
-                          f"computation yourself.")
+    _refuse(check_code_uses(fn), lambda uses: (
+        f"✗ {name} uses {uses}, the course's check code: the checks' own reference computations are "
+        f"there to check your answer, not to be it (the grader does not run such an answer; your "
+        f"instructor grades it by hand). Write the computation yourself."))
 
 
 def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ()) -> None:
@@ -255,10 +260,10 @@ def require_from_scratch(fn: Callable, name: str, own_names: Iterable[str] = ())
     found += [f"`{n}` ({origin})" for n, origin in global_origins(fn).items()
               if any(origin == m or origin.startswith(m + ".") for m in FORBIDDEN_MODULES)
               and not any(f"`{n}" in f for f in found)]
-    if found:
-        raise CheckFailed(f"✗ {name} breaks the task's rule \"from scratch\": it must compute with NumPy "
-                          f"itself, but it uses {', '.join(found[:3])}. The course's `utils.functional`, "
-                          f"PyTorch and SciPy are there to compare with, not to answer with.")
+    _refuse(found, lambda uses: (
+        f"✗ {name} breaks the task's rule \"from scratch\": it must compute with NumPy itself, but it "
+        f"uses {uses}. The course's `utils.functional`, PyTorch and SciPy are there to compare with, not "
+        f"to answer with."))
 
 
 # ---------------------------------------------------------------- no loops over output positions
@@ -345,8 +350,7 @@ def position_loops(fn: Callable) -> list[str]:
 def require_no_position_loops(fn: Callable, name: str) -> None:
     """Fail with a message naming the rule when ``fn`` loops over output rows/columns in nested loops.
     Course infrastructure."""
-    found = position_loops(fn)
-    if found:
-        raise CheckFailed(f"✗ {name} breaks the task's rule \"no Python loop over output positions\": "
-                          f"{found[0]} runs once per output row or column, inside another loop. Compute "
-                          f"all positions at once with array operations.")
+    _refuse(position_loops(fn)[:1], lambda loop: (
+        f"✗ {name} breaks the task's rule \"no Python loop over output positions\": {loop} runs once "
+        f"per output row or column, inside another loop. Compute all positions at once with array "
+        f"operations."))

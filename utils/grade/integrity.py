@@ -27,10 +27,6 @@ runner says; only the source rules and model descriptions depend on the runner's
 from __future__ import annotations
 
 import ast
-import functools
-import importlib
-import pkgutil
-import types
 
 #: Attributes that reach frames, tracebacks, the garbage collector's object lists or code objects.
 REACHING_ATTRIBUTES = frozenset({
@@ -58,19 +54,13 @@ CHECKS = "utils.checks"
 CHECK_CODE = "(the course's check code)"
 
 
-@functools.lru_cache(maxsize=1)
 def check_code_names() -> tuple[frozenset[str], frozenset[str]]:
     """(submodule names of ``utils.checks``, private functions and classes defined in any of them): its
-    reference computations and helpers, which a learner's answer has no business calling.  Course infrastructure."""
-    try:
-        package = importlib.import_module(CHECKS)
-        modules = [package] + [importlib.import_module(f"{CHECKS}.{m.name}")
-                               for m in pkgutil.iter_modules(package.__path__)]
-    except ImportError:                                   # pragma: no cover - utils.checks ships with utils
-        return frozenset(), frozenset()
-    private = {name for module in modules for name, value in vars(module).items()
-               if name.startswith("_") and not name.startswith("__") and isinstance(value, (types.FunctionType, type))}
-    return frozenset(m.__name__.rsplit(".", 1)[1] for m in modules[1:]), frozenset(private)
+    reference computations and helpers, which a learner's answer has no business calling.  The notebook
+    checks refuse the same names (one list for both: :func:`utils.checks.rules.check_code_names`,
+    imported here when first needed, so that loading the tripwire stays light).  Course infrastructure."""
+    from utils.checks.rules import check_code_names as names
+    return names()
 
 
 def _dotted_root(node: ast.AST) -> str | None:
