@@ -960,3 +960,19 @@ def test_every_pair_of_misconceptions_is_told_apart_by_a_visible_input(suite):
     # the test can fail: two look-alike hints on these inputs are reported
     twin = engine.Suspect("a twin of the first", suspects[0].wrong)
     assert _indistinguishable(cases, [suspects[0], twin]) == [(suspects[0].hint, twin.hint)]
+
+
+def test_a_hidden_crash_does_not_quote_the_learners_message():
+    """The learner's exception text may be built from a hidden input ("raise ValueError(x)"): a hidden
+    check names the exception but does not quote it; a visible one still does."""
+    def crashes(x):
+        if x.size > 30:
+            raise ValueError(f"secret {1000 + x.flat[0]:.6f}")
+        return np.maximum(x, 0)
+    with pytest.raises(C.CheckFailed) as hidden:
+        C.check_relu(crashes, hidden=True)
+    assert "raised ValueError" in str(hidden.value) and "secret" not in str(hidden.value)
+    assert engine.HIDDEN_NOT_SHOWN in str(hidden.value)
+    with pytest.raises(C.CheckFailed) as visible:
+        C.check_relu(lambda x: (_ for _ in ()).throw(ValueError("visible message")))
+    assert "raised ValueError: visible message" in str(visible.value)

@@ -118,6 +118,17 @@ def test_nan_weights_in_the_backbone_are_not_the_imagenet_weights():
         C.check_new_head(poisoned)
 
 
+def test_a_nan_head_fails_although_its_output_shape_is_right():
+    """A new head's weights are random, so no value can be compared; but NaN weights make every score NaN."""
+    def nan_head(n):
+        model = head(n)
+        with torch.no_grad():
+            model._fc.weight.fill_(float("nan"))
+        return model
+    with pytest.raises(C.CheckFailed, match="NaN or inf"):
+        C.check_new_head(nan_head)
+
+
 def test_a_hidden_photo_failure_does_not_show_the_learners_answer():
     from utils.efficientnet import classify
     model = efficientnet_lite0(pretrained=True)

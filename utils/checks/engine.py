@@ -184,7 +184,9 @@ def _call(fn: Callable, case: Case, name: str, arg_names: Sequence[str], crash_h
                           f"with your code.") from None
     except Exception as exc:  # the learner's bug, reported with the input that triggered it
         hint = _crash_hint(exc, case, arg_names, crash_hints)
-        raise CheckFailed(f"✗ {name} raised {type(exc).__name__}: {exc}\n"
+        # the learner's own message may be built from a hidden input: a hidden check does not quote it
+        message = f" {HIDDEN_NOT_SHOWN}" if _KIND_ONLY.get() else f": {exc}"
+        raise CheckFailed(f"✗ {name} raised {type(exc).__name__}{message}\n"
                           f"  on the input ({case.label}):\n{describe_case(case, arg_names)}{hint}") from None
 
 

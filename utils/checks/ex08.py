@@ -43,9 +43,10 @@ def describe_transfer_model(model) -> dict:
     probe = copy.deepcopy(model).eval()
     try:
         with torch.no_grad():
-            shape, error = tuple(probe(torch.zeros(INPUT)).shape), None
+            output = probe(torch.zeros(INPUT))
+        shape, finite, error = tuple(output.shape), bool(torch.isfinite(output).all()), None
     except Exception as exc:     # reported by the check
-        shape, error = None, f"{type(exc).__name__}: {exc}"
+        shape, finite, error = None, None, f"{type(exc).__name__}: {exc}"
     return {"type": "module",
             "linears": [(n, m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)],
             "backbone_sums": _sums(model),
@@ -53,7 +54,7 @@ def describe_transfer_model(model) -> dict:
             "training": bool(model.training),
             "bn_training": [n for n, m in model.named_modules()
                             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training],
-            "output_shape": shape, "forward_error": error}
+            "output_shape": shape, "output_finite": finite, "forward_error": error}
 
 
 def describe_training_setup(setup) -> dict:
@@ -117,6 +118,9 @@ def _check_model(model: dict, num_classes: int, name: str) -> None:
                 " The head is still sized for ImageNet's 1000 classes: replace `model._fc` by "
                 "`nn.Linear(1280, num_classes)`." if model["output_shape"] == (INPUT[0], 1000) else "")
         raise CheckFailed(f"✗ {name}: on a {INPUT} batch {problem}; it must output ({INPUT[0]}, {num_classes}).{hint}")
+    if model.get("output_finite") is False:
+        raise CheckFailed(f"✗ {name}: the model outputs NaN or inf on a batch of zeros: the new head's weights "
+                          f"must be real numbers (a fresh `nn.Linear` is initialised for you).")
     if any(i == 1000 or o == 1000 for _, i, o in heads):
         raise CheckFailed(f"✗ {name}: the old 1000-class classifier is still in the model; replace `model._fc` "
                           f"instead of stacking a layer on top of it.")
