@@ -8,9 +8,11 @@ shapes or values involved.
 Modules: ``conv`` (convolution), ``pool`` (pooling), ``activation`` (ReLU family); ``validate``
 (public: the argument checks, also used by :mod:`utils.efficiency` and :mod:`utils.checks`) and
 ``_windows`` hold the argument checks and sliding-window plumbing they share; ``_depthwise``
-(depthwise layers as shifted multiply-adds), ``_wide`` (the backward of layers with few input
-channels on flattened planes) and ``_max_search`` (max pooling's first-maximum search, PyTorch's
-tie rule) are fast paths, each tested against the readable version and against torch.
+(depthwise layers: stride 1 as small banded matrix products per kernel row, other strides one
+multiply-add per tap), ``_wide`` (the stride-1 im2col/col2im on flattened planes),
+``_parallel`` (several threads: the batch split between them) and ``_max_search`` (max pooling's
+first-maximum search, PyTorch's tie rule) are fast paths, each tested against the readable
+version and against torch.
 """
 from .activation import leaky_relu, leaky_relu_backward, relu, relu_backward
 from .conv import conv2d, conv2d_backward, conv2d_naive, conv_output_size
