@@ -146,9 +146,12 @@ def open_notebook(page, lab: Lab, path: str) -> None:
 
 
 def run_all_cells(page) -> None:
+    # The stored notebooks are executed: clear first, so that "every cell has an execution count"
+    # below means this run reached it (not the stored count, which made the wait end at once).
     page.evaluate("""async () => {
         const app = window.jupyterapp, panel = app.shell.currentWidget;
         await panel.sessionContext.ready;
+        await app.commands.execute('notebook:clear-all-cell-outputs');
         await app.commands.execute('notebook:run-all-cells');
     }""")
     page.wait_for_function("""() => {
