@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -395,6 +396,24 @@ def test_runner_keeps_student_patches_in_its_own_process(tmp_path):
             StudentFunction(runner, "f")(np.zeros(2))
         assert isinstance(raised.value, StudentCodeError)
         assert not np.array_equal(np.zeros(2), np.ones(2))     # the grader's numpy is untouched
+    finally:
+        runner.stop()
+
+
+def test_a_runner_that_ended_between_calls_is_reported_as_a_crash(tmp_path):
+    """A learner's thread may end the runner after its function has returned: the next call finds
+    the pipe closed (EPIPE).  That is the learner's crash, said as one, not a grader BrokenPipeError."""
+    import numpy as np
+    from utils.grade.runner import Runner, StudentCrashed, StudentFunction
+    source = ("import os, threading, time\ndef f(x):\n"
+              "    threading.Thread(target=lambda: (time.sleep(0.2), os._exit(0))).start()\n    return x")
+    runner = Runner([source], str(tmp_path), 2**32)
+    try:
+        assert StudentFunction(runner, "f")(np.zeros(2)).tolist() == [0, 0]
+        time.sleep(1.0)
+        with pytest.raises(StudentCrashed, match="had ended"):
+            StudentFunction(runner, "f")(np.zeros(2))
+        assert StudentFunction(runner, "f")(np.ones(1)).tolist() == [1]     # started again for the next call
     finally:
         runner.stop()
 

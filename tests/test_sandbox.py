@@ -470,3 +470,61 @@ def test_remove_cgroup_retries_kills_what_is_listed_and_reports_failure(tmp_path
     assert not sandbox.remove_cgroup(busy, attempts=3, kill=True)      # the file keeps it from going
     assert child.wait(timeout=10) == -9 and time.monotonic() - started >= 0.04
     assert busy.exists()
+
+
+def _sandbox_sleeping(group: sandbox.Group) -> subprocess.Popen:
+    """A sandbox of ``group`` whose command sleeps; returns once it is attached (and recorded)."""
+    command = group.launcher(sandbox.bwrap_command(["/bin/sleep", "60"]))
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group.attach(process.pid)
+    return process
+
+
+def test_ending_one_run_never_kills_another_runs_sandbox_with_a_reused_namespace_inode(tmp_path):
+    """The kernel gives a new namespace the lowest free inode, so a sandbox of grading run B can
+    get the PID-namespace inode of a sandbox run A already ended (40 ``unshare --pid`` in a row here
+    all had the same one).  Run A's final sweep (end_all) must still leave B's sandbox alone.  (A
+    clean CI run lost an honest learner's runner this way: BrokenPipeError on its next call, while
+    two grading runs shared the machine.)  Which inode comes next depends on every other namespace
+    made meanwhile, so A's record is given B's inode here, as a reuse would."""
+    registry_a, registry_b = tmp_path / "a", tmp_path / "b"
+    registry_a.mkdir()
+    registry_b.mkdir()
+    group_a = sandbox.Group(2**30, 2**20, str(registry_a))
+    first = _sandbox_sleeping(group_a)
+    group_a.close()
+    first.wait(timeout=10)
+    group_b = sandbox.Group(2**30, 2**20, str(registry_b))
+    try:
+        second = _sandbox_sleeping(group_b)
+        (record_a,), (record_b,) = (os.listdir(r) for r in (registry_a, registry_b))
+        inode_b, rest_a = record_b.split("-")[0], record_a.split("-", 1)[1]
+        os.rename(registry_a / record_a, registry_a / f"{inode_b}-{rest_a}")     # A's dead init, B's inode
+        assert sandbox.namespace_processes(str(registry_a)) == []
+        assert sandbox.end_all(str(registry_a)) == 0
+        time.sleep(0.2)
+        assert second.poll() is None, "run A's sweep killed run B's sandbox"
+        assert len(sandbox.namespace_processes(str(registry_b))) >= 1     # B's own sweep still finds it
+        assert sandbox.end_all(str(registry_b)) >= 1
+    finally:
+        group_b.close()
+    assert second.wait(timeout=10) != 0
+
+
+def test_a_group_never_signals_a_reused_pid(monkeypatch):
+    """Group.end kills its sandboxes' inits by process (pid and start time), not by pid: a pid a dead
+    sandbox had may already be another process's."""
+    group = sandbox.Group(2**30, 2**20, None)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        impostor = psutil.Process(stranger.pid)
+        # what a recorded init looks like once its pid is reused: the same pid, another start time
+        monkeypatch.setattr(impostor, "_ident", (impostor.pid, impostor.create_time() - 100.0))
+        group.inits.append(impostor)
+        group.bwraps.append(impostor)
+        group.end(seconds=0.5)
+        assert stranger.poll() is None, "Group.end killed a process that only shares a recorded pid"
+    finally:
+        group.close()
+        stranger.kill()
+        stranger.wait()

@@ -183,11 +183,13 @@ def run_notebook(nb, cell_indices: list[int], value_names: list[str], workdir: P
         report.values = {}
         report.stopped = report.stopped or f"the values of your notebook could not be read back ({type(exc).__name__})"
     finally:
-        pid = getattr(km.provisioner, "pid", None) if km.provisioner else None
-        if pid:
-            kill_tree(pid)          # in a sandbox this includes its PID namespace's init: all of it
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)          # reap it (and count its CPU time in ours)
+        # Only a kernel process not yet reaped: once nbclient's shutdown has waited for it, its pid
+        # may be another process's (pid_max is 32768 on many machines), and kill_tree would end that.
+        process = getattr(km.provisioner, "process", None) if km.provisioner else None
+        if process is not None and process.poll() is None:
+            kill_tree(process.pid)  # in a sandbox this includes its PID namespace's init: all of it
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)    # reap it (and count its CPU time in ours)
         if client.kc is not None:
             client.kc.stop_channels()
         run_sync(km._async_cleanup_resources)()

@@ -336,8 +336,13 @@ class Runner:
             raise self.start_failure
         if self.pid is None:
             self.start()
-        _write(self.requests, serialize.dumps(request))
         try:
+            try:
+                _write(self.requests, serialize.dumps(request))
+            except OSError:                 # EPIPE: it ended since its last reply (a thread of its own?)
+                self.stop()
+                raise StudentCrashed(f"{doing}: your code's process had ended (os._exit, a crash, "
+                                     "or out of memory)") from None
             return self._receive(self.deadline, doing)
         except StudentStopped as exc:
             self.stopped_events.append(exc)

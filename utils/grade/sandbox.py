@@ -245,8 +245,11 @@ class Group:
                  nproc: int = NPROC):
         self.memory_bytes, self.file_bytes, self.registry = memory_bytes, file_bytes, registry
         self.pids_max, self.nproc = pids_max, nproc
-        self.inits: list[int] = []          # PID-namespace init (bwrap's child) of each sandbox
-        self.bwraps: list[int] = []
+        # Kept as psutil.Process objects (pid and start time), never as bare pids: a dead sandbox's
+        # pid is soon another process's (pid_max is 32768 on many machines), and signalling a
+        # stale pid would kill it.  psutil refuses to signal a process whose start time differs.
+        self.inits: list[psutil.Process] = []     # PID-namespace init (bwrap's child) of each sandbox
+        self.bwraps: list[psutil.Process] = []
         self.cgroups: list[Path] = []
         self.ended_for: str | None = None   # set by the supervisor
         self._stop = threading.Event()
@@ -291,34 +294,39 @@ class Group:
 
     def attach(self, bwrap_pid: int, seconds: float = 30.0) -> int:
         """Record the sandbox started as ``bwrap_pid``; returns its PID-namespace init (as seen here)."""
-        self.bwraps.append(bwrap_pid)
         deadline = time.monotonic() + seconds
+        try:
+            bwrap = psutil.Process(bwrap_pid)       # our child, not yet reaped: the pid is still its own
+        except psutil.NoSuchProcess:
+            raise SandboxUnavailable("the sandbox did not start") from None
+        self.bwraps.append(bwrap)
         while time.monotonic() < deadline:
             try:
-                children = psutil.Process(bwrap_pid).children()
+                children = bwrap.children()
             except psutil.NoSuchProcess:
                 break
             if children:
-                init = children[0].pid
+                init = children[0]
                 self.inits.append(init)
                 self._register(init)
-                return init
+                return init.pid
             time.sleep(0.005)
         raise SandboxUnavailable("the sandbox did not start")
 
-    def _register(self, init: int) -> None:
+    def _register(self, init: psutil.Process) -> None:
         if not self.registry:
             return
-        with contextlib.suppress(OSError):
-            inode = os.stat(f"/proc/{init}/ns/pid").st_ino
-            Path(self.registry, str(inode)).touch()
+        with contextlib.suppress(OSError, psutil.Error):
+            record = namespace_record(init)
+            Path(self.registry, record).touch()
 
     def processes(self) -> list[psutil.Process]:
         """Every process of the group that is still there."""
         found: dict[int, psutil.Process] = {}
-        for pid in self.bwraps:
+        for root in self.bwraps:
             with contextlib.suppress(psutil.Error):
-                root = psutil.Process(pid)
+                if not root.is_running():       # gone, and its pid perhaps another process's now
+                    continue
                 for p in [root] + root.children(recursive=True):
                     found[p.pid] = p
         for folder in self.cgroups:
@@ -332,13 +340,10 @@ class Group:
         """Kill every process of the group (each PID namespace's init first) and wait until none is left."""
         deadline = time.monotonic() + seconds
         while True:
-            for pid in self.inits:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            left = self.processes()
-            for process in left:
+            for process in self.inits + self.processes():
                 with contextlib.suppress(psutil.Error):
-                    process.kill()
+                    process.kill()       # psutil compares the start time first: never a reused pid
+            left = self.processes()
             alive = [p for p in left if _alive(p)]
             if not alive or time.monotonic() > deadline:
                 return
@@ -376,7 +381,8 @@ class Group:
     def _supervise(self) -> None:
         """Without cgroups: sum the group's memory and processes; over a cap, end the whole group."""
         while not self._stop.wait(0.2):
-            processes = [p for p in self.processes() if p.pid not in self.bwraps]
+            bwraps = {p.pid for p in self.bwraps}
+            processes = [p for p in self.processes() if p.pid not in bwraps]
             rss = 0
             for process in processes:
                 with contextlib.suppress(psutil.Error):
@@ -428,19 +434,54 @@ def end_submission() -> list[str]:
     return notes
 
 
-def namespace_processes(registry_dir: str) -> list[psutil.Process]:
-    """Processes (anywhere on this machine) in one of the PID namespaces recorded in ``registry_dir``.
+def namespace_record(init: psutil.Process) -> str:
+    """The registry's name for the PID namespace whose init is ``init``: ``<inode>-<pid>-<start time>``.
+
+    The inode alone would not do: the kernel gives a new namespace the lowest free number, so the
+    next sandbox made anywhere on the machine (another grading run's) gets a dead one's inode at
+    once.  The init tells them apart, because a PID namespace lives exactly as long as its init
+    (the kernel ends every other process of it before the init's own exit completes).
     Course infrastructure."""
+    return f"{os.stat(f'/proc/{init.pid}/ns/pid').st_ino}-{init.pid}-{init.create_time()!r}"
+
+
+def _recorded(registry_dir: str) -> dict[int, list[tuple[int, float]]]:
+    """inode -> [(init pid, init start time)] of every sandbox recorded in ``registry_dir``."""
+    records: dict[int, list[tuple[int, float]]] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir(registry_dir):
+            with contextlib.suppress(ValueError):
+                inode, pid, started = name.split("-", 2)
+                records.setdefault(int(inode), []).append((int(pid), float(started)))
+    return records
+
+
+def _still_ours(inode: int, pid: int, started: float) -> bool:
+    """Is the recorded init still alive, the same process (start time) in the same namespace?"""
     try:
-        inodes = {int(name) for name in os.listdir(registry_dir) if name.isdigit()}
-    except OSError:
+        init = psutil.Process(pid)
+        return (abs(init.create_time() - started) < 1e-3 and _alive(init)
+                and os.stat(f"/proc/{pid}/ns/pid").st_ino == inode)
+    except (OSError, psutil.Error):
+        return False
+
+
+def namespace_processes(registry_dir: str) -> list[psutil.Process]:
+    """Processes (anywhere on this machine) in one of the PID namespaces recorded in ``registry_dir``
+    that still exist (see :func:`namespace_record`). Course infrastructure."""
+    records = _recorded(registry_dir)
+    if not records:
         return []
-    found = []
+    found: dict[int, list[psutil.Process]] = {}
     for process in psutil.process_iter():
         with contextlib.suppress(OSError, psutil.Error):
-            if os.stat(f"/proc/{process.pid}/ns/pid").st_ino in inodes and _alive(process):
-                found.append(process)
-    return found
+            inode = os.stat(f"/proc/{process.pid}/ns/pid").st_ino
+            if inode in records and _alive(process):
+                found.setdefault(inode, []).append(process)
+    # Checked after the scan: a namespace whose init is alive now was the same namespace during it.
+    return [process for inode, processes in found.items()
+            if any(_still_ours(inode, pid, started) for pid, started in records[inode])
+            for process in processes]
 
 
 def end_all(registry_dir: str, seconds: float = 10.0) -> int:
