@@ -133,8 +133,9 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def standardize_features(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Z-score features ``(N, F)``: subtract the mean and divide by the standard deviation of
-    ``reference`` (per feature; a constant feature keeps scale 1).  Returns ``[reference, *others]``
+    """Z-score features ``(N, F)`` with scikit-learn's ``StandardScaler`` fitted on ``reference``:
+    subtract its mean and divide by its standard deviation, per feature (a constant feature keeps
+    scale 1).  Returns ``[reference, *others]``
     transformed, float64.  Use the training data (or an unlabelled pool of it) as the reference,
     never the test data.
 
@@ -143,9 +144,9 @@ def standardize_features(reference: np.ndarray, *others: np.ndarray) -> list[np.
     reference = np.asarray(reference, dtype=np.float64)
     if reference.ndim != 2:
         raise ValueError(f"expected features of shape (N, F), got {reference.shape}")
-    mean, std = reference.mean(axis=0), reference.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return [(np.asarray(f, dtype=np.float64) - mean) / std for f in (reference, *others)]
+    from sklearn.preprocessing import StandardScaler
+    scaler = StandardScaler().fit(reference)          # constant features keep scale 1
+    return [scaler.transform(np.asarray(f, dtype=np.float64)) for f in (reference, *others)]
 
 
 @dataclass(frozen=True)
