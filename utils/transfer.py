@@ -259,20 +259,16 @@ def train_with_curve(model: nn.Module, x: torch.Tensor, y, x_val: torch.Tensor, 
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=True)
     batch_size = min(batch_size, len(x))
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        images = _flip(images, generator) if flips else images
+        return images.contiguous(memory_format=torch.channels_last) if images.ndim == 4 else images
+
     curve = []
-    for step in range(1, steps + 1):
-        model.train()
-        idx = torch.randperm(len(x), generator=generator)[:batch_size]
-        batch = _flip(x[idx], generator) if flips else x[idx]
-        if x.ndim == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(batch), y[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % every == 0:
-            curve.append(accuracy(model, x_val, y_val))
-    model.eval()
+    for _ in range(steps // every):
+        _steps(model, optimizer, x, y, every, batch_size, generator, "train", prepare)
+        curve.append(accuracy(model, x_val, y_val))
+    _steps(model, optimizer, x, y, steps % every, batch_size, generator, "train", prepare)
     return np.array(curve)
 
 
@@ -340,14 +336,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int =
     return float((logits.argmax(1).numpy() == np.asarray(y)).mean())
 
 
-def _steps(model, optimizer, x, y, steps, batch_size, generator, batchnorm):
+def _steps(model, optimizer, x, y, steps, batch_size, generator, batchnorm, prepare=None):
+    """``steps`` optimizer steps, each on ``batch_size`` distinct random samples of ``x`` (drawn
+    with ``generator``), passed through ``prepare`` when given (augmentation, layout); BatchNorm
+    layers in eval mode throughout when ``batchnorm == "frozen"``.  Leaves the model in eval mode."""
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     for _ in range(steps):
         model.train()
         if batchnorm == "frozen":
             freeze_batchnorm(model)
         idx = torch.randperm(len(x), generator=generator)[:batch_size]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        batch = x[idx] if prepare is None else prepare(x[idx])
+        loss = F.cross_entropy(model(batch), y[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
