@@ -31,11 +31,16 @@ torch get the same number of threads (threadpoolctl / ``torch.set_num_threads``)
 * ``temp MB``: peak NumPy memory allocated during the utils pass beyond its result
   (tracemalloc), beside ``budget MB`` = the im2col matrix plus the output.
 
-The load average is printed with the table: on a shared machine, compare ratios from one run.
+Each table's header gives the machine's state at that thread count: the matmul peak, the copy
+bandwidth of 64 MB per thread (main memory) and of 1 MB per thread (in cache), each with every
+thread copying at once, and the load average.  On a shared machine (or a VM whose host is busy)
+these move by 1.5x from hour to hour: compare ratios from one run.  With two or more threads each
+timed pass starts after a 0.3 s pause (``SETTLE_SECONDS``: spinning OpenBLAS threads, see there).
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import importlib.util
 import inspect
 import math
@@ -232,6 +237,16 @@ def _passes(layer: Layer, conv2d, conv2d_backward, max_pool2d, max_pool2d_backwa
             ("torch", "backward"): torch_backward}
 
 
+# With several threads, a pause before each timed pass.  OpenBLAS's worker threads keep spinning on
+# a core for 0.1-0.3 s after a multi-threaded product (its THREAD_TIMEOUT), and that core is then
+# missing from whatever runs next: here a torch 16->32 convolution at 2 threads took 10.6-13.6 ms
+# right after a 512x512 OpenBLAS product at 2 threads and 5.6-7.8 ms after a 0.3 s pause, and ours
+# 9.9-10.1 against 6.9-8.2 ms.  The ``--before`` code multiplies with OpenBLAS threads, so
+# without the pause it slowed the pass after it (torch's as well as ours).
+SETTLE = {"seconds": 0.0}
+SETTLE_SECONDS = 0.3
+
+
 def seconds(key, run) -> tuple[float, float]:
     """(wall, CPU) seconds of one run; torch's backward builds its graph untimed first.
 
@@ -240,6 +255,8 @@ def seconds(key, run) -> tuple[float, float]:
     """
     if key in TWO_STAGE:
         run = run()
+    if SETTLE["seconds"]:
+        time.sleep(SETTLE["seconds"])
     start, start_cpu = time.perf_counter(), time.process_time()
     run()
     return time.perf_counter() - start, time.process_time() - start_cpu
@@ -270,14 +287,35 @@ def matmul_peak_gflops(repeats: int = 10, sizes=(512, 1024)) -> float:
     return best
 
 
-def copy_bandwidth_gbs(repeats: int = 10, megabytes: int = 64) -> float:
-    """Best GB/s (bytes read + written) of ``np.copyto`` between two float32 arrays of 64 MB:
-    the main-memory bound that a NumPy pass over data not in cache cannot beat."""
-    source = np.ones(megabytes << 18, dtype=np.float32)
-    target = np.empty_like(source)
-    np.copyto(target, source)
-    best = min(seconds(None, lambda: np.copyto(target, source))[0] for _ in range(repeats))
-    return 2 * source.nbytes / best / 1e9
+def copy_bandwidth_gbs(threads: int = 1, repeats: int = 10, megabytes: int = 64) -> float:
+    """Best GB/s (bytes read + written) of ``np.copyto`` between two float32 arrays of
+    ``megabytes`` per thread, in ``threads`` Python threads at once (NumPy releases the GIL in
+    copies), each copying its own arrays.
+
+    64 MB is the main-memory bound that a NumPy pass over data not in cache cannot beat; 1 MB
+    (an im2col block, ``conv.BLOCK_BYTES``) stays in a core's cache and is copied 64 times per
+    measurement, so that handing the work to the threads (~0.1 ms) does not count.  Measured at
+    each thread count, so the table says whether a second thread makes the copies around the
+    matrix products any faster on this machine (the products' own scaling is the matmul peak's)."""
+    arrays = [(np.empty(megabytes << 18, dtype=np.float32), np.ones(megabytes << 18, dtype=np.float32))
+              for _ in range(threads)]
+    times = max(1, 64 // megabytes)
+    pool = concurrent.futures.ThreadPoolExecutor(threads)
+
+    def copy_own(pair) -> None:
+        for _ in range(times):
+            np.copyto(*pair)
+
+    def copy() -> None:
+        if threads == 1:
+            copy_own(arrays[0])
+        else:
+            list(pool.map(copy_own, arrays))
+
+    copy()
+    best = min(seconds(None, copy)[0] for _ in range(repeats))
+    pool.shutdown()
+    return 2 * threads * times * arrays[0][0].nbytes / best / 1e9
 
 
 def measure(layer: Layer, repeats: int) -> dict:
@@ -297,9 +335,11 @@ def measure(layer: Layer, repeats: int) -> dict:
 def sweep(layers, threads: int, repeats: int) -> list[float]:
     with threadpool_limits(threads):
         torch.set_num_threads(threads)
+        SETTLE["seconds"] = SETTLE_SECONDS if threads > 1 else 0.0
         peak = matmul_peak_gflops()
         print(f"\n### {threads} thread(s): matmul peak {peak:.0f} GFLOP/s; "
-              f"copy bandwidth {copy_bandwidth_gbs():.1f} GB/s; "
+              f"copy bandwidth {copy_bandwidth_gbs(threads):.1f} GB/s (64 MB a thread), "
+              f"{copy_bandwidth_gbs(threads, megabytes=1):.1f} GB/s (1 MB a thread, in cache); "
               f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; {repeats} rounds, min")
         before = " before ratio | before CPU ratio |" if BEFORE is not None else ""
         print(f"| layer | pass |{before} utils ms | torch ms | ratio | CPU ratio | utils GMAC/s "
