@@ -135,9 +135,8 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 def standardize_features(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Z-score features ``(N, F)`` with scikit-learn's ``StandardScaler`` fitted on ``reference``:
     subtract its mean and divide by its standard deviation, per feature (a constant feature keeps
-    scale 1).  Returns ``[reference, *others]``
-    transformed, float64.  Use the training data (or an unlabelled pool of it) as the reference,
-    never the test data.
+    scale 1).  Returns ``[reference, *others]`` transformed, float64.  Use the training data (or an
+    unlabelled pool of it) as the reference, never the test data.
 
     Used first in chapter 08.
     """

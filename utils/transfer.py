@@ -249,7 +249,6 @@ def train_with_curve(model: nn.Module, x: torch.Tensor, y, x_val: torch.Tensor, 
     if steps < 1 or every < 1:
         raise ValueError(f"steps and every must be positive, got steps={steps}, every={every}")
     x, x_val = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(x_val, dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     y_val = np.asarray(y_val)
     if flips and x.ndim != 4:
         raise ValueError(f"flips needs images (N, C, H, W), got shape {tuple(x.shape)}")
