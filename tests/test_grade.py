@@ -418,6 +418,34 @@ def test_a_runner_that_ended_between_calls_is_reported_as_a_crash(tmp_path):
         runner.stop()
 
 
+
+def test_grading_runs_at_once_leave_each_other_alone(tmp_path):
+    """Instructors (or CI's two workers) grading on one machine at the same time: each run's
+    final sweep of its sandboxes must not kill the other's (it once did: PID-namespace inodes are
+    reused at once, and a namespace was recognised by its inode alone; one honest row in six runs
+    became a BrokenPipeError).  Each run starts while the previous one's sandboxes are running and
+    ending; with the inode-only check this failed in 1 of 4 tries with two runs, so three."""
+    runs = []
+    for name in ("a", "b", "c"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for k in range(4):
+            (folder / f"learner{k}.ipynb").write_bytes(SOLVED.read_bytes())
+        out = tmp_path / f"out-{name}"
+        runs.append((out, subprocess.Popen(
+            [sys.executable, "-m", "utils.grade", str(folder), "--out", str(out), "--jobs", "2",
+             "--solutions", str(FIXTURES / "solutions")], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)))
+        time.sleep(1.5)
+    for out, process in runs:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        rows = list(csv.DictReader((out / "grades.csv").open()))
+        automatic = [r for r in rows if r["question"] in ("add_one_test", "kernel_sum_test")]
+        assert len(automatic) == 8
+        assert all(r["status"] == "passed" for r in automatic), [(r["submission"], r["question"], r["status"])
+                                                                 for r in automatic if r["status"] != "passed"]
+
 def test_extra_tests_from_a_notebook(tmp_path):
     from utils.grade.exercise_sets import add_extra_tests, load_exercise_sets
     cell = nbformat.v4.new_code_cell("assert add_one(1) == 2", metadata={"nbgrader": {
