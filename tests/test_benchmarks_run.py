@@ -1,0 +1,23 @@
+"""The benchmark scripts still run against the current utils (they reach into private helpers of
+``utils.functional.conv``, so a refactoring there must not silently break them).  One layer, one
+round: this checks that they run and that their own correctness asserts hold, never a speed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("script, args", [
+    ("forward_floor.py", ["--repeats", "1", "--only", "16->32 32² k3 p1"]),
+    ("layer_sweep.py", ["--repeats", "1", "--threads", "1", "--only", "16->32"]),
+])
+def test_benchmark_script_runs(script, args):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| 16->32 32² k3 p1 |" in result.stdout
