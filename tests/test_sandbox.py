@@ -221,7 +221,11 @@ for pid in os.listdir('/proc'):
 return False"""),
     "find_from_subprocess": hostile("""
 import subprocess
-found = subprocess.run(['find', '/', '-name', 'ex0*.ipynb'], capture_output=True, text=True, timeout=20).stdout
+# the first match anywhere, skipping trees that hold no notebooks: a whole `find /` of the host
+# once took over 20 s under CI's load, and this escape is the control that works without a sandbox
+found = subprocess.run(['find', '/', '(', '-path', '/proc', '-o', '-path', '/sys', '-o', '-path', '/usr', '-o', '-name', '.venv',
+                        '-o', '-name', '.git', '-o', '-name', 'node_modules', ')', '-prune', '-o', '-name', 'ex0*.ipynb',
+                        '-print', '-quit'], capture_output=True, text=True, timeout=20).stdout
 return bool(found.strip())"""),
     "daemon": hostile(DAEMON + "return False", cell=DAEMON),
     "write_other_submission": hostile(cell="for target in TARGETS:\n    try:\n        open(target, 'w').write('{}')\n"
