@@ -418,7 +418,6 @@ def test_a_runner_that_ended_between_calls_is_reported_as_a_crash(tmp_path):
         runner.stop()
 
 
-
 def test_grading_runs_at_once_leave_each_other_alone(tmp_path):
     """Instructors (or CI's two workers) grading on one machine at the same time: each run's
     final sweep of its sandboxes must not kill the other's (it once did: PID-namespace inodes are
@@ -446,6 +445,7 @@ def test_grading_runs_at_once_leave_each_other_alone(tmp_path):
         assert len(automatic) == 8
         assert all(r["status"] == "passed" for r in automatic), [(r["submission"], r["question"], r["status"])
                                                                  for r in automatic if r["status"] != "passed"]
+
 
 def test_extra_tests_from_a_notebook(tmp_path):
     from utils.grade.exercise_sets import add_extra_tests, load_exercise_sets
