@@ -12,13 +12,14 @@ import nbformat
 import pytest
 
 from tools.execute_notebooks import machine_paths_in
+from tools.nbval_platform import TAG as PLATFORM_TAG, stored_fingerprint
 from utils import course
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = [ROOT / c.path for c in course.CHAPTERS]
 SOLUTIONS = [ROOT / s.solution_path for s in course.EXERCISE_SETS]
 STORED = CHAPTERS + SOLUTIONS
-ALLOWED_TAGS = {"nbval-ignore-output", "raises-exception"}
+ALLOWED_TAGS = {"nbval-ignore-output", "raises-exception", PLATFORM_TAG}
 LINK = re.compile(r"\]\(([^)#\s]+\.ipynb)(#[^)]*)?\)")
 # A row of a chapter table: | 01 | [Images and local patterns](…/01_….ipynb) | what you do | 30 min |
 TABLE_ROW = re.compile(r"^\| (\d\d) \| \[([^\]]+)\]\(([^)]+)\) \|.*\| (\d+) min \|$", re.MULTILINE)
@@ -153,9 +154,18 @@ def test_only_known_tags_and_ignored_outputs_still_assert(path):
     for cell in code_cells(read(path)):
         tags = set(cell.metadata.get("tags", []))
         assert tags <= ALLOWED_TAGS, f"unknown tags {tags - ALLOWED_TAGS}"
-        if "nbval-ignore-output" in tags:
-            # An ignored output must still be checked by the cell itself.
-            assert "assert" in cell.source, f"ignored cell without an assert:\n{cell.source[:300]}"
+        if tags & {"nbval-ignore-output", PLATFORM_TAG}:
+            # An output that is not always compared must still be checked by the cell itself.
+            assert "assert" in cell.source, f"{tags} cell without an assert:\n{cell.source[:300]}"
+        assert not tags >= {"nbval-ignore-output", PLATFORM_TAG}, "a cell is either ignored or platform-dependent"
+
+
+@pytest.mark.parametrize("path", STORED, ids=ids(STORED))
+def test_platform_dependent_cells_name_the_machine_that_stored_them(path):
+    nb = read(path)
+    tagged = any(PLATFORM_TAG in c.metadata.get("tags", []) for c in code_cells(nb))
+    # Without it nbval would compare them nowhere strictly; tools.execute_notebooks stores it.
+    assert (stored_fingerprint(nb) is not None) == tagged, "run tools.execute_notebooks on this notebook"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=ids(CHAPTERS))

@@ -72,6 +72,20 @@ def machine_paths_in(nb) -> list[str]:
     return sorted({text[max(0, m.start() - 40): m.end() + 40] for m in MACHINE_PATH.finditer(text)})
 
 
+def record_numeric_platform(nb) -> None:
+    """Name the floating-point results this machine computes in ``nb``'s metadata when some cell's
+    numbers depend on them (tag ``platform-dependent-output``; ``tools/nbval_platform.py``)."""
+    from tools.nbval_platform import TAG
+    from tools.numeric_platform import METADATA_KEY, fingerprint
+    course_metadata = nb.metadata.setdefault("convcourse", {})
+    if any(TAG in cell.metadata.get("tags", []) for cell in nb.cells):
+        course_metadata[METADATA_KEY] = fingerprint()
+    else:
+        course_metadata.pop(METADATA_KEY, None)
+    if not course_metadata:
+        del nb.metadata["convcourse"]
+
+
 def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
     # As in `make test`: spinning OpenMP threads slow torch badly on shared cores (kernels inherit this).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -87,6 +101,7 @@ def execute(path: Path, timeout: int = 600, write: bool = True) -> float:
         raise RuntimeError(f"{path}: outputs contain machine paths: {leaks[:3]}")
     # Widget state holds random model ids; the course never relies on it being stored.
     nb.metadata.pop("widgets", None)
+    record_numeric_platform(nb)
     nbformat.validate(nb)
     if write:
         nbformat.write(nb, path)
