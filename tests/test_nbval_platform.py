@@ -13,6 +13,9 @@ from tools.numeric_platform import METADATA_KEY, fingerprint
 from utils import course
 
 ROOT = Path(__file__).resolve().parents[1]
+CPUINFO = Path("/proc/cpuinfo")
+# An x86-64 CPU with AVX2, where the kernels can be forced to another instruction set.
+HAS_AVX2 = CPUINFO.exists() and "avx2" in CPUINFO.read_text()
 
 
 def tagged(tags):
@@ -36,8 +39,8 @@ def test_the_fingerprint_is_repeatable_and_ignores_settings_that_change_no_resul
     assert probe() == probe(OMP_NUM_THREADS="2", OMP_WAIT_POLICY="ACTIVE") == fingerprint()
 
 
-@pytest.mark.skipif("avx2" not in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else True,
-                    reason="needs an x86-64 CPU with AVX2, where kernels can be forced to another instruction set")
+@pytest.mark.skipif(not HAS_AVX2,
+                    reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("other_kernels", [{"ATEN_CPU_CAPABILITY": "default"},   # torch's own kernels
                                            {"ONEDNN_MAX_CPU_ISA": "SSE41"},       # its convolutions
                                            {"MKL_CBWR": "COMPATIBLE"},            # its matrix products
@@ -83,7 +86,7 @@ AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 TRAINING_CHAPTERS = [ROOT / c.path for c in course.CHAPTERS if int(c.number) >= 5]
 
 
-@pytest.mark.skipif("avx2" not in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else True,
+@pytest.mark.skipif(not HAS_AVX2,
                     reason="needs an x86-64 CPU with AVX2")
 def test_the_training_chapters_hold_their_claims_on_another_cpus_kernels():
     """Chapters 05-10 run with other kernels, and every claim they assert holds on the numbers those
