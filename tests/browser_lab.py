@@ -123,6 +123,8 @@ def start_lab(folders: tuple[str, ...] = FOLDERS, course_config: bool = False,
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+        # The copy of the course goes; the log and any screenshots stay for a look after the run.
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager

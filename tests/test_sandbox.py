@@ -221,9 +221,10 @@ for pid in os.listdir('/proc'):
 return False"""),
     "find_from_subprocess": hostile("""
 import subprocess
-# the first match anywhere, skipping trees that hold no notebooks: a whole `find /` of the host
-# once took over 20 s under CI's load, and this escape is the control that works without a sandbox
-found = subprocess.run(['find', '/', '(', '-path', '/proc', '-o', '-path', '/sys', '-o', '-path', '/usr', '-o', '-name', '.venv',
+# the first match within 7 levels, skipping trees that hold no notebooks: a whole `find /` of the host
+# took over 20 s under CI's load, and 33 s on a host with a large /old_root mount (7 levels: 0.03 s);
+# this escape is the control that works without a sandbox
+found = subprocess.run(['find', '/', '-maxdepth', '7', '(', '-path', '/proc', '-o', '-path', '/sys', '-o', '-path', '/usr', '-o', '-name', '.venv',
                         '-o', '-name', '.git', '-o', '-name', 'node_modules', ')', '-prune', '-o', '-name', 'ex0*.ipynb',
                         '-print', '-quit'], capture_output=True, text=True, timeout=20).stdout
 return bool(found.strip())"""),
