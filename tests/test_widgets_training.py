@@ -200,6 +200,27 @@ def test_a_pause_during_a_redraw_still_shows_paused(small):
         widget.close()
 
 
+def test_the_status_is_drawn_after_the_plot_and_filters(small):
+    """The page must never say "paused" beside the plot of an earlier step (a CI run once saw the plot
+    change after the status said paused): every other view is sent before the status."""
+    widget = live_training(*small, epochs=3)
+    try:
+        widget.trainer.run(max_steps=2)
+        order = []
+        views = [widget.plot_view, widget.scale_view, widget.change_scale_view,
+                 *widget.filter_views, *widget.change_views]
+        for view in [*views, widget.status_view]:
+            view.observe(lambda change: order.append(change["owner"]), names="value")
+        widget.update()
+        assert order and order[-1] is widget.status_view and order.count(widget.status_view) == 1
+        assert widget.plot_view in order            # the plot moved on from the untrained one
+        order.clear()
+        widget.update()                             # the settling redraw of an unchanged state sends nothing
+        assert order == []
+    finally:
+        widget.close()
+
+
 def test_starting_a_second_live_training_pauses_the_first(small):
     """Re-running the cell makes a new widget while the old one's thread still trains."""
     old, new = live_training(*small, epochs=20), live_training(*small, epochs=3)

@@ -431,7 +431,6 @@ class LiveTraining(Explorer):
         """Redraw status, plot and filters from the trainer's state (called by the training thread).
         Used first in chapter 07."""
         state = self.trainer.state
-        self.status_view.value = f"<span style='font-family:monospace'>{html.escape(status_text(state))}</span>"
         self.plot_view.value = self._plot.png(state)
         filters = first_layer_filters(self.trainer.model)
         for views, scale, values in ((self.filter_views, self.scale_view, filters),
@@ -440,6 +439,9 @@ class LiveTraining(Explorer):
             for view, picture in zip(views, pictures):
                 show_picture(view, picture, True, FILTER_SCALE)
             scale.value = colour_scale_html(limit, True).replace(f"; beyond ±{limit:.3g} saturated", "")
+        # the status last: once the page says "paused" (or "done"), the plot and filters it shows are
+        # already those of that state (a click can land mid-draw; the settling redraw then changes nothing)
+        self.status_view.value = f"<span style='font-family:monospace'>{html.escape(status_text(state))}</span>"
 
 
 def live_training(train_data: Data | None = None, val_data: Data | None = None, epochs: int = 15,
