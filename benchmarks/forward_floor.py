@@ -6,7 +6,8 @@ Run from the repository root:
 
 For the layers of ``layer_sweep.py`` whose forward pass went over the 2.0x target in some sweep
 (3->64 7x7/2 and the dilated 32->32 at one thread, 16->32 at two; and 64->64, within it, for
-contrast), one thread, float32, best of ``--repeats`` rounds (round-robin), it times:
+contrast), and the depthwise layer's (over 3.0x in some), one thread, float32, best of ``--repeats``
+rounds (round-robin), it times:
 
 * ``torch``: ``F.conv2d``, the layer as torch runs it (oneDNN: no im2col matrix);
 * ``utils``: ``utils.functional.conv2d``;
@@ -17,6 +18,9 @@ contrast), one thread, float32, best of ``--repeats`` rounds (round-robin), it t
   to separate the library's matrix-multiply speed from NumPy's;
 * ``copy floor``: the im2col bytes (read + written) at the in-cache copy bandwidth measured now
   (1 MB blocks, ``layer_sweep.copy_bandwidth_gbs``): the least an im2col copy can take here.
+
+For the depthwise layer the same columns time its band products (``_depthwise``): ``im2col`` is its
+copies in and out of the stacked planes, ``GEMM`` the band matrix products (see :func:`depthwise_parts`).
 
 Everything is a ratio to torch's layer from the same rounds.  ``GEMM + copy floor`` is the least
 utils' im2col layout can take with ``np.matmul``: the products as they run now, plus a copy at full
@@ -37,13 +41,16 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from layer_sweep import LAYERS, copy_bandwidth_gbs, matmul_peak_gflops, problem  # noqa: E402
-from utils.functional import conv, conv2d  # noqa: E402
+from utils.functional import _depthwise, conv, conv2d  # noqa: E402
 
-DEFAULT = ("16->32 32² k3 p1", "3->64 112² k7 s2 p3", "32->32 32² k3 p2 d2", "64->64 32² k3 p1")
+DEFAULT = ("16->32 32² k3 p1", "3->64 112² k7 s2 p3", "32->32 32² k3 p2 d2", "64->64 32² k3 p1",
+           "depthwise 128 16² k3 p1")
 
 
 def parts(layer):
-    """The five timed callables of one layer (all on the same arrays)."""
+    """The five timed callables of one layer (all on the same arrays) and the bytes its copies move."""
+    if layer.options["groups"] > 1:
+        return depthwise_parts(layer)
     x, w, b, _ = problem(layer)
     opts = {k: v for k, v in layer.options.items()}
     tx, tw, tb = map(torch.from_numpy, (x, w, b))
@@ -86,6 +93,53 @@ def parts(layer):
     assert np.allclose(flat[first].reshape(-1), conv2d(x[first], w, b, **opts).reshape(-1), atol=1e-3)
     return {"torch": lambda: F.conv2d(tx, tw, tb, **opts), "utils": lambda: conv2d(x, w, b, **opts),
             "im2col": im2col, "GEMM": gemm, "GEMM in torch": gemm_torch}, bytes_moved
+
+
+def depthwise_parts(layer):
+    """The same five callables for a stride-1 depthwise layer (``_depthwise.forward``'s band products):
+    ``im2col`` is its copies (the input into the stacked planes, the valid rows into the NCHW output),
+    ``GEMM`` its band products (three per block of channels, on the planes filled beforehand);
+    what ``utils`` takes beyond both is the adds of the three products, the NaN check and the bias."""
+    x, w, b, _ = problem(layer)
+    opts = dict(layer.options)
+    tx, tw, tb = map(torch.from_numpy, (x, w, b))
+    _, _, geo = conv._prepare(x, w, b, opts["stride"], opts["padding"], opts["dilation"], opts["groups"])
+    assert geo.stride == (1, 1), "the band products are the stride-1 path"
+    rows = _depthwise._Rows(x.shape, w.shape, geo, x.itemsize, conv.BLOCK_BYTES // 3)
+    (tile,), (band,) = rows.tiles, _depthwise._bands(w, rows)      # the sweep's layer: one band
+    channels, step = x.shape[1], rows.step
+    blocks = [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
+    planes = rows.new_planes(x.dtype)           # one buffer, kept in cache, as in utils' own loop
+    wide = np.empty((step, rows.multiplier, rows.rows, geo.out_hw[1]), dtype=x.dtype)
+    out = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
+    rows.inside(planes)[...] = x[:, :step].transpose(1, 0, 2, 3)   # the products read the first block
+    inputs = [[rows.band_input(planes[:c.stop - c.start], i, tile) for i in range(geo.kernel[0])]
+              for c in blocks]
+    t_inputs = [[torch.from_numpy(np.ascontiguousarray(a)) for a in per] for per in inputs]
+    t_band, t_wide = torch.from_numpy(band), torch.from_numpy(wide)
+
+    def copies():
+        for c in blocks:
+            rows.inside(planes[:c.stop - c.start])[...] = x[:, c].transpose(1, 0, 2, 3)
+            out[:, c] = rows.valid(wide[:c.stop - c.start]).transpose(1, 0, 2, 3)
+
+    def gemm():
+        for c, per in zip(blocks, inputs):
+            for i, a in enumerate(per):
+                np.matmul(a, band[c, :, i], out=wide[:c.stop - c.start])
+
+    def gemm_torch():
+        with torch.no_grad():
+            for c, per in zip(blocks, t_inputs):
+                for i, a in enumerate(per):
+                    torch.matmul(a, t_band[c, :, i], out=t_wide[:c.stop - c.start])
+
+    leaves = [t.detach().requires_grad_() for t in (tx, tw, tb)]   # as for the other layers (see parts)
+    F.conv2d(*leaves, **opts).sum().backward()
+    with torch.no_grad():
+        assert np.allclose(conv2d(x, w, b, **opts), F.conv2d(tx, tw, tb, **opts).numpy(), atol=1e-3)
+    return {"torch": lambda: F.conv2d(tx, tw, tb, **opts), "utils": lambda: conv2d(x, w, b, **opts),
+            "im2col": copies, "GEMM": gemm, "GEMM in torch": gemm_torch}, 2 * (x.nbytes + out.nbytes)
 
 
 def best_times(runs: dict, repeats: int) -> dict:

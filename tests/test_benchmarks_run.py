@@ -1,5 +1,5 @@
 """The benchmark scripts still run against the current utils (they reach into private helpers of
-``utils.functional.conv``, so a refactoring there must not silently break them).  One layer, one
+``utils.functional.conv`` and ``_depthwise``, so a refactoring there must not silently break them).  One layer, one
 round: this checks that they run and that their own correctness asserts hold, never a speed."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("script, args", [
-    ("forward_floor.py", ["--repeats", "1", "--only", "16->32 32² k3 p1"]),
+    ("forward_floor.py", ["--repeats", "1", "--only", "16->32 32² k3 p1", "depthwise 128 16² k3 p1"]),
     ("layer_sweep.py", ["--repeats", "1", "--threads", "1", "--only", "16->32"]),
 ])
 def test_benchmark_script_runs(script, args):
@@ -21,3 +21,5 @@ def test_benchmark_script_runs(script, args):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "| 16->32 32² k3 p1 |" in result.stdout
+    if "depthwise 128 16² k3 p1" in args:       # the band products' own path (utils.functional._depthwise)
+        assert "| depthwise 128 16² k3 p1 |" in result.stdout
