@@ -1,0 +1,89 @@
+"""utils.cores.map_on_cores: the results of the plain loop, bit for bit, with the jobs running at once."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utils.cores import map_on_cores, usable_cores
+from utils.data import load_digits_splits
+from utils.models import SmallCNN, evaluate, train
+
+
+def test_results_come_back_in_item_order():
+    assert map_on_cores(lambda a, b: a * b, [1, 2, 3, 4], [5, 6, 7, 8], workers=3) == [5, 12, 21, 32]
+    assert map_on_cores(lambda a: a, [], workers=2) == []
+    assert usable_cores() >= 1
+
+
+def test_the_jobs_run_at_the_same_time():
+    both = threading.Barrier(2, timeout=30)      # a loop would wait here forever: BrokenBarrierError
+
+    def meet(k):
+        both.wait()
+        return k
+    assert map_on_cores(meet, [0, 1], workers=2) == [0, 1]
+
+
+def test_the_first_error_in_item_order_is_raised():
+    def fail(k):
+        if k in (1, 2):
+            raise ValueError(f"job {k}")
+        return k
+    with pytest.raises(ValueError, match="job 1"):
+        map_on_cores(fail, range(4), workers=4)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        map_on_cores(fail, range(4), workers=0)
+
+
+def test_each_job_runs_at_the_callers_torch_thread_count():
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert map_on_cores(lambda _: torch.get_num_threads(), range(3), workers=3) == [1, 1, 1]
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_the_global_generator_is_left_as_before():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    map_on_cores(lambda seed: torch.manual_seed(seed), [0, 1, 2], workers=3)   # as train() reseeds
+    assert torch.equal(torch.rand(3), expected)
+
+
+def _pooled_cnn(seed: int) -> SmallCNN:
+    """Chapter 09's SmallCNN with a global-max-pool head (seeded)."""
+    torch.manual_seed(seed)
+    model = SmallCNN(num_classes=10)
+    model.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    return model
+
+
+@pytest.mark.parametrize("make", [lambda seed: (torch.manual_seed(seed), SmallCNN(num_classes=10))[1], _pooled_cnn],
+                         ids=["SmallCNN", "global max pool head"])
+def test_training_several_seeds_at_once_gives_the_loops_weights_bit_for_bit(make):
+    splits = load_digits_splits()
+    data = (splits.train[0][:256], splits.train[1][:256])
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)                    # as the chapters
+    try:
+        def trained(model, seed):
+            history = train(model, data, epochs=2, seed=seed, progress=False)
+            return model, history.train_loss, evaluate(model, *splits.test).accuracy
+
+        seeds = (0, 1, 2)
+        alone = [trained(make(seed), seed) for seed in seeds]
+        at_once = map_on_cores(trained, [make(seed) for seed in seeds], seeds, workers=3)
+    finally:
+        torch.set_num_threads(saved)
+    for (model_a, loss_a, acc_a), (model_b, loss_b, acc_b) in zip(alone, at_once):
+        assert loss_a == loss_b and acc_a == acc_b
+        for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+            assert torch.equal(a, b)
+    assert len({alone[k][1][-1] for k in range(3)}) == 3       # three different trainings, not one thrice
+    assert np.isfinite(alone[0][1]).all()
