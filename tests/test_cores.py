@@ -87,3 +87,30 @@ def test_training_several_seeds_at_once_gives_the_loops_weights_bit_for_bit(make
             assert torch.equal(a, b)
     assert len({alone[k][1][-1] for k in range(3)}) == 3       # three different trainings, not one thrice
     assert np.isfinite(alone[0][1]).all()
+
+
+def test_fine_tuning_top_blocks_at_once_gives_the_loops_weights_bit_for_bit():
+    """Chapter 08's fine-tuning jobs (a copy of EfficientNet-Lite0's top block and a new head each)."""
+    from utils import transfer
+    from utils.models import efficientnet_lite0
+    pretrained = efficientnet_lite0(pretrained=True)
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.randn(16, 192, 2, 2, generator=generator)      # the input of block 15 (64x64 images)
+    labels = np.arange(16) % 4
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        def tuned(model, seed):
+            transfer.fine_tune(model, maps, labels, head_steps=5, steps=3, seed=seed)
+            return model
+
+        def start(seed):
+            return transfer.TopBlocks(pretrained, first=15, num_classes=4, seed=seed)
+        alone = [tuned(start(seed), seed) for seed in (0, 1)]
+        at_once = map_on_cores(tuned, [start(seed) for seed in (0, 1)], (0, 1), workers=2)
+    finally:
+        torch.set_num_threads(saved)
+    for model_a, model_b in zip(alone, at_once):
+        for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+            assert torch.equal(a, b)
+    assert not torch.equal(alone[0].fc.weight, alone[1].fc.weight)
