@@ -53,15 +53,15 @@ def map_on_cores(function: Callable, *iterables: Iterable, workers: int | None =
         workers = min(len(jobs), 2 * max(1, usable_cores() // threads))
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1 or len(jobs) < 2:
-        return [function(*job) for job in jobs]
 
     def run(job):
         torch.set_num_threads(threads)      # a new thread may start at torch's default count
         return function(*job)
 
-    state = torch.random.get_rng_state()
+    state = torch.random.get_rng_state()    # restored on every path, so that no later cell depends on the cores
     try:
+        if workers == 1 or len(jobs) < 2:
+            return [function(*job) for job in jobs]
         with concurrent.futures.ThreadPoolExecutor(min(workers, len(jobs)), "map-on-cores") as pool:
             return list(pool.map(run, jobs))
     finally:
