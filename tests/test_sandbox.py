@@ -533,3 +533,53 @@ def test_a_group_never_signals_a_reused_pid(monkeypatch):
         group.close()
         stranger.kill()
         stranger.wait()
+
+
+# A notebook cell that replaces every socket of its kernel's runtime folder by a symlink to ``SENTINEL``
+# (a socket of the host), then closes the kernel's own shell and control sockets, so that the grader's
+# side loses its connection.  A reconnect would look the path up again from the grader's root, where the
+# absolute link names the host's socket: before the fix, hundreds of connections a second reached it.
+SWAP_SOCKETS = """
+import glob, os
+for path in glob.glob('/run/user/65534/jupyter/kernel-*'):
+    os.unlink(path)
+    os.symlink(SENTINEL, path)
+kernel = get_ipython().kernel
+for stream in (kernel.shell_stream, kernel.control_stream):
+    stream.socket.close(linger=0)
+"""
+
+
+def test_a_kernel_that_swaps_its_sockets_for_links_never_makes_the_grader_connect_elsewhere(tmp_path):
+    from utils.grade.kernel import KernelLimits, run_notebook
+    sentinel = tmp_path / "host.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sentinel))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    connections, done = [], threading.Event()
+
+    def count():
+        while not done.is_set():
+            try:
+                connections.append(listener.accept()[0])
+            except OSError:
+                pass
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    cells = [SWAP_SOCKETS.replace("SENTINEL", repr(str(sentinel))), "value = 1"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    saved = sandbox.enabled
+    sandbox.enabled = True
+    sandbox.begin_submission(2**30, 2**20)
+    try:
+        report = run_notebook(nb, [0, 1], ["value"], tmp_path, KernelLimits(cell_seconds=5))
+        time.sleep(1)                       # any reconnect would come within its 0.1 s interval
+    finally:
+        sandbox.end_submission()
+        sandbox.enabled = saved
+        done.set()
+        counter.join()
+        listener.close()
+    assert connections == [], f"the grader connected {len(connections)} times to the socket the links name"
+    assert report.values == {} and report.stopped      # the learner broke its own kernel: no values

@@ -7,22 +7,34 @@ limit and so does the whole notebook, and the output the kernel may send is capp
 ``max_output`` bytes outputs are dropped; beyond ten times that the kernel is killed).  After
 the last cell the values of the requested names are written with ``serialize.dump_names`` and
 decoded here without unpickling anything.
+
+The grader's side connects to the kernel's sockets once, when all of them listen, and never
+reconnects (no heartbeat channel either): a reconnect would look the socket's path up again from the
+grader's own root, where a symlink the learner's code put in the runtime folder could name any socket
+of the machine (tests/test_sandbox.py tries it).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from traitlets import default
 
 from . import sandbox
 from .limits import kill_tree, limited_command
@@ -51,6 +63,31 @@ class KernelReport:
     output_truncated: bool = False
 
 
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+
+
+def _connect_once_context() -> zmq.asyncio.Context:
+    """A ZMQ context whose sockets never reconnect (see :meth:`LimitedKernelManager._async_post_start_kernel`)."""
+    context = zmq.asyncio.Context()
+    context.setsockopt(zmq.RECONNECT_IVL, -1)
+    return context
+
+
+class SandboxKernelClient(AsyncKernelClient):
+    """The client of a sandboxed kernel: its sockets connect once and never reconnect, and it has
+    no heartbeat channel (whose thread opens a *new* socket, a new path lookup, after every missed
+    beat; the manager that made the client answers ``is_alive`` from the kernel process instead).
+    Course infrastructure."""
+
+    @default("context")
+    def _connect_once(self) -> zmq.asyncio.Context:
+        self._created_context = True
+        return _connect_once_context()
+
+    def start_channels(self, shell=True, iopub=True, stdin=True, hb=True, control=True):
+        super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=False, control=control)
+
+
 class LimitedKernelManager(AsyncKernelManager):
     """An AsyncKernelManager (what nbclient expects) whose kernel starts under resource limits,
     in the submission's sandbox group when there is one (then over ``ipc`` sockets). Course infrastructure."""
@@ -72,6 +109,40 @@ class LimitedKernelManager(AsyncKernelManager):
             self.sandbox_root = f"/proc/{init}/root"
             self.ip = self.sandbox_root + self.ip         # the kernel's sockets, reached from outside
 
+    async def _async_post_start_kernel(self, **kw):
+        if self.group is not None:
+            # Connect once, when the kernel listens, and never again.  Each (re)connect looks the
+            # socket's path up anew, in *our* file system: the learner's code may replace a socket of
+            # its runtime folder by a symlink, and an absolute link met under /proc/<pid>/root is
+            # resolved from our root, so a reconnect would reach any socket of this machine the link
+            # names (tried: hundreds of connections a second to a socket outside the sandbox).
+            await self._wait_until_listening(deadline=time.monotonic() + 60)
+            self.context.setsockopt(zmq.RECONNECT_IVL, -1)      # the control socket, made next
+            # (the client's sockets come from SandboxKernelClient's own context)
+        await super()._async_post_start_kernel(**kw)
+
+    async def _wait_until_listening(self, deadline: float) -> None:
+        """Until every channel's path in the sandbox is a socket (not a link) that accepts a connection."""
+        for channel in CHANNELS:
+            path = f"{self.ip}-{getattr(self, f'{channel}_port')}"
+            while not _listening_socket(path):
+                if time.monotonic() > deadline or not await self._async_is_alive():
+                    raise RuntimeError(f"the kernel did not open its {channel} socket")
+                await asyncio.sleep(0.02)
+
+
+def _listening_socket(path: str) -> bool:
+    """``path`` is a Unix socket itself (``lstat``: not a symlink to one) and something accepts on it."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        return True
+    except OSError:
+        return False
+
 
 def _kernel_manager(limits: KernelLimits, workdir: Path) -> LimitedKernelManager:
     group = sandbox.current()
@@ -79,7 +150,8 @@ def _kernel_manager(limits: KernelLimits, workdir: Path) -> LimitedKernelManager
         km = LimitedKernelManager(kernel_name="python3")
     else:
         km = LimitedKernelManager(kernel_name="python3", transport="ipc", ip=f"{sandbox.RUNTIME}/kernel",
-                                  cache_ports=False, connection_file=str(workdir / "kernel.json"))
+                                  cache_ports=False, connection_file=str(workdir / "kernel.json"),
+                                  client_class=f"{__name__}.{SandboxKernelClient.__qualname__}")
         km.group = group
     km.limits = limits
     return km
