@@ -47,6 +47,17 @@ DEFAULT = ("16->32 32² k3 p1", "3->64 112² k7 s2 p3", "32->32 32² k3 p2 d2", 
            "depthwise 128 16² k3 p1")
 
 
+def check_and_warm_torch(x, w, b, opts: dict) -> None:
+    """utils' layer agrees with torch's; then one autograd backward of torch's, as in layer_sweep's
+    rounds: here torch's forward of a layer ran 1.5x faster after it (16->32: 7.2-7.8 ms before,
+    4.6-5.1 ms after), so without it the ratios would flatter utils."""
+    tx, tw, tb = map(torch.from_numpy, (x, w, b))
+    with torch.no_grad():
+        assert np.allclose(conv2d(x, w, b, **opts), F.conv2d(tx, tw, tb, **opts).numpy(), atol=1e-3)
+    leaves = [t.detach().requires_grad_() for t in (tx, tw, tb)]
+    F.conv2d(*leaves, **opts).sum().backward()
+
+
 def parts(layer):
     """The five timed callables of one layer (all on the same arrays) and the bytes its copies move."""
     if layer.options["groups"] > 1:
@@ -81,13 +92,7 @@ def parts(layer):
             for images, block in t_blocks:
                 torch.matmul(t_matrix, block, out=t_flat[images])
 
-    with torch.no_grad():
-        assert np.allclose(conv2d(x, w, b, **opts), F.conv2d(tx, tw, tb, **opts).numpy(), atol=1e-3)
-    # One autograd backward first, as in layer_sweep's rounds: here torch's forward of this layer ran
-    # 1.5x faster after it (16->32: 7.2-7.8 ms before, 4.6-5.1 ms after), so without it the ratios
-    # would flatter utils.
-    leaves = [t.detach().requires_grad_() for t in (tx, tw, tb)]
-    F.conv2d(*leaves, **opts).sum().backward()
+    check_and_warm_torch(x, w, b, opts)
     first = blocks[0][0]
     gemm()
     assert np.allclose(flat[first].reshape(-1), conv2d(x[first], w, b, **opts).reshape(-1), atol=1e-3)
@@ -134,10 +139,7 @@ def depthwise_parts(layer):
                 for i, a in enumerate(per):
                     torch.matmul(a, t_band[c, :, i], out=t_wide[:c.stop - c.start])
 
-    leaves = [t.detach().requires_grad_() for t in (tx, tw, tb)]   # as for the other layers (see parts)
-    F.conv2d(*leaves, **opts).sum().backward()
-    with torch.no_grad():
-        assert np.allclose(conv2d(x, w, b, **opts), F.conv2d(tx, tw, tb, **opts).numpy(), atol=1e-3)
+    check_and_warm_torch(x, w, b, opts)
     return {"torch": lambda: F.conv2d(tx, tw, tb, **opts), "utils": lambda: conv2d(x, w, b, **opts),
             "im2col": copies, "GEMM": gemm, "GEMM in torch": gemm_torch}, 2 * (x.nbytes + out.nbytes)
 
