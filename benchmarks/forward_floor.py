@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layer_sweep import LAYERS, copy_bandwidth_gbs, matmul_peak_gflops, problem  # noqa: E402
+from layer_sweep import (LAYERS, copy_bandwidth_gbs, matmul_peak_gflops, pin_allocator,  # noqa: E402
+                         problem)
 from utils.functional import _depthwise, conv, conv2d  # noqa: E402
 
 DEFAULT = ("16->32 32² k3 p1", "3->64 112² k7 s2 p3", "32->32 32² k3 p2 d2", "64->64 32² k3 p1",
@@ -116,6 +117,7 @@ def depthwise_parts(layer):
     blocks = [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
     planes = rows.new_planes(x.dtype)           # one buffer, kept in cache, as in utils' own loop
     wide = np.empty((step, rows.multiplier, rows.rows, geo.out_hw[1]), dtype=x.dtype)
+    product = np.zeros_like(wide)
     out = np.empty((x.shape[0], w.shape[0]) + geo.out_hw, dtype=x.dtype)
     rows.inside(planes)[...] = x[:, :step].transpose(1, 0, 2, 3)   # the products read the first block
     inputs = [[rows.band_input(planes[:c.stop - c.start], i, tile) for i in range(geo.kernel[0])]
@@ -133,6 +135,11 @@ def depthwise_parts(layer):
             for i, a in enumerate(per):
                 np.matmul(a, band[c, :, i], out=wide[:c.stop - c.start])
 
+    def adds():                                 # the three products of each block summed: two adds
+        for c in blocks:
+            for _ in range(geo.kernel[0] - 1):
+                wide[:c.stop - c.start] += product[:c.stop - c.start]
+
     def gemm_torch():
         with torch.no_grad():
             for c, per in zip(blocks, t_inputs):
@@ -141,47 +148,65 @@ def depthwise_parts(layer):
 
     check_and_warm_torch(x, w, b, opts)
     return {"torch": lambda: F.conv2d(tx, tw, tb, **opts), "utils": lambda: conv2d(x, w, b, **opts),
-            "im2col": copies, "GEMM": gemm, "GEMM in torch": gemm_torch}, 2 * (x.nbytes + out.nbytes)
+            "im2col": copies, "GEMM": gemm, "GEMM in torch": gemm_torch, "adds of the products": adds,
+            # the other NumPy method: one multiply and one add of a shifted view per tap
+            "tap by tap": lambda: _depthwise.forward_strided(x, w, geo, conv.BLOCK_BYTES)
+            }, 2 * (x.nbytes + out.nbytes)
 
 
-def best_times(runs: dict, repeats: int) -> dict:
+COLUMNS = ("torch", "utils", "im2col", "GEMM", "GEMM in torch")
+
+
+def best_times(runs: dict, repeats: int, back_to_back: bool = False) -> dict:
+    """Best of ``repeats`` calls of each: round-robin (as layer_sweep times), or ``back_to_back``
+    (all calls of one in a row, its data and code in cache: the fastest each can be)."""
     for run in runs.values():
         run()
     best = {name: float("inf") for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
+    order = ([(name, run) for name, run in runs.items() for _ in range(repeats)] if back_to_back
+             else [(name, run) for _ in range(repeats) for name, run in runs.items()])
+    for name, run in order:
+        start = time.perf_counter()
+        run()
+        best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def main(names, repeats: int) -> None:
+def main(names, repeats: int, back_to_back: bool = False) -> None:
+    pinned = pin_allocator()                  # as layer_sweep does: no page faults at every call
     with threadpool_limits(1):
         torch.set_num_threads(1)
         cache_gbs = copy_bandwidth_gbs(1, megabytes=1)
         print(f"1 thread: matmul peak {matmul_peak_gflops():.0f} GFLOP/s; in-cache copy {cache_gbs:.1f} GB/s; "
-              f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; best of {repeats}\n")
+              f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; best of {repeats}"
+              f"{' back to back' if back_to_back else ' round-robin'}; "
+              f"glibc mmap threshold {'pinned' if pinned else 'as it is'}\n")
         print("| layer (forward) | torch ms | utils ms | utils | im2col | GEMM | GEMM in torch | copy floor "
               "| GEMM + copy floor |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        others = {}
         for layer in LAYERS:
             if not any(name == layer.name for name in names):
                 continue
             runs, bytes_moved = parts(layer)
-            best = best_times(runs, repeats)
+            best = best_times(runs, repeats, back_to_back)
             ref = best["torch"]
             floor = bytes_moved / (cache_gbs * 1e9)
             cells = [f"{best[k] / ref:.2f}×" for k in ("utils", "im2col", "GEMM", "GEMM in torch")]
             print(f"| {layer.name} | {ref * 1e3:.2f} | {best['utils'] * 1e3:.2f} | " + " | ".join(cells)
                   + f" | {floor / ref:.2f}× | {(best['GEMM'] + floor) / ref:.2f}× |", flush=True)
+            others.update({f"{layer.name}, {k}": best[k] / ref for k in best if k not in COLUMNS})
         print("\n(ratios to torch's layer; GEMM = utils' products alone on prefilled blocks, np.matmul; "
               "copy floor = im2col bytes at the in-cache copy bandwidth)")
+        for name, ratio in others.items():
+            print(f"\n{name}: {ratio:.2f}× torch's layer")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", nargs="+", default=list(DEFAULT))
+    parser.add_argument("--back-to-back", action="store_true",
+                        help="time each part's calls in a row, not round-robin (see best_times)")
     options = parser.parse_args()
-    main(options.only, options.repeats)
+    main(options.only, options.repeats, options.back_to_back)

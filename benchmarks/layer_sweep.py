@@ -3,7 +3,7 @@
 Run from the repository root:
 
     .venv/bin/python benchmarks/layer_sweep.py [--repeats 5] [--threads 1 2] [--only NAME ...]
-        [--before DIR]
+        [--before DIR] [--default-allocator]
 
 ``--before DIR`` also times another copy of ``utils/functional`` (e.g. an older commit's, from
 ``git archive``) in the same rounds, so that before and after see the same machine load.
@@ -36,16 +36,22 @@ bandwidth of 64 MB per thread (main memory) and of 1 MB per thread (in cache), e
 thread copying at once, and the load average.  On a shared machine (or a VM whose host is busy)
 these move by 1.5x from hour to hour: compare ratios from one run.  With two or more threads each
 timed pass starts after a 0.3 s pause (``SETTLE_SECONDS``: spinning OpenBLAS threads, see there).
+
+glibc's mmap threshold is pinned first (:func:`pin_allocator`; ``--default-allocator`` leaves it
+alone), so that neither library page-faults its arrays in at every call; each table ends with the
+most minor page faults any timed call of each library had.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import ctypes
 import importlib.util
 import inspect
 import math
 import os
 import re
+import resource
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -247,6 +253,31 @@ SETTLE = {"seconds": 0.0}
 SETTLE_SECONDS = 0.3
 
 
+# glibc's malloc gives blocks over its mmap threshold (128 kB at first) their own pages, and returns
+# them at free(), so a pass that allocates its output page-faults it in again on every call.  It
+# raises the threshold by itself once such a block is freed, so whether a pass faulted depended on
+# what ran before it.  Measured here (eighth session): torch's depthwise forward took 0.7-3 ms with
+# 480 minor faults a call and 0.31 ms with none, its backward 2.6 ms against 1.2 ms; the sweep's
+# depthwise ratio moved from 1.8x to 3.3x between runs.  Pinned, both libraries reuse heap pages.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # glibc's mallopt parameters (malloc.h)
+PINNED_MMAP_BYTES = 32 << 20                         # glibc's largest allowed threshold on 64-bit
+FAULTS = {}                                          # (library, pass) -> minor faults of each timed run
+ALLOCATOR = {"state": "glibc's default allocator (mmap threshold free to move)"}
+
+
+def pin_allocator() -> bool:
+    """Fix glibc's mmap threshold at 32 MB (and trim at twice that), so no pass page-faults its
+    arrays in at each call; False where there is no glibc ``mallopt`` (the sweep still runs)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    return mallopt is not None and all(mallopt(option, value) == 1 for option, value in
+                                       ((M_MMAP_THRESHOLD, PINNED_MMAP_BYTES),
+                                        (M_TRIM_THRESHOLD, 2 * PINNED_MMAP_BYTES)))
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def seconds(key, run) -> tuple[float, float]:
     """(wall, CPU) seconds of one run; torch's backward builds its graph untimed first.
 
@@ -257,9 +288,13 @@ def seconds(key, run) -> tuple[float, float]:
         run = run()
     if SETTLE["seconds"]:
         time.sleep(SETTLE["seconds"])
+    faults = minor_faults()
     start, start_cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - start, time.process_time() - start_cpu
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    if key is not None:
+        FAULTS.setdefault(key, []).append(minor_faults() - faults)
+    return wall, cpu
 
 
 def temporary_mb(run) -> float:
@@ -323,11 +358,15 @@ def measure(layer: Layer, repeats: int) -> dict:
     for key, run in runs.items():
         seconds(key, run)
     times = {key: [] for key in runs}
+    FAULTS.clear()
     for _ in range(repeats):
         for key, run in runs.items():
             times[key].append(seconds(key, run))
     row = {key: min(wall for wall, _ in values) for key, values in times.items()}
     row["cpu"] = {key: min(cpu for _, cpu in values) for key, values in times.items()}
+    # the faults of the round each minimum comes from (the first round grows the heap: faults)
+    row["faults"] = {key: FAULTS[key][-repeats:][int(np.argmin([wall for wall, _ in times[key]]))]
+                     for key in runs}
     row["temp"] = {p: temporary_mb(runs["utils", p]) for p in pass_names(layer)}
     return row
 
@@ -345,9 +384,11 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
         print(f"| layer | pass |{before} utils ms | torch ms | ratio | CPU ratio | utils GMAC/s "
               "| torch GMAC/s | utils %peak | torch %peak | temp MB | budget MB |")
         print("|---|---|" + ("---:|---:|" if before else "") + "---:|" * 10)
-        ratios, before_ratios = [], []
+        ratios, before_ratios, faults = [], [], {}
         for layer in layers:
             row = measure(layer, repeats)
+            for (library, _), count in row["faults"].items():
+                faults[library] = max(faults.get(library, 0), count)
             out_mb = 4 * layer.input_shape[0] * layer.out_channels * layer.out_size() ** 2 / 1e6
             for p in pass_names(layer):
                 ours, theirs = row["utils", p], row["torch", p]
@@ -380,6 +421,8 @@ def sweep(layers, threads: int, repeats: int) -> list[float]:
                   + (f"before: {math.exp(sum(map(math.log, before_ratios)) / len(before_ratios)):.2f}×; "
                      if before_ratios else "") +
                   f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        print("most minor page faults in a timed call whose time is in the table: " + ", ".join(f"{library} {count:.0f}" for library, count in
+                                             sorted(faults.items())) + f"; {ALLOCATOR['state']}")
         return ratios
 
 
@@ -391,7 +434,12 @@ if __name__ == "__main__":
                         help="substrings of layer names to run (default: all)")
     parser.add_argument("--before", default=None,
                         help="directory of another utils/functional to time in the same rounds")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's mmap threshold to move as it likes (see pin_allocator)")
     options = parser.parse_args()
+    if not options.default_allocator:
+        ALLOCATOR["state"] = ("glibc mmap threshold pinned at 32 MB" if pin_allocator()
+                              else "no glibc mallopt here: allocator as it is")
     if options.before:
         BEFORE = load_functional(options.before)
     chosen = [layer for layer in LAYERS

@@ -36,30 +36,33 @@ def stride_one_depthwise(draw):
     return x, weight, dict(stride=1, padding=padding, dilation=dilation, groups=channels)
 
 
-def torch_forward_backward(x, weight, kwargs, grad_output):
+def torch_forward_backward(x, weight, kwargs, grad_output, bias=None):
     x_t, w_t = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
-    out = F.conv2d(x_t, w_t, **kwargs)
+    out = F.conv2d(x_t, w_t, None if bias is None else torch.tensor(bias), **kwargs)
     out.backward(torch.tensor(grad_output))
     return out.detach().numpy(), x_t.grad.numpy(), w_t.grad.numpy()
 
 
 @settings(max_examples=60, deadline=None)
 @given(stride_one_depthwise(), st.sampled_from([None, 1, 2, 3, 5]), st.booleans(),
-       st.integers(0, 2**32 - 1))
-def test_band_products_match_torch(config, tile, one_channel_blocks, seed):
-    """Forward, grad_input and grad_weight equal torch's with one band over the whole width or
-    tiles of ``tile`` output columns (the last one narrower), and with one channel per block."""
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_band_products_match_torch(config, tile, one_channel_blocks, with_bias, seed):
+    """Forward (with or without a bias, which the band path adds block by block), grad_input and
+    grad_weight equal torch's with one band over the whole width or tiles of ``tile`` output
+    columns (the last one narrower), and with one channel per block."""
     x, weight, kwargs = config
+    rng = np.random.default_rng(seed)
+    bias = rng.standard_normal(weight.shape[0]).astype(x.dtype) if with_bias else None
     out_shape = F.conv2d(torch.tensor(x), torch.tensor(weight), **kwargs).shape
-    grad_output = np.random.default_rng(seed).standard_normal(out_shape).astype(x.dtype)
-    expected = torch_forward_backward(x, weight, kwargs, grad_output)
+    grad_output = rng.standard_normal(out_shape).astype(x.dtype)
+    expected = torch_forward_backward(x, weight, kwargs, grad_output, bias)
     saved = depthwise.MAX_TILE, depthwise.TILE, conv_module.BLOCK_BYTES
     if tile is not None:
         depthwise.MAX_TILE, depthwise.TILE = tile - 1, tile
     if one_channel_blocks:
         conv_module.BLOCK_BYTES = 1
     try:
-        ours = (conv2d(x, weight, **kwargs),) + conv2d_backward(grad_output, x, weight, **kwargs)[:2]
+        ours = (conv2d(x, weight, bias, **kwargs),) + conv2d_backward(grad_output, x, weight, **kwargs)[:2]
     finally:
         depthwise.MAX_TILE, depthwise.TILE, conv_module.BLOCK_BYTES = saved
     for a, b in zip(ours, expected):
@@ -74,8 +77,9 @@ def test_non_finite_input_forward_matches_torch(bad):
     rng = np.random.default_rng(2)
     x, weight = rng.standard_normal((2, 3, 10, 12)), rng.standard_normal((3, 1, 3, 3))
     x[1, 2, 4, 7] = bad
-    ours = conv2d(x, weight, padding=1, groups=3)
-    theirs = F.conv2d(torch.tensor(x), torch.tensor(weight), padding=1, groups=3).numpy()
+    bias = rng.standard_normal(3)
+    ours = conv2d(x, weight, bias, padding=1, groups=3)
+    theirs = F.conv2d(torch.tensor(x), torch.tensor(weight), torch.tensor(bias), padding=1, groups=3).numpy()
     assert np.isfinite(ours[0]).all() and np.isfinite(ours[1, :2]).all()
     np.testing.assert_allclose(ours, theirs, **TOLERANCE[np.float64])   # NaN where torch's are
 

@@ -102,11 +102,16 @@ def _bands(weight: np.ndarray, rows: _Rows) -> list[np.ndarray]:
     bands = []
     for tile in rows.tiles:
         _, cols, low, high = tile
-        band = np.zeros(taps.shape[:3] + (max(0, high - low), cols), dtype=weight.dtype)
+        depth = max(0, high - low)
+        band = np.zeros(taps.shape[:3] + (depth, cols), dtype=weight.dtype)
+        flat = band.reshape(taps.shape[:3] + (depth * cols,))
         for j in range(kw):
-            q = np.arange(cols) + rows.diagonal(tile, j)
-            inside = (q >= 0) & (q < high - low)
-            band[..., q[inside], np.arange(cols)[inside]] = taps[..., j, None]
+            # entries (ow + d, ow) of the flattened (depth, cols) matrix: one strided slice
+            d = rows.diagonal(tile, j)
+            first, last = max(0, -d), min(cols, depth - d)       # the columns ow that exist
+            if first < last:
+                start = d * cols + first * (cols + 1)
+                flat[..., start:start + (last - first - 1) * (cols + 1) + 1:cols + 1] = taps[..., j, None]
         bands.append(band)
     return bands
 
@@ -118,15 +123,17 @@ def _finite(*arrays: np.ndarray) -> bool:
     return all(np.isfinite(np.dot(flat, flat)) for flat in (a.reshape(-1) for a in arrays))
 
 
-def forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
-            block_bytes: int) -> np.ndarray:
-    """Depthwise convolution, stride 1: (N, C, H, W) -> (N, C*m, H_out, W_out), band products.
+def forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, block_bytes: int,
+            bias: np.ndarray | None = None) -> np.ndarray:
+    """Depthwise convolution, stride 1: (N, C, H, W) -> (N, C*m, H_out, W_out), band products;
+    ``bias`` (C*m,) is added to each block while it is in cache (a pass over the whole output
+    after it took 0.09 ms of 1.1 in the sweep's layer, in the block 0.05).
 
     Used first in chapter 02.
     """
     n, channels = x.shape[:2]
     if n == 0 or not _finite(x, weight):
-        return forward_strided(x, weight, geo, block_bytes)
+        return forward_strided(x, weight, geo, block_bytes, bias)
     rows = _Rows(x.shape, weight.shape, geo, x.itemsize, block_bytes)
     m = rows.multiplier
     bands = _bands(weight, rows)
@@ -151,6 +158,8 @@ def forward(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
                     tmp = product[:stop - start, :, :, :cols]
                     np.matmul(rows.band_input(block, i, tile), band[start:stop, :, i], out=tmp)
                     target += tmp
+        if bias is not None:
+            wide[:stop - start] += bias[start * m:stop * m].reshape(stop - start, m, 1, 1)
         out[:, start * m:stop * m] = rows.valid(wide[:stop - start]).transpose(1, 0, 2, 3)
     return out
 
@@ -250,9 +259,10 @@ def _tiled_taps(weight: np.ndarray, channels: int, geo: WindowGeometry) -> np.nd
                                                 + taps.shape[2:]))
 
 
-def forward_strided(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
-                    block_bytes: int) -> np.ndarray:
-    """groups == C_in: out[n, c*m + k] = sum over taps of weight[c*m + k, 0, i, j] * shifted input.
+def forward_strided(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry, block_bytes: int,
+                    bias: np.ndarray | None = None) -> np.ndarray:
+    """groups == C_in: out[n, c*m + k] = sum over taps of weight[c*m + k, 0, i, j] * shifted input
+    (+ bias[c*m + k]).
 
     One multiply and one add of a shifted view per kernel tap (kH * kW Python steps), in place, a
     cache-sized block of images at a time.  Channels-last, so that the channel axis is the
@@ -277,6 +287,8 @@ def forward_strided(x: np.ndarray, weight: np.ndarray, geo: WindowGeometry,
             if tap:
                 total += product
         out[images] = total.reshape(total.shape[:3] + (-1,)).transpose(0, 3, 1, 2)
+    if bias is not None:
+        out += bias[:, None, None]
     return out
 
 

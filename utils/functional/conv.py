@@ -264,17 +264,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, was_unbatched, geo = _prepare(input, weight, bias, stride, padding, dilation, groups)
     n, out_channels = x.shape[0], weight.shape[0]
     if _is_depthwise(x, groups) and geo.stride == (1, 1):
-        out = _depthwise.forward(x, weight, geo, BLOCK_BYTES // 3)
+        out = _depthwise.forward(x, weight, geo, BLOCK_BYTES // 3, bias)
     elif _is_depthwise(x, groups):
-        out = _depthwise.forward_strided(x, weight, geo, BLOCK_BYTES)
+        out = _depthwise.forward_strided(x, weight, geo, BLOCK_BYTES, bias)
     else:
         out = np.empty((n, out_channels) + geo.out_hw, dtype=x.dtype)
         matrix = _forward_matrix(weight, groups, geo, bias)
         _parallel.map_images(lambda images: _gemm_forward(x[images], matrix, geo, groups, bias,
                                                           out=out[images]), n, _macs(x, weight, geo))
-        return unbatch(out, was_unbatched)
-    if bias is not None:
-        out += bias[:, None, None]
     return unbatch(out, was_unbatched)
 
 
