@@ -1,6 +1,7 @@
 """utils.cores.map_on_cores: the results of the plain loop, bit for bit, with the jobs running at once."""
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from utils.cores import map_on_cores, usable_cores
+from utils import cores
+from utils.cores import cpu_quota, map_on_cores, usable_cores
 from utils.data import load_digits_splits
 from utils.models import SmallCNN, evaluate, train
 
@@ -115,3 +117,42 @@ def test_fine_tuning_top_blocks_at_once_gives_the_loops_weights_bit_for_bit():
         for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
             assert torch.equal(a, b)
     assert not torch.equal(alone[0].fc.weight, alone[1].fc.weight)
+
+
+def cgroup_tree(tmp_path, own: str, files: dict) -> str:
+    """A fake /sys/fs/cgroup under tmp_path with ``files`` ({relative path: text}), and a fake
+    /proc/self/cgroup with ``own``; returns the latter's path."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "self-cgroup").write_text(own)
+    return str(tmp_path / "self-cgroup")
+
+
+def test_a_cgroup_v2_limit_of_its_own_group_or_a_parent_caps_the_cores(tmp_path):
+    own = cgroup_tree(tmp_path, "0::/hub/user-ada\n", {
+        "cpu.max": "max 100000\n", "hub/cpu.max": "250000 100000\n",
+        "hub/user-ada/cpu.max": "max 100000\n"})
+    assert cpu_quota(str(tmp_path), own) == 2.5            # the parent's limit: 2.5 CPUs
+    (tmp_path / "hub/user-ada/cpu.max").write_text("50000 100000\n")
+    assert cpu_quota(str(tmp_path), own) == 0.5            # the tighter one wins
+
+
+def test_a_cgroup_v1_limit_caps_the_cores_and_none_leaves_them(tmp_path):
+    own = cgroup_tree(tmp_path, "4:memory:/x\n1:cpu,cpuacct:/docker/abc\n", {
+        "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "150000\n",
+        "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"})
+    assert cpu_quota(str(tmp_path), own) == 1.5
+    (tmp_path / "cpu,cpuacct/docker/abc/cpu.cfs_quota_us").write_text("-1\n")   # v1's "no limit"
+    assert cpu_quota(str(tmp_path), own) is None
+    assert cpu_quota(str(tmp_path), str(tmp_path / "no-such-file")) is None
+
+
+def test_usable_cores_takes_the_quota_rounded_up(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(cores, "cpu_quota", lambda: 1.5)
+    assert usable_cores() == 2
+    monkeypatch.setattr(cores, "cpu_quota", lambda: 0.2)
+    assert usable_cores() == 1
+    monkeypatch.setattr(cores, "cpu_quota", lambda: None)
+    assert usable_cores() == 4

@@ -16,19 +16,67 @@ last, so :func:`map_on_cores` puts it back as it was before the call.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
 
 def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity; ``os.cpu_count()`` where that is unknown).
-    Used first in chapter 08."""
+    """The CPUs this process may use: its affinity (``os.cpu_count()`` where that is unknown), fewer
+    where a cgroup CPU limit allows less time (:func:`cpu_quota`).  Used first in chapter 08."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:          # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cpu_quota(cgroup_root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup") -> float | None:
+    """How many CPUs' worth of time a cgroup limit leaves this process, or None (no limit found).
+
+    A container's ``--cpus``, or a JupyterHub spawner's ``cpu_limit``, is such a limit: the process
+    still sees every core of the host in its affinity, and a job per core would only queue for the
+    allowed share.  The tightest limit of the process's own cgroup and its parents, cgroup v2
+    (``cpu.max``: quota period) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
+    """
+    try:
+        lines = Path(own).read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":                                          # v2: one unified tree
+            base = Path(cgroup_root)
+        elif "cpu" in controllers.split(","):                          # v1: the cpu controller's tree
+            base = next((d for d in (Path(cgroup_root) / "cpu", Path(cgroup_root) / controllers)
+                         if d.is_dir()), None)
+        else:
+            continue
+        if base is None:
+            continue
+        group = base / path.lstrip("/")
+        for directory in (group, *group.parents):
+            limits.append(_cgroup_limit(directory, v2=controllers == ""))
+            if directory == base:
+                break
+    limits = [limit for limit in limits if limit is not None]
+    return min(limits) if limits else None
+
+
+def _cgroup_limit(directory: Path, v2: bool) -> float | None:
+    """CPUs' worth of time one cgroup directory allows; None for no limit or no such file."""
+    names = ("cpu.max",) if v2 else ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+    try:
+        quota, period = " ".join((directory / name).read_text() for name in names).split()
+        quota, period = (None if quota == "max" else int(quota)), int(period)
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota is not None and quota > 0 and period > 0 else None
 
 
 def map_on_cores(function: Callable, *iterables: Iterable, workers: int | None = None) -> list:
