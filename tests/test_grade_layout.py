@@ -61,6 +61,23 @@ def test_metadata_learner_wins_over_the_folder():
     assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"
 
 
+def test_a_classmates_name_does_not_take_a_notebook_out_of_its_learners_folder(tmp_path):
+    """bob writes alice's name into his notebook: alice has a folder here, so bob's file stays bob's
+    (else alice's gradebook cell would wait for the instructor to choose between two copies), and
+    the note says what the metadata claimed."""
+    from utils.grade.layout import claim_note
+    for learner in ("alice", "bob"):
+        (tmp_path / "home" / learner).mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "alice"}})
+    path, root = str(tmp_path / "home/bob/ex01.ipynb"), str(tmp_path / "home")
+    assert learner_of(path, nb, root) == "bob"
+    assert "names the learner 'alice'" in claim_note(nb, "bob") and "graded as bob's" in claim_note(nb, "bob")
+    assert learner_of(str(tmp_path / "home/alice/ex01.ipynb"), nb, root) == "alice"
+    assert claim_note(nb, "alice") is None
+    other = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "erin"}})    # no folder: a hub's name
+    assert learner_of(path, other, root) == "erin" and claim_note(other, "erin") is None
+
+
 @pytest.mark.parametrize("claimed", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)",
                                      "alice\nx,ex01,q,9,9,passed"])
 def test_a_learner_name_a_spreadsheet_would_run_or_that_fakes_rows_is_ignored(claimed):
@@ -106,8 +123,10 @@ def test_cli_grades_home_folders_and_nbgrader_exchange_by_learner(tmp_path):
     """home/<user>/exercises/ (a hub's home folders) and submitted/<student>/<assignment>/ (nbgrader)."""
     solved = (FIXTURES / "solutions" / "ex01_fixture.ipynb").read_text()
     unsolved = (FIXTURES / "exercises" / "ex01_fixture.ipynb").read_text()
+    claims_alice = nbformat.reads(unsolved, as_version=4)
+    claims_alice.metadata["convcourse"]["learner"] = "alice"      # bob's notebook says it is alice's
     files = {"home/alice/exercises/ex01_fixture.ipynb": solved,
-             "home/bob/exercises/ex01_fixture.ipynb": unsolved,
+             "home/bob/exercises/ex01_fixture.ipynb": nbformat.writes(claims_alice),
              "submitted/carol/ps1/ex01_fixture.ipynb": solved}
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +141,7 @@ def test_cli_grades_home_folders_and_nbgrader_exchange_by_learner(tmp_path):
         rows = list(csv.DictReader(file))
     assert {r["learner"] for r in rows} == {"alice", "bob", "carol"}
     assert all(r["learner"] in r["submission"] for r in rows)
+    assert [(r["learner"], r["status"]) for r in rows if r["question"] == "learner"] == [("bob", "needs-review")]
     book = read_csv(tmp_path / "out" / "gradebook.csv")
     assert book[0] == ["learner", "ex01", "total"]
     assert [r[0] for r in book[1:]] == ["alice", "bob", "carol"]

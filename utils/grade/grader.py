@@ -23,7 +23,7 @@ from pathlib import Path
 from . import sandbox
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
-from .layout import learner_of
+from .layout import claim_note, learner_of
 from .limits import kill_tree, remove_tree
 from .reading import duplicate_notes, quiz_answers, read_notebook
 from .result import QuestionResult
@@ -281,9 +281,11 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
         submissions.append(submission)
     gradable = [s for s in submissions if s.nb is not None]
     flagged = duplicate_notes([(s.path, s.learner, s.exercise_set.set_id) for s in gradable])
+    claims = {s.path: note for s in gradable if (note := claim_note(s.nb, s.learner))}
     for submission in gradable:
-        if submission.path in flagged:
-            submission.notes.append(flagged[submission.path])
+        for notes in (flagged, claims):
+            if submission.path in notes:
+                submission.notes.append(notes[submission.path])
     warm_up()
     # Workers put their scratch folders (and kernel connection files) here; it goes away even
     # when a worker had to be killed.  The registry (not visible in any sandbox) records every
@@ -307,6 +309,7 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
             submission.rows += quiz_rows(submission.nb, submission.exercise_set.quizzes)
         except Exception:                                        # noqa: BLE001 - e.g. a quiz file missing
             submission.faults.append("quiz: " + traceback.format_exc(limit=3))
-        if submission.path in flagged:
-            submission.rows.append(QuestionResult("duplicate", 0.0, 0.0, "needs-review", flagged[submission.path]))
+        for row_id, notes in (("duplicate", flagged), ("learner", claims)):
+            if submission.path in notes:
+                submission.rows.append(QuestionResult(row_id, 0.0, 0.0, "needs-review", notes[submission.path]))
     return submissions

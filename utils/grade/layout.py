@@ -13,14 +13,17 @@ A learner is identified by, in this order:
    two hand-ins of one learner apart, so none is flagged.
 
 The metadata is written by the learner's own file, so in a folder per learner (rule 3) a learner
-could claim a classmate's name (the gradebook then leaves the classmate's cell empty for the
-instructor to choose a copy, and both are flagged as that classmate's duplicates); nbgrader's exchange is not open to that.  A value that a
+could claim a classmate's name, and the classmate's gradebook cell would wait for the instructor to
+choose between two copies.  So a name that is another learner's folder in the same graded folder does
+not move a notebook out of its own learner's folder (rule 3 wins), and the grader notes every
+notebook whose metadata names someone other than the learner it is graded as
+(:func:`claim_note`).  nbgrader's exchange is not open to that at all.  A value that a
 spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@`` first) or that holds control
 characters is ignored.
 """
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 MAX_LEARNER_CHARS = 200
 FORMULA_STARTS = "=+-@"
@@ -59,13 +62,30 @@ def learner_of(path: str, nb=None, root: str | None = None) -> str:
         if index + 1 < len(parts) - 1:
             return parts[index + 1]
     found = learner_from_metadata(nb) if nb is not None else None
-    if found:
-        return found
-    if root is not None:
-        try:
-            relative = PurePath(path).relative_to(PurePath(root)).parts
-        except ValueError:
-            relative = ()
-        if len(relative) >= 2:
-            return relative[0]
+    folder = _learner_folder(path, root)
+    if found and not (folder and found != folder and (Path(root) / found).is_dir()):
+        return found                      # (a classmate's folder name does not move the file)
+    if folder:
+        return folder
     return str(PurePath(path).with_suffix(""))
+
+
+def _learner_folder(path: str, root: str | None) -> str | None:
+    """Rule 3: the first folder below the graded folder ``root``, if the file is deeper than that."""
+    if root is None:
+        return None
+    try:
+        relative = PurePath(path).relative_to(PurePath(root)).parts
+    except ValueError:
+        return None
+    return relative[0] if len(relative) >= 2 else None
+
+
+def claim_note(nb, learner: str) -> str | None:
+    """A note for the instructor when the notebook's metadata names a learner other than the one it
+    is graded as (a copy of a classmate's notebook, or a claim to be them).  Course infrastructure."""
+    claimed = learner_from_metadata(nb) if nb is not None else None
+    if claimed is None or claimed == learner:
+        return None
+    return (f"the notebook's metadata names the learner {claimed!r}, but it was handed in as "
+            f"{learner}'s (its folder): graded as {learner}'s; check whether it is a copy")
