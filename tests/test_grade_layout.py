@@ -61,21 +61,24 @@ def test_metadata_learner_wins_over_the_folder():
     assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"
 
 
-def test_a_classmates_name_does_not_take_a_notebook_out_of_its_learners_folder(tmp_path):
-    """bob writes alice's name into his notebook: alice has a folder here, so bob's file stays bob's
-    (else alice's gradebook cell would wait for the instructor to choose between two copies), and
-    the note says what the metadata claimed."""
-    from utils.grade.layout import claim_note
-    for learner in ("alice", "bob"):
-        (tmp_path / "home" / learner).mkdir(parents=True)
-    nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "alice"}})
-    path, root = str(tmp_path / "home/bob/ex01.ipynb"), str(tmp_path / "home")
-    assert learner_of(path, nb, root) == "bob"
-    assert "names the learner 'alice'" in claim_note(nb, "bob") and "graded as bob's" in claim_note(nb, "bob")
-    assert learner_of(str(tmp_path / "home/alice/ex01.ipynb"), nb, root) == "alice"
-    assert claim_note(nb, "alice") is None
+def test_a_classmates_name_does_not_take_a_notebook_out_of_its_learners_folder():
+    """bob writes alice's name into his notebook: alice has a folder in this run (here, or in
+    nbgrader's exchange), so bob's file stays bob's (else alice's gradebook cell would wait for the
+    instructor to choose between two copies), and the note says what the metadata claimed."""
+    from utils.grade.layout import claim_note, folder_learner
+    found = [("home/alice/ex01.ipynb", "home"), ("home/bob/ex01.ipynb", "home"),
+             ("x/submitted/carol/ps1/ex01.ipynb", "x")]
+    folders = frozenset(folder_learner(path, root) for path, root in found)
+    assert folders == {"alice", "bob", "carol"}
+    for classmate in ("alice", "carol"):
+        nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": classmate}})
+        assert learner_of("home/bob/ex01.ipynb", nb, "home", folders) == "bob"
+        assert f"names the learner '{classmate}'" in claim_note(nb, "bob")
+        assert "graded as bob's" in claim_note(nb, "bob")
+        assert claim_note(nb, classmate) is None
     other = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "erin"}})    # no folder: a hub's name
-    assert learner_of(path, other, root) == "erin" and claim_note(other, "erin") is None
+    assert learner_of("home/bob/ex01.ipynb", other, "home", folders) == "erin"
+    assert claim_note(other, "erin") is None
 
 
 @pytest.mark.parametrize("claimed", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)",

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import sandbox
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
-from .layout import claim_note, learner_of
+from .layout import claim_note, folder_learner, learner_of
 from .limits import kill_tree, remove_tree
 from .reading import duplicate_notes, quiz_answers, read_notebook
 from .result import QuestionResult
@@ -275,9 +275,11 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
     Course infrastructure.
     """
     submissions = []
-    for path, root in find_notebooks_in(paths):
+    found = find_notebooks_in(paths)
+    folders = frozenset(filter(None, (folder_learner(path, root) for path, root in found)))
+    for path, root in found:
         submission = read_submission(path, sets, root)
-        submission.learner = learner_of(path, submission.nb, root)
+        submission.learner = learner_of(path, submission.nb, root, folders)
         submissions.append(submission)
     gradable = [s for s in submissions if s.nb is not None]
     flagged = duplicate_notes([(s.path, s.learner, s.exercise_set.set_id) for s in gradable])

@@ -14,8 +14,8 @@ A learner is identified by, in this order:
 
 The metadata is written by the learner's own file, so in a folder per learner (rule 3) a learner
 could claim a classmate's name, and the classmate's gradebook cell would wait for the instructor to
-choose between two copies.  So a name that is another learner's folder in the same graded folder does
-not move a notebook out of its own learner's folder (rule 3 wins), and the grader notes every
+choose between two copies.  So a name that is another learner's folder anywhere in the grading run
+does not move a notebook out of its own learner's folder (rule 3 wins), and the grader notes every
 notebook whose metadata names someone other than the learner it is graded as
 (:func:`claim_note`).  nbgrader's exchange is not open to that at all.  A value that a
 spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@`` first) or that holds control
@@ -23,7 +23,7 @@ characters is ignored.
 """
 from __future__ import annotations
 
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 MAX_LEARNER_CHARS = 200
 FORMULA_STARTS = "=+-@"
@@ -46,7 +46,7 @@ def learner_from_metadata(nb) -> str | None:
     return None
 
 
-def learner_of(path: str, nb=None, root: str | None = None) -> str:
+def learner_of(path: str, nb=None, root: str | None = None, folders: frozenset = frozenset()) -> str:
     """The learner who handed in ``path`` (see the module docstring for the rule).
 
     Args:
@@ -54,20 +54,35 @@ def learner_of(path: str, nb=None, root: str | None = None) -> str:
         nb: the parsed notebook (or None when it could not be read).
         root: the folder given on the command line that ``path`` was found in (None for a
             file given directly).
+        folders: the learners that folders name in this grading run (:func:`folder_learner` of
+            every notebook): a notebook's metadata naming one of them does not take it out of
+            its own learner's folder.
     Course infrastructure.
     """
+    exchange = _exchange_learner(path)
+    if exchange:                          # nbgrader's exchange knows who submitted: the file cannot say otherwise
+        return exchange
+    found = learner_from_metadata(nb) if nb is not None else None
+    folder = _learner_folder(path, root)
+    if found and not (folder and found != folder and found in folders):
+        return found
+    return folder or str(PurePath(path).with_suffix(""))
+
+
+def folder_learner(path: str, root: str | None = None) -> str | None:
+    """The learner the file's place names (rules 1 and 3), whatever its metadata says; else None.
+    Course infrastructure."""
+    return _exchange_learner(path) or _learner_folder(path, root)
+
+
+def _exchange_learner(path: str) -> str | None:
+    """Rule 1: the folder after the last ``submitted`` (nbgrader's layout)."""
     parts = PurePath(path).parts
-    if "submitted" in parts[:-1]:         # nbgrader's exchange knows who submitted: the file cannot say otherwise
+    if "submitted" in parts[:-1]:
         index = len(parts) - 1 - parts[::-1].index("submitted")
         if index + 1 < len(parts) - 1:
             return parts[index + 1]
-    found = learner_from_metadata(nb) if nb is not None else None
-    folder = _learner_folder(path, root)
-    if found and not (folder and found != folder and (Path(root) / found).is_dir()):
-        return found                      # (a classmate's folder name does not move the file)
-    if folder:
-        return folder
-    return str(PurePath(path).with_suffix(""))
+    return None
 
 
 def _learner_folder(path: str, root: str | None) -> str | None:
