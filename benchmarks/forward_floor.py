@@ -150,7 +150,7 @@ def depthwise_parts(layer):
     return {"torch": lambda: F.conv2d(tx, tw, tb, **opts), "utils": lambda: conv2d(x, w, b, **opts),
             "im2col": copies, "GEMM": gemm, "GEMM in torch": gemm_torch, "adds of the products": adds,
             # the other NumPy method: one multiply and one add of a shifted view per tap
-            "tap by tap": lambda: _depthwise.forward_strided(x, w, geo, conv.BLOCK_BYTES)
+            "tap by tap": lambda: _depthwise.forward_strided(x, w, geo, conv.BLOCK_BYTES, b)
             }, 2 * (x.nbytes + out.nbytes)
 
 

@@ -39,7 +39,7 @@ timed pass starts after a 0.3 s pause (``SETTLE_SECONDS``: spinning OpenBLAS thr
 
 glibc's mmap threshold is pinned first (:func:`pin_allocator`; ``--default-allocator`` leaves it
 alone), so that neither library page-faults its arrays in at every call; each table ends with the
-most minor page faults any timed call of each library had.
+most minor page faults of a call whose time is in it (each pass's fastest round), per library.
 """
 from __future__ import annotations
 
@@ -265,13 +265,15 @@ FAULTS = {}                                          # (library, pass) -> minor 
 ALLOCATOR = {"state": "glibc's default allocator (mmap threshold free to move)"}
 
 
-def pin_allocator() -> bool:
+def pin_allocator() -> bool | None:
     """Fix glibc's mmap threshold at 32 MB (and trim at twice that), so no pass page-faults its
-    arrays in at each call; False where there is no glibc ``mallopt`` (the sweep still runs)."""
+    arrays in at each call.  False if ``mallopt`` refused a value, None where there is no
+    ``mallopt`` (not glibc); the sweep runs either way and says which."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    return mallopt is not None and all(mallopt(option, value) == 1 for option, value in
-                                       ((M_MMAP_THRESHOLD, PINNED_MMAP_BYTES),
-                                        (M_TRIM_THRESHOLD, 2 * PINNED_MMAP_BYTES)))
+    if mallopt is None:
+        return None
+    return all(mallopt(option, value) == 1 for option, value in
+               ((M_MMAP_THRESHOLD, PINNED_MMAP_BYTES), (M_TRIM_THRESHOLD, 2 * PINNED_MMAP_BYTES)))
 
 
 def minor_faults() -> int:
@@ -438,8 +440,9 @@ if __name__ == "__main__":
                         help="leave glibc's mmap threshold to move as it likes (see pin_allocator)")
     options = parser.parse_args()
     if not options.default_allocator:
-        ALLOCATOR["state"] = ("glibc mmap threshold pinned at 32 MB" if pin_allocator()
-                              else "no glibc mallopt here: allocator as it is")
+        ALLOCATOR["state"] = {True: "glibc mmap threshold pinned at 32 MB",
+                              False: "mallopt refused the 32 MB threshold: allocator as it is",
+                              None: "no glibc mallopt here: allocator as it is"}[pin_allocator()]
     if options.before:
         BEFORE = load_functional(options.before)
     chosen = [layer for layer in LAYERS

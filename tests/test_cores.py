@@ -156,3 +156,9 @@ def test_usable_cores_takes_the_quota_rounded_up(monkeypatch):
     assert usable_cores() == 1
     monkeypatch.setattr(cores, "cpu_quota", lambda: None)
     assert usable_cores() == 4
+
+
+def test_a_malformed_cgroup_file_or_a_group_missing_under_the_mount_means_no_limit_found(tmp_path):
+    own = cgroup_tree(tmp_path, "garbage\n\n1:cpu:/docker/abc\n", {
+        "cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"})
+    assert cpu_quota(str(tmp_path), own) == 2.0       # the group is not under the mount: its parents are

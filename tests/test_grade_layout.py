@@ -61,24 +61,53 @@ def test_metadata_learner_wins_over_the_folder():
     assert learner_of("home/alice/ex01.ipynb", nb, "home") == "erin"
 
 
+def claiming(name: str):
+    return nbformat.v4.new_notebook(metadata={"convcourse": {"learner": name}})
+
+
 def test_a_classmates_name_does_not_take_a_notebook_out_of_its_learners_folder():
     """bob writes alice's name into his notebook: alice has a folder in this run (here, or in
-    nbgrader's exchange), so bob's file stays bob's (else alice's gradebook cell would wait for the
-    instructor to choose between two copies), and the note says what the metadata claimed."""
-    from utils.grade.layout import claim_note, folder_learner
-    found = [("home/alice/ex01.ipynb", "home"), ("home/bob/ex01.ipynb", "home"),
+    nbgrader's exchange; case aside), so bob's file stays bob's (else alice's gradebook cell would
+    wait for the instructor to choose between two copies), and it is flagged for review."""
+    from utils.grade.layout import folder_learner, identity_notes
+    found = [("home/Alice/ex01.ipynb", "home"), ("home/bob/ex01.ipynb", "home"),
              ("x/submitted/carol/ps1/ex01.ipynb", "x")]
     folders = frozenset(folder_learner(path, root) for path, root in found)
-    assert folders == {"alice", "bob", "carol"}
+    assert folders == {"Alice", "bob", "carol"}
     for classmate in ("alice", "carol"):
-        nb = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": classmate}})
+        nb = claiming(classmate)
         assert learner_of("home/bob/ex01.ipynb", nb, "home", folders) == "bob"
-        assert f"names the learner '{classmate}'" in claim_note(nb, "bob")
-        assert "graded as bob's" in claim_note(nb, "bob")
-        assert claim_note(nb, classmate) is None
-    other = nbformat.v4.new_notebook(metadata={"convcourse": {"learner": "erin"}})    # no folder: a hub's name
-    assert learner_of("home/bob/ex01.ipynb", other, "home", folders) == "erin"
-    assert claim_note(other, "erin") is None
+        notes = identity_notes([("home/bob/ex01.ipynb", "home", nb, "bob"),
+                                ("home/Alice/ex01.ipynb", "home", None, "Alice"),
+                                ("x/submitted/carol/ps1/ex01.ipynb", "x", None, "carol")])
+        assert list(notes) == ["home/bob/ex01.ipynb"] and f"names {classmate!r}" in notes["home/bob/ex01.ipynb"]
+    assert learner_of("home/Alice/ex01.ipynb", claiming("alice"), "home", folders) == "alice"   # her own
+
+
+def test_names_no_folder_holds_are_a_hubs_unless_one_folder_spreads_over_several():
+    """A hub whose home folders are uids and whose metadata holds real names: graded by the names,
+    nothing flagged; one folder whose notebooks carry different made-up names (one learner handing
+    a set in as several learners, to try several quiz answers) is flagged, every notebook of it."""
+    from utils.grade.layout import identity_notes
+    entries = [("home/u1/ex01.ipynb", "home", claiming("Ada Lovelace"), "Ada Lovelace"),
+               ("home/u1/ex02.ipynb", "home", claiming("Ada Lovelace"), "Ada Lovelace"),
+               ("home/u2/ex01.ipynb", "home", claiming("Alan Turing"), "Alan Turing"),
+               ("flat/a.ipynb", "flat", claiming("Grace"), "Grace"),      # an LMS export: no folders
+               ("flat/b.ipynb", "flat", claiming("Edsger"), "Edsger"),
+               ("x/submitted/ada/ps1/ex01.ipynb", "x", claiming("Ada Lovelace"), "ada")]  # nbgrader: the exchange decides
+    assert learner_of("home/u1/ex01.ipynb", claiming("Ada Lovelace"), "home") == "Ada Lovelace"
+    assert identity_notes(entries) == {}
+    entries += [("home/u2/ex01 (1).ipynb", "home", claiming("Alan T."), "Alan T.")]
+    notes = identity_notes(entries)
+    assert sorted(notes) == ["home/u2/ex01 (1).ipynb", "home/u2/ex01.ipynb"]
+    assert "'u2' name 2 different learners" in notes["home/u2/ex01.ipynb"]
+
+
+def test_a_submitted_folder_below_a_learners_folder_is_not_nbgraders_exchange():
+    """bob makes home/bob/submitted/alice/...: still bob's; the exchange counts only at the top."""
+    assert learner_of("collected/home/bob/submitted/alice/ps1/ex01.ipynb", None, "collected/home") == "bob"
+    assert learner_of("course/submitted/alice/submitted/bob/ps1/ex01.ipynb", None, "course") == "alice"
+    assert learner_of("course/submitted/carol/ps1/ex01.ipynb", None, "course/submitted") == "carol"
 
 
 @pytest.mark.parametrize("claimed", ["=HYPERLINK(\"http://x\")", "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)",

@@ -42,6 +42,7 @@ def cpu_quota(cgroup_root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup
     still sees every core of the host in its affinity, and a job per core would only queue for the
     allowed share.  The tightest limit of the process's own cgroup and its parents, cgroup v2
     (``cpu.max``: quota period) or v1 (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
+    Used first in chapter 08.
     """
     try:
         lines = Path(own).read_text().splitlines()
@@ -49,13 +50,16 @@ def cpu_quota(cgroup_root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup
         return None
     limits = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":                                          # v2: one unified tree
-            base = Path(cgroup_root)
-        elif "cpu" in controllers.split(","):                          # v1: the cpu controller's tree
-            base = next((d for d in (Path(cgroup_root) / "cpu", Path(cgroup_root) / controllers)
-                         if d.is_dir()), None)
-        else:
+        try:
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":                                      # v2: one unified tree
+                base = Path(cgroup_root)
+            elif "cpu" in controllers.split(","):                      # v1: the cpu controller's tree
+                base = next((d for d in (Path(cgroup_root) / "cpu", Path(cgroup_root) / controllers)
+                             if d.is_dir()), None)
+            else:
+                continue
+        except (ValueError, OSError):      # a line not of the form id:controllers:path, an unreadable mount
             continue
         if base is None:
             continue

@@ -77,8 +77,9 @@ How a submission is graded (and why a submission cannot grade itself)
   submission clear rows; the other submissions are still graded.  Two hand-ins of one learner for
   one set (:func:`.layout.learner_of`) are both graded and flagged with a ``duplicate`` row; the
   gradebook keeps neither (its cell stays empty until the instructor chooses one).  A notebook
-  whose metadata names another learner than the one it is graded as gets a ``learner`` row
-  (``needs-review``), and a classmate's name cannot move it out of its learner's folder.
+  whose metadata names another learner of the run (or a folder whose notebooks name several) gets a
+  ``learner`` row (``needs-review``), and that classmate's name does not move it out of its
+  learner's folder (:func:`.layout.identity_notes`).
 * Every process that runs learner code (kernel and runner) runs in a bubblewrap sandbox
   (:mod:`.sandbox`): unprivileged uid, no capabilities, no network, its own PID namespace, a
   read-only view of the system, Python and ``utils`` only, size-limited tmpfs scratch, memory and

@@ -29,7 +29,8 @@ def gradebook_rows(submissions: list[Submission]) -> tuple[list[str], dict[str, 
             continue
         copies.setdefault((s.learner or s.path, s.exercise_set.set_id), []).append((s.path, totals(s)[0]))
     book: dict[str, dict[str, float | None]] = {}
-    notes = []
+    notes = [f"{s.learner}: {s.path}: {row.feedback}" for s in submissions for row in s.rows
+             if row.question == "learner" and row.status == "needs-review"]    # layout.identity_notes
     for (learner, set_id), handed in sorted(copies.items()):
         if len(handed) == 1:
             book.setdefault(learner, {})[set_id] = handed[0][1]

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import sandbox
 from .exercise_sets import ExerciseSet
 from .kernel import KernelLimits
-from .layout import claim_note, folder_learner, learner_of
+from .layout import folder_learner, identity_notes, learner_of
 from .limits import kill_tree, remove_tree
 from .reading import duplicate_notes, quiz_answers, read_notebook
 from .result import QuestionResult
@@ -277,17 +277,18 @@ def grade_all(paths: list[str], sets: dict[str, ExerciseSet], limits: KernelLimi
     submissions = []
     found = find_notebooks_in(paths)
     folders = frozenset(filter(None, (folder_learner(path, root) for path, root in found)))
+    roots = {}
     for path, root in found:
         submission = read_submission(path, sets, root)
         submission.learner = learner_of(path, submission.nb, root, folders)
         submissions.append(submission)
+        roots[path] = root
     gradable = [s for s in submissions if s.nb is not None]
     flagged = duplicate_notes([(s.path, s.learner, s.exercise_set.set_id) for s in gradable])
-    claims = {s.path: note for s in gradable if (note := claim_note(s.nb, s.learner))}
+    claims = identity_notes([(s.path, roots[s.path], s.nb, s.learner) for s in gradable])
     for submission in gradable:
-        for notes in (flagged, claims):
-            if submission.path in notes:
-                submission.notes.append(notes[submission.path])
+        if submission.path in flagged:
+            submission.notes.append(flagged[submission.path])
     warm_up()
     # Workers put their scratch folders (and kernel connection files) here; it goes away even
     # when a worker had to be killed.  The registry (not visible in any sandbox) records every

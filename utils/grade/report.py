@@ -63,7 +63,8 @@ def feedback_text(submission: Submission) -> str:
     lines = [plain(f"Feedback for {submission.path}").replace("\n", " ")]
     if submission.exercise_set is None:
         return "\n".join(lines + [f"Not graded: {submission.rows[0].feedback}", ""])
-    points, maximum, review = totals(submission)
+    points, maximum, _ = totals(submission)
+    review = sum(r.status == "needs-review" and r.max_points > 0 for r in submission.rows)   # answers, not flags
     lines += [f"Exercise set {submission.exercise_set.set_id}: {submission.exercise_set.title}",
               f"Automatic points: {points:g} of {maximum:g}" + (f" ({review} answer(s) to be graded by hand)" if review else ""), ""]
     for row in submission.rows:
