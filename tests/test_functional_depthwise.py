@@ -99,3 +99,10 @@ def test_non_finite_gradient_matches_torch(bad):
     assert np.isfinite(ours[0][1]).all() and np.isfinite(ours[0][0, 0]).all()
     for a, b in zip(ours, (x_t.grad.numpy(), w_t.grad.numpy())):
         np.testing.assert_allclose(a, b, **TOLERANCE[np.float64])
+
+
+def test_an_empty_batch_with_a_bias_is_an_empty_output():
+    x, weight, bias = np.zeros((0, 3, 5, 5)), np.ones((6, 1, 3, 3)), np.arange(6.0)
+    out = conv2d(x, weight, bias, padding=1, groups=3)
+    assert out.shape == (0, 6, 5, 5) == F.conv2d(torch.tensor(x), torch.tensor(weight), torch.tensor(bias),
+                                                 padding=1, groups=3).shape

@@ -182,3 +182,14 @@ def test_cli_grades_home_folders_and_nbgrader_exchange_by_learner(tmp_path):
     assert scores == automatic
     assert scores["alice"] == scores["carol"] > scores["bob"], [(r["learner"], r["question"], r["status"]) for r in rows]
     assert all(r[2] == r[1] for r in book[1:])
+
+
+def test_a_learner_flag_is_shown_once_and_is_not_an_answer_to_grade_by_hand(tmp_path):
+    """The learner reads the flag as one row; the instructor's gradebook notes name it too."""
+    from utils.grade.report import feedback_text
+    flagged = sub("h/bob/ex01.ipynb", "bob", points=(2, 2))
+    flagged.exercise_set.title = "ex01"
+    flagged.rows.append(QuestionResult("learner", 0.0, 0.0, "needs-review", "its metadata names 'alice'"))
+    text = feedback_text(flagged)
+    assert text.count("names 'alice'") == 1 and "graded by hand" not in text
+    assert write_gradebook([flagged], tmp_path / "g.csv") == ["bob: h/bob/ex01.ipynb: its metadata names 'alice'"]
